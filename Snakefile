@@ -1,0 +1,32 @@
+# Pre-training under infinite compute (Kim, Kotha, Liang, Hashimoto, arXiv 2509.14786):
+# the whole study as one DAG. `snakemake figures/all --cores all` runs the embedded default.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/ensemble.smk"
+include: "rules/distill.smk"
+include: "rules/results.smk"
+include: "rules/fits.smk"
+include: "rules/figures.smk"
+include: "rules/paper.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

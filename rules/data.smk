@@ -1,0 +1,89 @@
+rule prepare_corpus:
+    output:
+        train=f"{DATA}/corpus/train.jsonl",
+        validation=f"{DATA}/corpus/validation.jsonl",
+        manifest=f"{DATA}/corpus/manifest.json",
+    params:
+        data=json.dumps(config["data"], sort_keys=True),
+        seed=config["seed"],
+        out=f"{DATA}/corpus",
+    log:
+        "logs/data/prepare_corpus.log",
+    conda:
+        "../envs/study.yaml"
+    shell:
+        "{CLI} corpus --data {params.data:q} --seed {params.seed} --out {params.out} > {log} 2>&1"
+
+
+rule train_tokenizer:
+    input:
+        rules.prepare_corpus.output.train,
+    output:
+        directory(f"{DATA}/tokenizer"),
+    params:
+        corpus=f"{DATA}/corpus",
+        vocab_size=config["tokenizer"]["vocab_size"],
+        chars=config["tokenizer"]["training_chars"],
+    log:
+        "logs/data/train_tokenizer.log",
+    conda:
+        "../envs/study.yaml"
+    shell:
+        "{CLI} tokenizer --corpus {params.corpus} --vocab-size {params.vocab_size} "
+        "--training-chars {params.chars} --out {output} > {log} 2>&1"
+
+
+rule tokenize_corpus:
+    input:
+        corpus=rules.prepare_corpus.output,
+        tokenizer=rules.train_tokenizer.output,
+    output:
+        train=f"{DATA}/tokens/train.npz",
+        validation=f"{DATA}/tokens/validation.npz",
+    params:
+        corpus=f"{DATA}/corpus",
+        train_tokens=max(PLAN.token_budgets),
+        validation_tokens=config["data"]["validation_tokens"],
+    log:
+        "logs/data/tokenize_corpus.log",
+    conda:
+        "../envs/study.yaml"
+    shell:
+        "{CLI} tokenize --corpus {params.corpus} --tokenizer {input.tokenizer} "
+        "--train-tokens {params.train_tokens} --validation-tokens {params.validation_tokens} "
+        "--out-train {output.train} --out-validation {output.validation} > {log} 2>&1"
+
+
+rule build_cache:
+    """levanter's token cache of one budget (a prefix of the stream), shared by all its runs."""
+    input:
+        train=rules.tokenize_corpus.output.train,
+        validation=rules.tokenize_corpus.output.validation,
+        tokenizer=rules.train_tokenizer.output,
+    output:
+        directory(f"{DATA}/cache/d{{budget}}"),
+    log:
+        "logs/data/build_cache_d{budget}.log",
+    conda:
+        "../envs/study.yaml"
+    shell:
+        "{CLI} cache --train {input.train} --validation {input.validation} "
+        "--tokenizer {input.tokenizer} --budget {wildcards.budget} --out {output} > {log} 2>&1"
+
+
+rule benchmark_items:
+    input:
+        rules.prepare_corpus.output.validation,
+    output:
+        f"{DATA}/benchmark.jsonl",
+    params:
+        corpus=f"{DATA}/corpus",
+        benchmark=json.dumps(config["benchmark"], sort_keys=True),
+        seed=config["seed"],
+    log:
+        "logs/data/benchmark_items.log",
+    conda:
+        "../envs/study.yaml"
+    shell:
+        "{CLI} benchmark-items --corpus {params.corpus} --params {params.benchmark:q} "
+        "--seed {params.seed} --out {output} > {log} 2>&1"

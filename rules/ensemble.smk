@@ -1,0 +1,18 @@
+rule ensemble_curve:
+    """Ensemble loss and benchmark scores for K = 1..Kmax from the members' saved log-probs."""
+    input:
+        evals=lambda wc: [f"{eval_dir(r)}/logprobs.npz" for r in PLAN.ensembles[wc.name].members],
+        benchmark=rules.benchmark_items.output,
+    output:
+        "results/ensembles/{name}.json",
+    params:
+        evals=lambda wc: [eval_dir(r) for r in PLAN.ensembles[wc.name].members],
+        members=lambda wc: list(PLAN.ensembles[wc.name].members),
+        seed=config["seed"],
+    log:
+        "logs/ensemble/{name}.log",
+    conda:
+        "../envs/study.yaml"
+    shell:
+        "{CLI} ensemble --name {wildcards.name} --evals {params.evals} --member-ids {params.members} "
+        "--benchmark {input.benchmark} --seed {params.seed} --out {output} > {log} 2>&1"

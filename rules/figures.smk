@@ -1,0 +1,34 @@
+RESULT_TABLES = [
+    f"results/{k}.parquet"
+    for k in ("runs", "ensembles", "distillation", "benchmarks", "fits", "efficiency")
+]
+
+
+rule draw_figure:
+    input:
+        tables=RESULT_TABLES,
+        caches=[f"{DATA}/cache/d{b}" for b in PLAN.token_budgets],
+        manifest=rules.prepare_corpus.output.manifest,
+    output:
+        report("figures/{figure}.png", caption="../report/{figure}.rst", category="Figures"),
+    log:
+        "logs/figures/{figure}.log",
+    conda:
+        "../envs/study.yaml"
+    shell:
+        "{CLI} figure --name {wildcards.figure} --results results --data-dir {DATA} --out {output} > {log} 2>&1"
+
+
+rule all_figures:
+    """`snakemake figures/all`: every figure and the paper, with a checksum index of the figures."""
+    input:
+        figures=expand("figures/{figure}.png", figure=FIGURES),
+        paper="paper/paper.md",
+    output:
+        "figures/all",
+    log:
+        "logs/figures/all.log",
+    conda:
+        "../envs/study.yaml"
+    shell:
+        "{CLI} figures-index --figures {input.figures} --out {output} > {log} 2>&1"

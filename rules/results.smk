@@ -1,0 +1,35 @@
+rule write_plan:
+    """The plan as data (runs, their sweep/ensemble membership, distillations) for the results."""
+    output:
+        "results/plan.json",
+    params:
+        plan=json.dumps(plan_to_dict(PLAN), sort_keys=True),
+    log:
+        "logs/results/plan.log",
+    run:
+        from infinite_compute.io import atomic_write_text
+
+        atomic_write_text(output[0], params.plan)
+
+
+rule results_tables:
+    """Parquet tables (runs, ensembles, distillation, benchmarks) with provenance on every row."""
+    input:
+        plan=rules.write_plan.output,
+        evals=all_evals(),
+        metrics=[f"results/models/{r}/metrics.json" for r in PLAN.trained_runs],
+        ensembles=[f"results/ensembles/{n}.json" for n in PLAN.ensembles],
+    output:
+        runs=report("results/runs.parquet", caption="../report/runs.rst", category="Tables"),
+        ensembles="results/ensembles.parquet",
+        distillation="results/distillation.parquet",
+        benchmarks="results/benchmarks.parquet",
+    params:
+        baseline_wd=config["training"]["baseline_weight_decay"],
+    log:
+        "logs/results/tables.log",
+    conda:
+        "../envs/study.yaml"
+    shell:
+        "{CLI} results --plan {input.plan} --root results --baseline-wd {params.baseline_wd} "
+        "--out-dir results > {log} 2>&1"

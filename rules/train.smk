@@ -1,0 +1,36 @@
+rule train_model:
+    """One run of the plan; its params are its own spec only, so an edit reruns just this run."""
+    input:
+        cache=lambda wc: cache_dir(wc.run),
+        tokenizer=rules.train_tokenizer.output,
+    output:
+        spec="results/models/{run}/spec.json",
+        hf=directory("results/models/{run}/hf"),
+        metrics="results/models/{run}/metrics.json",
+    params:
+        spec=run_spec,
+        out="results/models/{run}",
+        settings=json.dumps(
+            {
+                "evals_per_run": config["training"]["evals_per_run"],
+                "checkpoint_minutes": config["training"]["checkpoint_minutes"],
+                "wandb": {
+                    "enabled": config["logging"]["wandb"],
+                    "project": config["logging"]["wandb_project"],
+                    "mode": config["logging"]["wandb_mode"],
+                },
+            },
+            sort_keys=True,
+        ),
+    threads: config["resources"]["train_threads"]
+    resources:
+        mem_mb=config["resources"]["train_mem_mb"],
+    log:
+        "logs/train/{run}.log",
+    benchmark:
+        "benchmarks/train/{run}.tsv"
+    conda:
+        "../envs/study.yaml"
+    shell:
+        "{CLI} train --spec {params.spec:q} --cache {input.cache} --tokenizer {input.tokenizer} "
+        "--out {params.out} --checkpoints results/checkpoints --settings {params.settings:q} > {log} 2>&1"

@@ -1,0 +1,132 @@
+"""Recipes as selections over the trained runs, power-law fits, and data efficiency."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .fits import PowerLawFit, data_efficiency, fit_power_law, inverse_power_law
+
+FIT_FIELDS = (
+    "A alpha E A_stderr alpha_stderr E_stderr A_ci_low A_ci_high alpha_ci_low alpha_ci_high E_ci_low E_ci_high"
+).split()
+
+
+def usable(runs: pd.DataFrame) -> pd.DataFrame:
+    """Sweep runs that finished with a finite loss (diverged runs are reported, never fitted)."""
+    sweep = runs[runs["sweeps"].map(len) > 0]
+    return sweep[~sweep["diverged"] & np.isfinite(sweep["loss"])]
+
+
+def best_per(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The lowest-loss run of each group."""
+    if runs.empty:
+        return runs
+    return runs.loc[runs.groupby(keys)["loss"].idxmin()].sort_values(keys)
+
+
+def recipe_points(runs: pd.DataFrame, baseline_weight_decay: float) -> dict[str, pd.DataFrame]:
+    """Per (model, token budget): the baseline recipe (default weight decay, best over epochs and
+    lr) and the regularized recipe (best over epochs, lr and weight decay jointly)."""
+    ok = usable(runs)
+    base = ok[np.isclose(ok["weight_decay"], baseline_weight_decay)]
+    return {
+        "baseline": best_per(base, ["token_budget", "non_embedding_params"]),
+        "regularized": best_per(ok, ["token_budget", "non_embedding_params"]),
+    }
+
+
+def _fit_row(fit: str, recipe: str, group: str, x_name: str, x, y, ids, n_bootstrap, ci_level, seed) -> dict:
+    row = {
+        "fit": fit,
+        "recipe": recipe,
+        "group": group,
+        "x_name": x_name,
+        "x": [float(v) for v in x],
+        "y": [float(v) for v in y],
+        "point_ids": [str(i) for i in ids],
+        "ci_level": ci_level,
+        "n_points": len(x),
+    }
+    nan = {k: float("nan") for k in FIT_FIELDS}
+    if len(set(x)) < 3:
+        return {**row, **nan, "status": f"too few points ({len(set(x))} distinct {x_name}; a fit needs 3)"}
+    try:
+        f = fit_power_law(np.asarray(x, float), np.asarray(y, float), n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)
+    except ValueError as e:
+        return {**row, **nan, "status": f"failed: {e}"}
+    return {**row, **{k: float(getattr(f, k)) for k in FIT_FIELDS}, "status": "ok" if f.success else f"failed: {f.message}"}
+
+
+def fit_from_row(row) -> PowerLawFit | None:
+    if row is None or row["status"] != "ok":
+        return None
+    return PowerLawFit(
+        **{k: float(row[k]) for k in FIT_FIELDS},
+        n_points=int(row["n_points"]),
+        ci_level=float(row["ci_level"]),
+        success=True,
+        message="",
+    )
+
+
+def compute_fits(
+    runs: pd.DataFrame, ensembles: pd.DataFrame, *, baseline_weight_decay: float, n_bootstrap: int, ci_level: float,
+    seed: int,
+) -> tuple[list[dict], list[dict]]:
+    """All fits of the study, and every recipe's data-efficiency multiplier against the baseline law."""
+    kw = dict(n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)
+    fits: list[dict] = []
+    points = recipe_points(runs, baseline_weight_decay)
+    for recipe, pts in points.items():
+        for budget, g in pts.groupby("token_budget"):
+            fits.append(
+                _fit_row("params", recipe, f"D={budget}", "non_embedding_params", g["non_embedding_params"],
+                         g["loss"], g["run_id"], **kw)
+            )
+    for name, g in ensembles.groupby("ensemble"):
+        g = g.sort_values("ensemble_size")
+        fits.append(
+            _fit_row("ensemble", "ensemble", name, "ensemble_size", g["ensemble_size"], g["loss"],
+                     [f"{name}:K={k}" for k in g["ensemble_size"]], **kw)
+        )
+    base = points["baseline"]
+    data_points = best_per(base, ["token_budget"])
+    data_fit = _fit_row("data", "baseline", "all", "token_budget", data_points["token_budget"], data_points["loss"],
+                        data_points["run_id"], **kw)
+    fits.append(data_fit)
+
+    efficiency: list[dict] = []
+    law = fit_from_row(data_fit)
+    if law is not None:
+        best_base = dict(zip(data_points["token_budget"], data_points["loss"]))
+
+        def add(recipe: str, label: str, budget: int, loss: float) -> None:
+            if budget not in best_base:
+                return
+            efficiency.append(
+                {
+                    "recipe": recipe,
+                    "label": label,
+                    "token_budget": int(budget),
+                    "loss": float(loss),
+                    "baseline_loss": float(best_base[budget]),
+                    "effective_tokens": float(inverse_power_law(law, loss)),
+                    "data_efficiency": float(data_efficiency(law, loss, best_base[budget])),
+                }
+            )
+
+        for recipe, pts in points.items():
+            for budget, g in pts.groupby("token_budget"):
+                best = g.loc[g["loss"].idxmin()]
+                add(recipe, best["run_id"], budget, best["loss"])
+        for name, g in ensembles.groupby("ensemble"):
+            top = g.loc[g["ensemble_size"].idxmax()]
+            add("ensemble", f"{name} (K={int(top['ensemble_size'])})", int(top["token_budget"]), top["loss"])
+    return fits, efficiency
+
+
+def finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)

@@ -1,0 +1,355 @@
+"""Command line of the package: one subcommand per rule, file I/O only; logic lives in the modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+
+from .io import atomic_path, atomic_write_json, read_json
+
+
+def _env_defaults() -> None:
+    """Offline, CPU-friendly defaults for every levanter/jax process (the user may override)."""
+    for k, v in {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "RAY_AUTH_MODE": "disabled",
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "USE_TORCH": "0",
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+    }.items():
+        os.environ.setdefault(k, v)
+    if "JAX_PLATFORMS" not in os.environ and not os.environ.get("IC_ACCELERATOR"):
+        os.environ["JAX_PLATFORMS"] = "cpu"
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def cmd_corpus(a) -> None:
+    from . import data
+
+    data.prepare_corpus({"data": json.loads(a.data), "seed": a.seed}, a.out)
+
+
+def cmd_tokenizer(a) -> None:
+    from . import data
+
+    data.train_tokenizer(os.path.join(a.corpus, "train.jsonl"), a.vocab_size, a.training_chars, a.out)
+
+
+def cmd_tokenize(a) -> None:
+    from . import data
+
+    for split, limit, out in (("train", a.train_tokens, a.out_train), ("validation", a.validation_tokens, a.out_validation)):
+        stream, offsets = data.tokenize_stream(os.path.join(a.corpus, f"{split}.jsonl"), a.tokenizer, limit)
+        if len(stream) < limit:
+            raise SystemExit(
+                f"config key '{'data.token_budgets' if split == 'train' else 'data.validation_tokens'}': "
+                f"{limit} tokens asked, but the {split} split of the corpus has only {len(stream)}"
+            )
+        data.write_token_stream(out, stream, offsets)
+
+
+def cmd_cache(a) -> None:
+    from . import data
+
+    data.build_budget_cache(a.train, a.validation, a.tokenizer, a.budget, a.out)
+
+
+def cmd_benchmark_items(a) -> None:
+    from . import benchmarks, data
+
+    params = json.loads(a.params)
+    docs = list(data.read_jsonl(os.path.join(a.corpus, "validation.jsonl")))
+    items = benchmarks.build_items(docs, seed=a.seed, **params)
+    with atomic_path(a.out) as tmp:
+        with open(tmp, "w") as f:
+            for it in items:
+                f.write(json.dumps(it) + "\n")
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+def cmd_train(a) -> None:
+    from .plan import RunSpec
+    from .train import train
+
+    spec = RunSpec.from_dict(json.loads(a.spec))
+    settings = json.loads(a.settings)
+    metrics = train(
+        spec,
+        cache_dir=a.cache,
+        tokenizer_dir=a.tokenizer,
+        out_dir=a.out,
+        checkpoint_root=a.checkpoints,
+        evals_per_run=settings["evals_per_run"],
+        checkpoint_minutes=settings["checkpoint_minutes"],
+        wandb=settings.get("wandb"),
+    )
+    print(json.dumps({k: metrics[k] for k in ("run_id", "final_eval_loss", "wall_seconds", "tokens_per_second")}))
+
+
+def _spec(model_dir: str):
+    from .plan import RunSpec
+
+    return RunSpec.from_dict(read_json(os.path.join(model_dir, "spec.json")))
+
+
+def cmd_evaluate(a) -> None:
+    from . import data, evaluate
+
+    spec = _spec(a.model)
+    tok = data.load_tokenizer(a.tokenizer)
+    seqs = data.evaluation_sequences(a.validation, spec.model.seq_len)
+    items = list(data.read_jsonl(a.benchmark))
+    bseqs, bmask, req_item, req_choice, nbytes = evaluate.encode_choices(items, tok, spec.model.seq_len, tok.eos_token_id)
+    with evaluate.device_mesh():
+        model = evaluate.load_model(os.path.join(a.model, "hf"), spec, a.tokenizer)
+        val = evaluate.token_logprobs(model, seqs, a.batch_size)
+        blp = evaluate.token_logprobs(model, bseqs, a.batch_size)
+    loss = float(-val.astype(np.float64).mean())
+    choice_ll = np.where(bmask, blp, 0.0).sum(1)
+    scores = evaluate.score_choices(choice_ll, req_item, req_choice, nbytes, [it["label"] for it in items])
+    os.makedirs(a.out, exist_ok=True)
+    with atomic_path(os.path.join(a.out, "logprobs.npz")) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, validation=val, benchmark=blp, benchmark_mask=bmask, req_item=req_item,
+                     req_choice=req_choice, choice_bytes=nbytes)
+    atomic_write_json(
+        os.path.join(a.out, "eval.json"),
+        {"run_id": spec.run_id, "loss": loss, "validation_tokens": int(val.size), "benchmark": scores},
+    )
+
+
+def cmd_ensemble(a) -> None:
+    from . import ensemble, evaluate
+
+    members = [np.load(os.path.join(d, "logprobs.npz")) for d in a.evals]
+    val = np.stack([m["validation"] for m in members])
+    curve = ensemble.ensemble_loss_curve(val, seed=a.seed)
+    labels = [json.loads(line)["label"] for line in open(a.benchmark) if line.strip()]
+    m0 = members[0]
+    bench = []
+    for k in range(1, len(members) + 1):
+        lp = ensemble.ensemble_logprobs(np.stack([m["benchmark"] for m in members[:k]]))
+        ll = np.where(m0["benchmark_mask"], lp, 0.0).sum(1)
+        bench.append({"ensemble_size": k, **evaluate.score_choices(ll, m0["req_item"], m0["req_choice"],
+                                                                   m0["choice_bytes"], labels)})
+    for row in curve:
+        row["subsets"] = [list(map(int, s)) for s in row["subsets"]]
+    atomic_write_json(a.out, {"ensemble": a.name, "members": a.member_ids, "curve": curve, "benchmark": bench})
+
+
+def cmd_sample(a) -> None:
+    from . import data, evaluate
+
+    params = json.loads(a.params)
+    tok = data.load_tokenizer(a.tokenizer)
+    specs = [_spec(d) for d in a.teachers]
+    seq_len = specs[0].model.seq_len
+    n = -(-params["teacher_tokens"] // seq_len)
+    with evaluate.device_mesh():
+        models = [evaluate.load_model(os.path.join(d, "hf"), s, a.tokenizer) for d, s in zip(a.teachers, specs)]
+        seqs = evaluate.sample_sequences(models, n, seq_len, tok.eos_token_id, params["temperature"], params["seed"],
+                                         a.batch_size)
+    offsets = np.arange(0, seqs.size + 1, seq_len)
+    data.write_token_stream(a.out, seqs.reshape(-1).astype(np.int32), offsets)
+
+
+def cmd_distill_cache(a) -> None:
+    """Real tokens of the budget plus the synthetic corpus tiled to its share, as one levanter cache."""
+    from . import data
+    from .io import atomic_dir
+    from .plan import synthetic_tokens
+
+    stream, offsets = data.read_token_stream(a.train)
+    syn, syn_offsets = data.read_token_stream(a.samples)
+    vstream, voffsets = data.read_token_stream(a.validation)
+    need = synthetic_tokens(a.budget, a.share)
+    reps = -(-need // len(syn))
+    syn_docs = [d for _ in range(reps) for d in data.documents_of(syn, syn_offsets, len(syn))]
+    tiled = np.concatenate(syn_docs)[:need]
+    tiled_offsets = np.concatenate([[0], np.cumsum([len(d) for d in syn_docs])])
+    tiled_offsets = np.minimum(tiled_offsets, need)
+    docs = list(data.documents_of(stream, offsets, a.budget)) + list(data.documents_of(tiled, tiled_offsets, need))
+    with atomic_dir(a.out) as tmp:
+        data.write_levanter_cache(os.path.join(tmp, "train"), docs, a.tokenizer)
+        data.write_levanter_cache(os.path.join(tmp, "validation"), data.documents_of(vstream, voffsets, len(vstream)),
+                                  a.tokenizer)
+        atomic_write_json(os.path.join(tmp, "info.json"),
+                          {"real_tokens": a.budget, "synthetic_tokens": int(need), "synthetic_share": a.share})
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+def cmd_results(a) -> None:
+    from .results import with_provenance, write_table
+
+    plan = read_json(a.plan)
+    ch = plan["config_hash"]
+    root = a.root
+    runs_rows, bench_rows, ens_rows, dist_rows = [], [], [], []
+    membership = plan["membership"]
+    evals = {}
+    for rid, spec in sorted(plan["runs"].items()):
+        metrics = read_json(os.path.join(root, "models", rid, "metrics.json"))
+        ev = read_json(os.path.join(root, "evals", rid, "eval.json"))
+        evals[rid] = ev
+        mem = membership[rid]
+        role = "student" if spec["teacher"] else ("sweep" if mem["sweeps"] else "member" if mem["ensembles"] else "teacher")
+        runs_rows.append(
+            {
+                "run_id": rid, "role": role, "sweeps": mem["sweeps"], "ensembles": mem["ensembles"],
+                "model": spec["model"]["name"], "non_embedding_params": metrics["non_embedding_params"],
+                "parameter_count": metrics["parameter_count"], "token_budget": spec["token_budget"],
+                "epochs": spec["epochs"], "learning_rate": spec["learning_rate"],
+                "weight_decay": spec["weight_decay"], "seed": spec["seed"], "batch_size": spec["batch_size"],
+                "seq_len": spec["model"]["seq_len"], "num_train_steps": spec["num_train_steps"],
+                "tokens_seen": metrics["tokens_seen"], "flops": metrics["flops"],
+                "wall_seconds": metrics["wall_seconds"], "tokens_per_second": metrics["tokens_per_second"],
+                "train_eval_loss": metrics["final_eval_loss"], "loss": ev["loss"],
+                "diverged": bool(metrics["diverged"] or not np.isfinite(ev["loss"])), "data": spec["data"],
+                "teacher": spec["teacher"], "synthetic_share": spec["synthetic_share"],
+                "eval_curve": json.dumps(metrics["eval_loss"]),
+            }
+        )
+        family = role if role != "sweep" else ("baseline" if np.isclose(spec["weight_decay"], a.baseline_wd) else "tuned-wd")
+        bench_rows.append({"model_id": rid, "kind": "run", "family": family, "task": "next-line",
+                           "loss": ev["loss"], **{k: ev["benchmark"][k] for k in
+                           ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n_items", "chance")}})
+    ens_json = {}
+    for name, ens in sorted(plan["ensembles"].items()):
+        e = read_json(os.path.join(root, "ensembles", f"{name}.json"))
+        ens_json[name] = e
+        first = plan["runs"][ens["members"][0]]
+        for row, b in zip(e["curve"], e["benchmark"]):
+            k = row["ensemble_size"]
+            ens_rows.append(
+                {
+                    "ensemble": name, "model": ens["model"],
+                    "non_embedding_params": runs_rows[[r["run_id"] for r in runs_rows].index(ens["members"][0])][
+                        "non_embedding_params"],
+                    "token_budget": ens["token_budget"], "epochs": first["epochs"],
+                    "learning_rate": first["learning_rate"], "weight_decay": first["weight_decay"],
+                    "ensemble_size": k, "member_ids": ens["members"][:k], "loss": row["loss_first"],
+                    "loss_mean": row["loss_mean"], "loss_std": row["loss_std"], "n_subsets": row["n_subsets"],
+                }
+            )
+            bench_rows.append({"model_id": f"{name}:K={k}", "kind": "ensemble", "family": "ensemble",
+                               "task": "next-line", "loss": row["loss_first"],
+                               **{key: b[key] for key in ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
+                                                          "n_items", "chance")}})
+    for name, d in sorted(plan["distillations"].items()):
+        if d["teacher_kind"] == "ensemble":
+            curve = ens_json[d["teacher_name"]]["curve"]
+            teacher_loss = curve[-1]["loss_first"]
+            single = curve[0]["loss_mean"]  # the mean member: a single model of the same recipe
+        else:
+            teacher_loss = single = evals[d["teacher_members"][0]]["loss"]
+        student_loss = evals[d["student"]]["loss"]
+        gain = single - teacher_loss
+        dist_rows.append(
+            {
+                "distillation": name, "teacher_kind": d["teacher_kind"], "teacher": d["teacher_name"],
+                "teacher_size": len(d["teacher_members"]), "teacher_loss": teacher_loss,
+                "single_model_loss": single, "student_id": d["student"], "student_loss": student_loss,
+                "synthetic_share": d["synthetic_share"], "teacher_tokens": d["teacher_tokens"],
+                # self-distillation has no teacher gain to keep: report nan, the figure shows losses
+                "fraction_of_gain_kept": (single - student_loss) / gain if gain > 0 else float("nan"),
+            }
+        )
+    for kind, rows in (("runs", runs_rows), ("ensembles", ens_rows), ("distillation", dist_rows),
+                       ("benchmarks", bench_rows)):
+        write_table(kind, with_provenance(rows, ch), os.path.join(a.out_dir, f"{kind}.parquet"))
+
+
+def cmd_fits(a) -> None:
+    from .analysis import compute_fits
+    from .results import read_table, with_provenance, write_table
+
+    runs = read_table(a.runs)
+    ens = read_table(a.ensembles)
+    s = json.loads(a.settings)
+    fits, eff = compute_fits(runs, ens, baseline_weight_decay=s["baseline_weight_decay"],
+                             n_bootstrap=s["bootstrap"], ci_level=s["ci_level"], seed=s["seed"])
+    ch = runs["config_hash"].iloc[0]
+    write_table("fits", with_provenance(fits, ch), a.out_fits)
+    write_table("efficiency", with_provenance(eff, ch), a.out_efficiency)
+    atomic_write_json(a.out_json, {"fits": fits, "efficiency": eff})
+
+
+def cmd_figure(a) -> None:
+    from . import figures
+
+    figures.draw(a.name, a.results, a.out, data_dir=a.data_dir)
+
+
+def cmd_figures_index(a) -> None:
+    import hashlib
+
+    lines = []
+    for p in sorted(a.figures):
+        with open(p, "rb") as f:
+            lines.append(f"{hashlib.sha256(f.read()).hexdigest()}  {p}")
+    with atomic_path(a.out) as tmp:
+        with open(tmp, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+def cmd_paper(a) -> None:
+    from . import paper
+
+    paper.render(a.template, a.results, a.out, data_dir=a.data_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    _env_defaults()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    p = argparse.ArgumentParser(prog="infinite-compute", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def cmd(name, fn, *args):
+        sp = sub.add_parser(name)
+        for spec in args:
+            flag, kw = spec if isinstance(spec, tuple) else (spec, {})
+            sp.add_argument(flag, required=kw.pop("required", not kw.get("nargs") == "*"), **kw)
+        sp.set_defaults(fn=fn)
+
+    cmd("corpus", cmd_corpus, "--data", ("--seed", {"type": int}), "--out")
+    cmd("tokenizer", cmd_tokenizer, "--corpus", ("--vocab-size", {"type": int}), ("--training-chars", {"type": int}), "--out")
+    cmd("tokenize", cmd_tokenize, "--corpus", "--tokenizer", ("--train-tokens", {"type": int}),
+        ("--validation-tokens", {"type": int}), "--out-train", "--out-validation")
+    cmd("cache", cmd_cache, "--train", "--validation", "--tokenizer", ("--budget", {"type": int}), "--out")
+    cmd("benchmark-items", cmd_benchmark_items, "--corpus", "--params", ("--seed", {"type": int}), "--out")
+    cmd("train", cmd_train, "--spec", "--cache", "--tokenizer", "--out", "--checkpoints", "--settings")
+    cmd("evaluate", cmd_evaluate, "--model", "--validation", "--benchmark", "--tokenizer",
+        ("--batch-size", {"type": int}), "--out")
+    cmd("ensemble", cmd_ensemble, "--name", ("--evals", {"nargs": "+", "required": True}),
+        ("--member-ids", {"nargs": "+", "required": True}), "--benchmark", ("--seed", {"type": int}), "--out")
+    cmd("sample", cmd_sample, ("--teachers", {"nargs": "+", "required": True}), "--tokenizer", "--params",
+        ("--batch-size", {"type": int}), "--out")
+    cmd("distill-cache", cmd_distill_cache, "--train", "--validation", "--samples", "--tokenizer",
+        ("--budget", {"type": int}), ("--share", {"type": float}), "--out")
+    cmd("results", cmd_results, "--plan", "--root", ("--baseline-wd", {"type": float}), "--out-dir")
+    cmd("fits", cmd_fits, "--runs", "--ensembles", "--settings", "--out-fits", "--out-efficiency", "--out-json")
+    cmd("figure", cmd_figure, "--name", "--results", "--data-dir", "--out")
+    cmd("figures-index", cmd_figures_index, ("--figures", {"nargs": "+", "required": True}), "--out")
+    cmd("paper", cmd_paper, "--template", "--results", "--data-dir", "--out")
+    a = p.parse_args(argv)
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

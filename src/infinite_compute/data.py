@@ -1,0 +1,351 @@
+"""Corpus, split, tokenizer, token budgets and levanter caches.
+
+The default corpus is text every Python install carries: the interpreter's standard-library
+sources and its pydoc topic texts. Documents are chosen and ordered by hashes only, so the same
+interpreter gives the same corpus, recorded file by file (sha256) in a manifest.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import platform
+import sys
+import sysconfig
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .io import atomic_dir, atomic_write_json, atomic_write_text
+
+EOT = "<|endoftext|>"
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    text: str
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def stable_unit(key: str) -> float:
+    """A number in [0, 1) fixed by `key` alone: the basis of splits and orders."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:15], 16) / float(1 << 60)
+
+
+def split_long(doc_id: str, text: str, max_chars: int) -> Iterator[Document]:
+    """Cut a document at line boundaries into pieces of at most `max_chars` characters."""
+    if len(text) <= max_chars:
+        yield Document(doc_id, text)
+        return
+    piece: list[str] = []
+    size = 0
+    n = 0
+    for line in text.splitlines(keepends=True):
+        while len(line) > max_chars:  # a single huge line: hard cut
+            if piece:
+                yield Document(f"{doc_id}#{n}", "".join(piece))
+                n, piece, size = n + 1, [], 0
+            yield Document(f"{doc_id}#{n}", line[:max_chars])
+            n, line = n + 1, line[max_chars:]
+        if size + len(line) > max_chars and piece:
+            yield Document(f"{doc_id}#{n}", "".join(piece))
+            n, piece, size = n + 1, [], 0
+        piece.append(line)
+        size += len(line)
+    if piece:
+        yield Document(f"{doc_id}#{n}", "".join(piece))
+
+
+def stdlib_sources() -> list[tuple[str, str]]:
+    """(relative path, absolute path) of the interpreter's stdlib .py files, tests excluded."""
+    root = sysconfig.get_paths()["stdlib"]
+    out = []
+    for path in glob.glob(os.path.join(root, "**", "*.py"), recursive=True):
+        rel = os.path.relpath(path, root)
+        parts = rel.split(os.sep)
+        if "site-packages" in parts or "dist-packages" in parts:
+            continue
+        if any(p in ("test", "tests", "idle_test") for p in parts):
+            continue
+        out.append((rel, path))
+    return sorted(out)
+
+
+def collect_documents(data_cfg: dict) -> tuple[list[Document], list[dict]]:
+    """The corpus's documents and the manifest entries of the files they came from."""
+    files: list[dict] = []
+    docs: list[Document] = []
+    max_chars = data_cfg["max_document_chars"]
+
+    def add_file(rel: str, path: str) -> bytes:
+        with open(path, "rb") as f:
+            raw = f.read()
+        files.append({"path": rel, "sha256": _sha256_bytes(raw), "bytes": len(raw)})
+        return raw
+
+    if data_cfg["source"] == "stdlib":
+        for rel, path in stdlib_sources():
+            raw = add_file(rel, path)
+            if rel == os.path.join("pydoc_data", "topics.py"):
+                # the English documentation: one document per topic, not Python source
+                ns: dict = {}
+                exec(compile(raw, path, "exec"), ns)
+                for topic in sorted(ns["topics"]):
+                    docs.extend(split_long(f"pydoc_data/topics:{topic}", ns["topics"][topic], max_chars))
+                continue
+            text = raw.decode("utf-8", errors="replace")
+            docs.extend(split_long(rel, text, max_chars))
+    else:
+        patterns = data_cfg["files"]
+        if not patterns:
+            raise ValueError("config key 'data.files': source is 'files' but no file or pattern is given")
+        paths: list[str] = []
+        for pat in patterns:
+            hits = sorted(glob.glob(pat, recursive=True))
+            if not hits:
+                raise FileNotFoundError(f"config key 'data.files': no file matches '{pat}'")
+            paths.extend(hits)
+        for path in sorted(dict.fromkeys(paths)):
+            raw = add_file(path, path)
+            if path.endswith(".jsonl"):
+                for i, line in enumerate(raw.decode("utf-8").splitlines()):
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = json.loads(line)
+                        text = rec[data_cfg["text_field"]]
+                    except (json.JSONDecodeError, KeyError, TypeError) as e:
+                        raise ValueError(
+                            f"{path}, line {i + 1}: expected a JSON object with a "
+                            f"'{data_cfg['text_field']}' field (data.text_field): {e}"
+                        ) from None
+                    docs.extend(split_long(f"{path}:{i}", str(text), max_chars))
+            else:
+                docs.extend(split_long(path, raw.decode("utf-8", errors="replace"), max_chars))
+    docs = [d for d in docs if d.text.strip()]
+    if not docs:
+        raise ValueError("the corpus is empty: no document with any text (check data.source / data.files)")
+    return docs, files
+
+
+def split_documents(docs: list[Document], validation_fraction: float, seed: int) -> tuple[list, list]:
+    """Held-out documents by a stable hash of their id; each split ordered by a seeded hash."""
+    train, val = [], []
+    for d in docs:
+        (val if stable_unit(f"split:{d.doc_id}") < validation_fraction else train).append(d)
+    order = lambda d: stable_unit(f"order:{seed}:{d.doc_id}")  # noqa: E731
+    return sorted(train, key=order), sorted(val, key=order)
+
+
+def prepare_corpus(config: dict, out_dir: str) -> dict:
+    """Write train.jsonl, validation.jsonl and manifest.json of the corpus into `out_dir`."""
+    data_cfg = config["data"]
+    docs, files = collect_documents(data_cfg)
+    train, val = split_documents(docs, data_cfg["validation_fraction"], config["seed"])
+    if not train or not val:
+        raise ValueError(
+            f"the corpus has {len(docs)} documents: too few to hold out "
+            f"data.validation_fraction={data_cfg['validation_fraction']} and still train"
+        )
+    os.makedirs(out_dir, exist_ok=True)
+    for name, split in (("train", train), ("validation", val)):
+        atomic_write_text(
+            os.path.join(out_dir, f"{name}.jsonl"),
+            "".join(json.dumps({"id": d.doc_id, "text": d.text}) + "\n" for d in split),
+        )
+    manifest = {
+        "source": data_cfg["source"],
+        "python": sys.version,
+        "implementation": platform.python_implementation(),
+        "stdlib": sysconfig.get_paths()["stdlib"] if data_cfg["source"] == "stdlib" else None,
+        "files": files,
+        "documents": {"train": len(train), "validation": len(val)},
+        "characters": {"train": sum(len(d.text) for d in train), "validation": sum(len(d.text) for d in val)},
+        "corpus_sha256": _sha256_bytes("".join(f["sha256"] for f in files).encode()),
+    }
+    atomic_write_json(os.path.join(out_dir, "manifest.json"), manifest)
+    return manifest
+
+
+def read_jsonl(path: str) -> Iterator[dict]:
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def train_tokenizer(train_jsonl: str, vocab_size: int, training_chars: int, out_dir: str) -> None:
+    """Byte-level BPE on the first `training_chars` of the training split, as a local HF tokenizer dir.
+
+    The post-processor adds <|endoftext|> at both ends of a document, so levanter's BatchTokenizer
+    finds BOS and EOS already present and leaves the text alone.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    def texts() -> Iterator[str]:
+        seen = 0
+        for rec in read_jsonl(train_jsonl):
+            yield rec["text"]
+            seen += len(rec["text"])
+            if seen >= training_chars:
+                return
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts(), trainer)
+    eot = tok.token_to_id(EOT)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{EOT} $A {EOT}", pair=f"{EOT} $A {EOT} $B {EOT}", special_tokens=[(EOT, eot)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=EOT,
+        eos_token=EOT,
+        model_max_length=1 << 30,
+        model_input_names=["input_ids"],
+    )
+    with atomic_dir(out_dir) as tmp:
+        fast.save_pretrained(tmp)
+        # levanter's HF export needs a *local* reference checkpoint with a Llama config.json
+        from transformers import LlamaConfig as HfLlamaConfig
+
+        HfLlamaConfig(vocab_size=len(fast), bos_token_id=eot, eos_token_id=eot).save_pretrained(tmp)
+
+
+def load_tokenizer(tokenizer_dir: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+
+
+def tokenize_stream(jsonl: str, tokenizer_dir: str, max_tokens: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Tokenize documents in order with levanter's own text preprocessor until `max_tokens`.
+
+    Returns the flat token stream and the document start offsets (one extra at the end).
+    """
+    from levanter.data.text import TextLmDatasetFormat, preprocessor_for_format
+
+    tok = load_tokenizer(tokenizer_dir)
+    proc = preprocessor_for_format(TextLmDatasetFormat(), tok, enforce_bos=True, enforce_eos=True)
+    pieces: list[np.ndarray] = []
+    total = 0
+    batch: list[dict] = []
+
+    def flush() -> bool:
+        nonlocal total
+        for row in proc(batch):
+            ids = np.asarray(row["input_ids"], dtype=np.int32)
+            pieces.append(ids)
+            total += len(ids)
+            if max_tokens is not None and total >= max_tokens:
+                return True
+        batch.clear()
+        return False
+
+    for rec in read_jsonl(jsonl):
+        batch.append({"text": rec["text"]})
+        if len(batch) == 64 and flush():
+            break
+    else:
+        if batch:
+            flush()
+    lengths = np.array([len(p) for p in pieces], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    stream = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
+    if max_tokens is not None:
+        stream = stream[:max_tokens]
+        offsets = np.minimum(offsets, len(stream))
+        offsets = offsets[: int(np.searchsorted(offsets, len(stream), side="left")) + 1]
+    return stream, offsets
+
+
+def write_token_stream(path: str, stream: np.ndarray, offsets: np.ndarray) -> None:
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, tokens=stream, offsets=offsets)
+
+
+def read_token_stream(path: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as z:
+        return z["tokens"], z["offsets"]
+
+
+def documents_of(stream: np.ndarray, offsets: np.ndarray, limit: int) -> Iterable[np.ndarray]:
+    """The documents of a token stream cut to its first `limit` tokens (the last one truncated)."""
+    for a, b in zip(offsets[:-1], offsets[1:]):
+        if a >= limit:
+            return
+        yield stream[a : min(b, limit)]
+
+
+def write_levanter_cache(cache_dir: str, docs: Iterable[np.ndarray], tokenizer_dir: str) -> int:
+    """Write a finished levanter TreeCache (no Ray) that `load_lm_dataset_cache` accepts."""
+    from levanter.data.text import TextLmDatasetFormat, preprocessor_for_format
+    from levanter.store.cache import CacheMetadata, SerialCacheWriter
+
+    tok = load_tokenizer(tokenizer_dir)
+    proc = preprocessor_for_format(TextLmDatasetFormat(), tok, enforce_bos=True, enforce_eos=True)
+    rows = 0
+    with atomic_dir(cache_dir) as tmp:
+        with SerialCacheWriter(tmp, proc.output_exemplar, CacheMetadata(preprocessor_metadata=proc.metadata)) as w:
+            batch: list[dict] = []
+            for ids in docs:
+                batch.append({"input_ids": np.asarray(ids, dtype=np.int32)})
+                if len(batch) == 256:
+                    w.write_batch(batch)
+                    rows += len(batch)
+                    batch = []
+            if batch:
+                w.write_batch(batch)
+                rows += len(batch)
+    return rows
+
+
+def build_budget_cache(train_tokens: str, val_tokens: str, tokenizer_dir: str, budget: int, out_dir: str) -> dict:
+    """levanter cache (train + validation splits) of the first `budget` training tokens."""
+    stream, offsets = read_token_stream(train_tokens)
+    if len(stream) < budget:
+        raise ValueError(
+            f"config key 'data.token_budgets': budget {budget} exceeds the {len(stream)} training tokens of the corpus"
+        )
+    vstream, voffsets = read_token_stream(val_tokens)
+    with atomic_dir(out_dir) as tmp:
+        rows = write_levanter_cache(os.path.join(tmp, "train"), documents_of(stream, offsets, budget), tokenizer_dir)
+        write_levanter_cache(
+            os.path.join(tmp, "validation"), documents_of(vstream, voffsets, len(vstream)), tokenizer_dir
+        )
+        info = {
+            "token_budget": budget,
+            "train_tokens": int(min(budget, len(stream))),
+            "train_documents": rows,
+            "validation_tokens": int(len(vstream)),
+            "train_sha256": _sha256_bytes(stream[:budget].tobytes()),
+        }
+        atomic_write_json(os.path.join(tmp, "info.json"), info)
+    return info
+
+
+def evaluation_sequences(val_tokens: str, seq_len: int) -> np.ndarray:
+    """The held-out token stream cut into whole sequences [n, seq_len]: what every model is scored on."""
+    stream, _ = read_token_stream(val_tokens)
+    n = len(stream) // seq_len
+    if n == 0:
+        raise ValueError(f"data.validation_tokens gives {len(stream)} tokens: fewer than one sequence of {seq_len}")
+    return stream[: n * seq_len].reshape(n, seq_len)

@@ -1,0 +1,61 @@
+"""The paper's text, rendered from a jinja2 template with numbers taken only from results."""
+
+from __future__ import annotations
+
+import os
+
+import jinja2
+import numpy as np
+
+from .io import atomic_write_text, read_json
+
+
+def _num(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "n/a"
+    return f"{x:.{digits}f}"
+
+
+def _records(df):
+    return df.to_dict("records")
+
+
+def context(results: str, data_dir: str) -> dict:
+    from .results import read_table
+
+    t = {k: read_table(os.path.join(results, f"{k}.parquet"))
+         for k in ("runs", "ensembles", "distillation", "benchmarks", "fits", "efficiency")}
+    runs = t["runs"]
+    fits = t["fits"]
+    manifest = read_json(os.path.join(data_dir, "corpus", "manifest.json"))
+    bench = t["benchmarks"]
+    families = (bench.groupby("family").agg(acc=("acc", "mean"), acc_norm=("acc_norm", "mean"), loss=("loss", "mean"),
+                                            n=("model_id", "count")).reset_index())
+    return {
+        "manifest": manifest,
+        "n_runs": len(runs),
+        "total_train_seconds": float(runs["wall_seconds"].sum()),
+        "total_tokens": int(runs["tokens_seen"].sum()),
+        "config_hash": runs["config_hash"].iloc[0],
+        "code_version": runs["code_version"].iloc[0],
+        "runs": _records(runs.sort_values(["token_budget", "non_embedding_params", "epochs", "weight_decay", "seed"])),
+        "fits": _records(fits),
+        "ensembles": _records(t["ensembles"]),
+        "distillation": _records(t["distillation"]),
+        "efficiency": _records(t["efficiency"]),
+        "families": _records(families),
+        "diverged": _records(runs[runs["diverged"]]),
+    }
+
+
+def render(template: str, results: str, out: str, data_dir: str) -> None:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(os.path.dirname(os.path.abspath(template))),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = _num
+    env.filters["pct"] = lambda x: "n/a" if not np.isfinite(x) else f"{100 * x:.0f}%"
+    text = env.get_template(os.path.basename(template)).render(**context(results, data_dir))
+    atomic_write_text(out, text)

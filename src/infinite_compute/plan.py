@@ -1,0 +1,381 @@
+"""The run plan: a validated config in, the study's runs, ensembles and distillations out.
+
+The plan is computed once, by pure Python, and is the only thing the Snakefile builds targets
+from. A training job receives only its own `RunSpec` (as JSON params), so editing one run's
+hyperparameters reruns that run and what depends on it, and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config value that is valid by the schema but makes no sense for the study."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"config key '{key}': {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """A Llama shape; parameter counts are those of levanter's LlamaLMHeadModel."""
+
+    name: str
+    hidden_dim: int
+    intermediate_dim: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    seq_len: int
+    gradient_checkpointing: bool = False
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_dim // self.num_heads
+
+    def non_embedding_params(self) -> int:
+        """Parameters outside the token embedding and the LM head (the paper's N)."""
+        h, hd = self.hidden_dim, self.head_dim
+        attn = h * self.num_heads * hd * 2 + h * self.num_kv_heads * hd * 2
+        mlp = 3 * h * self.intermediate_dim
+        norms = 2 * h
+        return self.num_layers * (attn + mlp + norms) + h
+
+    def total_params(self, vocab_size: int) -> int:
+        return self.non_embedding_params() + 2 * vocab_size * self.hidden_dim
+
+    def flops_per_token(self, vocab_size: int) -> float:
+        """Forward + backward FLOPs per training token (6N plus attention)."""
+        n = self.non_embedding_params() + vocab_size * self.hidden_dim
+        attn = 2 * self.num_layers * self.seq_len * self.hidden_dim
+        return 6.0 * n + 6.0 * attn
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one training run's weights; nothing else."""
+
+    run_id: str
+    model: ModelShape
+    token_budget: int
+    epochs: int
+    learning_rate: float
+    weight_decay: float
+    seed: int
+    batch_size: int
+    optimizer: dict
+    data: str  # "d<tokens>" for real data, "distill/<name>" for a student's real+synthetic mix
+    num_train_steps: int
+    tokens_per_epoch: int
+    synthetic_share: float = 0.0
+    teacher: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @staticmethod
+    def from_dict(d: dict) -> "RunSpec":
+        d = dict(d)
+        d["model"] = ModelShape(**d["model"])
+        return RunSpec(**d)
+
+
+@dataclass(frozen=True)
+class EnsembleSpec:
+    name: str
+    members: tuple[str, ...]  # run ids, seed order: the first K form the canonical K-ensemble
+    model: str
+    token_budget: int
+
+
+@dataclass(frozen=True)
+class DistillSpec:
+    name: str
+    teacher_members: tuple[str, ...]  # one run id (self-distillation) or an ensemble's members
+    teacher_kind: str  # "ensemble" or "single"
+    teacher_name: str
+    student: str
+    synthetic_share: float
+    teacher_tokens: int
+    temperature: float
+    token_budget: int
+    seed: int
+
+    def sampling_params(self) -> dict:
+        """What determines the synthetic corpus (the sampling job's params)."""
+        return {
+            "teacher_members": list(self.teacher_members),
+            "teacher_tokens": self.teacher_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    runs: dict[str, RunSpec]
+    sweeps: dict[str, tuple[str, ...]]
+    ensembles: dict[str, EnsembleSpec]
+    distillations: dict[str, DistillSpec]
+    token_budgets: tuple[int, ...]
+    config_hash: str
+    models: dict[str, ModelShape] = field(default_factory=dict)
+
+    @property
+    def trained_runs(self) -> list[str]:
+        return sorted(self.runs)
+
+    def runs_on_data(self, data: str) -> list[str]:
+        return sorted(r for r, s in self.runs.items() if s.data == data)
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def format_tokens(n: int) -> str:
+    """Readable token counts for ids: 65536 -> 64k, 2097152 -> 2m."""
+    if n % (1 << 20) == 0:
+        return f"{n >> 20}m"
+    if n % 1024 == 0:
+        return f"{n >> 10}k"
+    return str(n)
+
+
+def format_number(x: float) -> str:
+    return f"{x:g}"
+
+
+def synthetic_tokens(token_budget: int, share: float) -> int:
+    """Synthetic tokens that make up `share` of a student's mix beside `token_budget` real ones."""
+    return round(token_budget * share / (1.0 - share))
+
+
+def run_id(model: str, token_budget: int, epochs: int, lr: float, wd: float, seed: int) -> str:
+    return (
+        f"{model}-d{format_tokens(token_budget)}-ep{epochs}-lr{format_number(lr)}"
+        f"-wd{format_number(wd)}-s{seed}"
+    )
+
+
+def _shapes(config: dict) -> dict[str, ModelShape]:
+    seq_len = config["model"]["seq_len"]
+    out = {}
+    for name, s in config["models"].items():
+        kv = s.get("num_kv_heads", s["num_heads"])
+        if s["hidden_dim"] % s["num_heads"]:
+            raise ConfigError(f"models.{name}.num_heads", "must divide hidden_dim")
+        if s["num_heads"] % kv:
+            raise ConfigError(f"models.{name}.num_kv_heads", "must divide num_heads")
+        out[name] = ModelShape(
+            name=name,
+            hidden_dim=s["hidden_dim"],
+            intermediate_dim=s["intermediate_dim"],
+            num_layers=s["num_layers"],
+            num_heads=s["num_heads"],
+            num_kv_heads=kv,
+            seq_len=seq_len,
+            gradient_checkpointing=config["model"]["gradient_checkpointing"],
+        )
+    return out
+
+
+def build_plan(config: dict) -> Plan:
+    """Turn a schema-validated config (defaults filled in) into the study's plan."""
+    shapes = _shapes(config)
+    budgets = tuple(sorted(config["data"]["token_budgets"]))
+    train = config["training"]
+    batch, seq_len = train["batch_size"], config["model"]["seq_len"]
+    tokens_per_step = batch * seq_len
+    optimizer = {
+        k: train[k] for k in ("beta1", "beta2", "epsilon", "max_grad_norm", "warmup", "lr_schedule", "min_lr_ratio")
+    }
+    runs: dict[str, RunSpec] = {}
+
+    def check_model(key: str, model: str) -> ModelShape:
+        if model not in shapes:
+            raise ConfigError(key, f"unknown model '{model}'; defined in `models`: {sorted(shapes)}")
+        return shapes[model]
+
+    def check_budget(key: str, budget: int) -> int:
+        if budget not in budgets:
+            raise ConfigError(key, f"token budget {budget} is not one of data.token_budgets {list(budgets)}")
+        if budget < tokens_per_step:
+            raise ConfigError(
+                key, f"token budget {budget} is smaller than one batch ({batch} x {seq_len} = {tokens_per_step} tokens)"
+            )
+        return budget
+
+    def add(spec: RunSpec, key: str) -> str:
+        old = runs.get(spec.run_id)
+        if old is not None and old != spec:
+            raise ConfigError(key, f"run '{spec.run_id}' is defined twice with different settings")
+        runs[spec.run_id] = spec
+        return spec.run_id
+
+    def real_run(key: str, model: str, budget: int, epochs: int, lr: float, wd: float, seed: int) -> str:
+        shape = check_model(f"{key}.model", model)
+        check_budget(f"{key}.token_budget", budget)
+        steps_per_epoch = budget // tokens_per_step
+        spec = RunSpec(
+            run_id=run_id(model, budget, epochs, lr, wd, seed),
+            model=shape,
+            token_budget=budget,
+            epochs=epochs,
+            learning_rate=float(lr),
+            weight_decay=float(wd),
+            seed=seed,
+            batch_size=batch,
+            optimizer=optimizer,
+            data=f"d{budget}",
+            num_train_steps=steps_per_epoch * epochs,
+            tokens_per_epoch=steps_per_epoch * tokens_per_step,
+        )
+        return add(spec, key)
+
+    sweeps: dict[str, tuple[str, ...]] = {}
+    for i, sweep in enumerate(config["sweeps"]):
+        key = f"sweeps[{i}]"
+        if sweep["name"] in sweeps:
+            raise ConfigError(f"{key}.name", f"duplicate sweep name '{sweep['name']}'")
+        ids = []
+        for model in sweep["models"]:
+            for budget in sweep.get("token_budgets") or budgets:
+                for epochs in sweep["epochs"]:
+                    for lr in sweep["learning_rates"]:
+                        for wd in sweep["weight_decays"]:
+                            for seed in sweep["seeds"]:
+                                ids.append(real_run(key, model, budget, epochs, lr, wd, seed))
+        sweeps[sweep["name"]] = tuple(dict.fromkeys(ids))
+
+    ensembles: dict[str, EnsembleSpec] = {}
+    for i, ens in enumerate(config["ensembles"]):
+        key = f"ensembles[{i}]"
+        if ens["name"] in ensembles:
+            raise ConfigError(f"{key}.name", f"duplicate ensemble name '{ens['name']}'")
+        members = tuple(
+            real_run(key, ens["model"], ens["token_budget"], ens["epochs"], ens["learning_rate"], ens["weight_decay"], k)
+            for k in range(ens["members"])
+        )
+        ensembles[ens["name"]] = EnsembleSpec(ens["name"], members, ens["model"], ens["token_budget"])
+
+    distillations: dict[str, DistillSpec] = {}
+    for i, dist in enumerate(config["distillation"]):
+        key = f"distillation[{i}]"
+        name = dist["name"]
+        if name in distillations:
+            raise ConfigError(f"{key}.name", f"duplicate distillation name '{name}'")
+        teacher = dist["teacher"]
+        if "ensemble" in teacher:
+            if teacher["ensemble"] not in ensembles:
+                raise ConfigError(
+                    f"{key}.teacher.ensemble", f"unknown ensemble '{teacher['ensemble']}'; defined: {sorted(ensembles)}"
+                )
+            ens = ensembles[teacher["ensemble"]]
+            members, kind, tname, budget = ens.members, "ensemble", ens.name, ens.token_budget
+        else:
+            rid = real_run(
+                f"{key}.teacher",
+                teacher["model"],
+                teacher["token_budget"],
+                teacher["epochs"],
+                teacher["learning_rate"],
+                teacher["weight_decay"],
+                teacher.get("seed", 0),
+            )
+            members, kind, tname, budget = (rid,), "single", rid, teacher["token_budget"]
+        st = dist["student"]
+        shape = check_model(f"{key}.student.model", st["model"])
+        share = dist["synthetic_share"]
+        # The student sees its real tokens `epochs` times, as the baseline does; synthetic text
+        # fills the rest, so total steps = real steps x epochs / (1 - share), as in the paper.
+        steps_per_epoch = (budget + synthetic_tokens(budget, share)) // tokens_per_step
+        student = RunSpec(
+            run_id=run_id(st["model"], budget, st["epochs"], st["learning_rate"], st["weight_decay"], st["seed"])
+            + f"-distill-{name}",
+            model=shape,
+            token_budget=budget,
+            epochs=st["epochs"],
+            learning_rate=float(st["learning_rate"]),
+            weight_decay=float(st["weight_decay"]),
+            seed=st["seed"],
+            batch_size=batch,
+            optimizer=optimizer,
+            data=f"distill/{name}",
+            num_train_steps=steps_per_epoch * st["epochs"],
+            tokens_per_epoch=steps_per_epoch * tokens_per_step,
+            synthetic_share=share,
+            teacher=name,
+        )
+        add(student, key)
+        distillations[name] = DistillSpec(
+            name=name,
+            teacher_members=tuple(members),
+            teacher_kind=kind,
+            teacher_name=tname,
+            student=student.run_id,
+            synthetic_share=share,
+            teacher_tokens=dist["teacher_tokens"],
+            temperature=dist["temperature"],
+            token_budget=budget,
+            seed=config["seed"],
+        )
+
+    if not runs:
+        raise ConfigError("sweeps", "the study trains no model: add a sweep, an ensemble or a distillation")
+    return Plan(
+        runs=runs,
+        sweeps=sweeps,
+        ensembles=ensembles,
+        distillations=distillations,
+        token_budgets=budgets,
+        config_hash=config_hash(config),
+        models=shapes,
+    )
+
+
+def load_config(path: str, schema_path: str | None = None) -> dict[str, Any]:
+    """Read a YAML config, validate it against the schema and fill in defaults."""
+    import yaml
+    from snakemake.utils import validate
+
+    with open(path) as f:
+        config = yaml.safe_load(f) or {}
+    validate(config, schema_path or default_schema_path())
+    return config
+
+
+def default_schema_path() -> str:
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.join(here, "..", "..", "schemas", "config.schema.yaml")
+
+
+def plan_to_dict(plan: Plan) -> dict:
+    """The plan as JSON-able data, with each run's sweep and ensemble membership (for results)."""
+    membership = {r: {"sweeps": [], "ensembles": []} for r in plan.runs}
+    for name, ids in plan.sweeps.items():
+        for r in ids:
+            membership[r]["sweeps"].append(name)
+    for name, ens in plan.ensembles.items():
+        for r in ens.members:
+            membership[r]["ensembles"].append(name)
+    return {
+        "config_hash": plan.config_hash,
+        "token_budgets": list(plan.token_budgets),
+        "runs": {r: s.to_dict() for r, s in sorted(plan.runs.items())},
+        "membership": membership,
+        "sweeps": {k: list(v) for k, v in plan.sweeps.items()},
+        "ensembles": {k: dataclasses.asdict(v) for k, v in plan.ensembles.items()},
+        "distillations": {k: dataclasses.asdict(v) for k, v in plan.distillations.items()},
+    }

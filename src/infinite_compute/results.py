@@ -1,0 +1,202 @@
+"""Parquet result tables with declared pyarrow schemas, and the provenance every row carries."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+from importlib import metadata
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .io import atomic_path
+
+PROVENANCE = [
+    pa.field("config_hash", pa.string()),
+    pa.field("code_version", pa.string()),
+    pa.field("package_versions", pa.string()),
+]
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "runs": pa.schema(
+        [
+            pa.field("run_id", pa.string()),
+            pa.field("role", pa.string()),  # sweep / member / teacher / student
+            pa.field("sweeps", pa.list_(pa.string())),
+            pa.field("ensembles", pa.list_(pa.string())),
+            pa.field("model", pa.string()),
+            pa.field("non_embedding_params", pa.int64()),
+            pa.field("parameter_count", pa.int64()),
+            pa.field("token_budget", pa.int64()),
+            pa.field("epochs", pa.int64()),
+            pa.field("learning_rate", pa.float64()),
+            pa.field("weight_decay", pa.float64()),
+            pa.field("seed", pa.int64()),
+            pa.field("batch_size", pa.int64()),
+            pa.field("seq_len", pa.int64()),
+            pa.field("num_train_steps", pa.int64()),
+            pa.field("tokens_seen", pa.int64()),
+            pa.field("flops", pa.float64()),
+            pa.field("wall_seconds", pa.float64()),
+            pa.field("tokens_per_second", pa.float64()),
+            pa.field("train_eval_loss", pa.float64()),  # levanter's last in-training eval
+            pa.field("loss", pa.float64()),  # our evaluation of the exported weights
+            pa.field("diverged", pa.bool_()),
+            pa.field("data", pa.string()),
+            pa.field("teacher", pa.string()),
+            pa.field("synthetic_share", pa.float64()),
+            pa.field("eval_curve", pa.string()),  # JSON [{"step", "loss"}]
+            *PROVENANCE,
+        ]
+    ),
+    "ensembles": pa.schema(
+        [
+            pa.field("ensemble", pa.string()),
+            pa.field("model", pa.string()),
+            pa.field("non_embedding_params", pa.int64()),
+            pa.field("token_budget", pa.int64()),
+            pa.field("epochs", pa.int64()),
+            pa.field("learning_rate", pa.float64()),
+            pa.field("weight_decay", pa.float64()),
+            pa.field("ensemble_size", pa.int64()),
+            pa.field("member_ids", pa.list_(pa.string())),
+            pa.field("loss", pa.float64()),  # members 0..K-1
+            pa.field("loss_mean", pa.float64()),  # over member subsets of size K
+            pa.field("loss_std", pa.float64()),
+            pa.field("n_subsets", pa.int64()),
+            *PROVENANCE,
+        ]
+    ),
+    "distillation": pa.schema(
+        [
+            pa.field("distillation", pa.string()),
+            pa.field("teacher_kind", pa.string()),
+            pa.field("teacher", pa.string()),
+            pa.field("teacher_size", pa.int64()),
+            pa.field("teacher_loss", pa.float64()),
+            pa.field("single_model_loss", pa.float64()),  # a single model of the teacher's recipe
+            pa.field("student_id", pa.string()),
+            pa.field("student_loss", pa.float64()),
+            pa.field("synthetic_share", pa.float64()),
+            pa.field("teacher_tokens", pa.int64()),
+            pa.field("fraction_of_gain_kept", pa.float64()),
+            *PROVENANCE,
+        ]
+    ),
+    "benchmarks": pa.schema(
+        [
+            pa.field("model_id", pa.string()),
+            pa.field("kind", pa.string()),  # run / ensemble
+            pa.field("family", pa.string()),
+            pa.field("task", pa.string()),
+            pa.field("loss", pa.float64()),
+            pa.field("acc", pa.float64()),
+            pa.field("acc_stderr", pa.float64()),
+            pa.field("acc_norm", pa.float64()),
+            pa.field("acc_norm_stderr", pa.float64()),
+            pa.field("n_items", pa.int64()),
+            pa.field("chance", pa.float64()),
+            *PROVENANCE,
+        ]
+    ),
+    "fits": pa.schema(
+        [
+            pa.field("fit", pa.string()),  # params / ensemble / data
+            pa.field("recipe", pa.string()),
+            pa.field("group", pa.string()),
+            pa.field("x_name", pa.string()),
+            pa.field("x", pa.list_(pa.float64())),
+            pa.field("y", pa.list_(pa.float64())),
+            pa.field("point_ids", pa.list_(pa.string())),
+            pa.field("A", pa.float64()),
+            pa.field("alpha", pa.float64()),
+            pa.field("E", pa.float64()),
+            pa.field("A_stderr", pa.float64()),
+            pa.field("alpha_stderr", pa.float64()),
+            pa.field("E_stderr", pa.float64()),
+            pa.field("A_ci_low", pa.float64()),
+            pa.field("A_ci_high", pa.float64()),
+            pa.field("alpha_ci_low", pa.float64()),
+            pa.field("alpha_ci_high", pa.float64()),
+            pa.field("E_ci_low", pa.float64()),
+            pa.field("E_ci_high", pa.float64()),
+            pa.field("ci_level", pa.float64()),
+            pa.field("n_points", pa.int64()),
+            pa.field("status", pa.string()),  # ok / too few points / failed: ...
+            *PROVENANCE,
+        ]
+    ),
+    "efficiency": pa.schema(
+        [
+            pa.field("recipe", pa.string()),
+            pa.field("label", pa.string()),
+            pa.field("token_budget", pa.int64()),
+            pa.field("loss", pa.float64()),
+            pa.field("baseline_loss", pa.float64()),
+            pa.field("effective_tokens", pa.float64()),
+            pa.field("data_efficiency", pa.float64()),
+            *PROVENANCE,
+        ]
+    ),
+}
+
+PACKAGES = ("levanter", "haliax", "jax", "jaxlib", "snakemake", "lmfit", "pandas", "pyarrow", "numpy", "tokenizers")
+
+
+@functools.lru_cache(maxsize=None)
+def package_versions() -> str:
+    out = {}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = None
+    return json.dumps(out, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=None)
+def code_version(path: str = ".") -> str:
+    try:
+        return subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def with_provenance(rows: list[dict], config_hash: str) -> list[dict]:
+    prov = {"config_hash": config_hash, "code_version": code_version(), "package_versions": package_versions()}
+    return [{**r, **prov} for r in rows]
+
+
+def to_table(kind: str, rows: list[dict]) -> pa.Table:
+    """Rows as a table of the declared schema (a missing or extra column is an error)."""
+    schema = SCHEMAS[kind]
+    for r in rows:
+        missing = set(schema.names) - set(r)
+        extra = set(r) - set(schema.names)
+        if missing or extra:
+            raise ValueError(f"{kind} row {r.get(schema.names[0])}: missing {sorted(missing)}, unexpected {sorted(extra)}")
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def write_table(kind: str, rows: list[dict], path: str) -> None:
+    table = to_table(kind, rows)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_table(path: str) -> pd.DataFrame:
+    return pq.read_table(path).to_pandas()
+
+
+def results_dir(path: str) -> str:
+    return os.path.dirname(os.path.abspath(path))

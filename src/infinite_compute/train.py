@@ -1,0 +1,227 @@
+"""Train one run of the plan with levanter's `train_lm`, in-process, on whatever jax device exists.
+
+Outputs (DESIGN.md): <out>/spec.json, <out>/hf/ (HF export: config.json, model.safetensors,
+tokenizer), <out>/metrics.json. Resumable levanter checkpoints live in <checkpoint_dir>, outside
+the declared outputs, keyed by the spec's hash so an edited spec never resumes a stale run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from datetime import timedelta
+
+from .io import atomic_dir, atomic_write_json
+from .plan import RunSpec
+
+logger = logging.getLogger(__name__)
+
+
+def spec_hash(spec: RunSpec) -> str:
+    return hashlib.sha256(spec.to_json().encode()).hexdigest()[:10]
+
+
+class _MetricsCollector(logging.Handler):
+    """Collects levanter's json_logger records (one per step) in memory."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.records.append(json.loads(record.getMessage()))
+        except (json.JSONDecodeError, TypeError):
+            pass
+
+
+def levanter_config(
+    spec: RunSpec,
+    *,
+    cache_dir: str,
+    tokenizer_dir: str,
+    checkpoint_dir: str,
+    export_dir: str,
+    evals_per_run: int,
+    checkpoint_minutes: float,
+    wandb: dict | None,
+):
+    """The `TrainLmConfig` of one run: the paper's AdamW recipe, cosine to `min_lr_ratio`."""
+    import jmp
+    from levanter.checkpoint import CheckpointerConfig
+    from levanter.data.text import UrlSingleDatasetLMConfig
+    from levanter.distributed import RayConfig
+    from levanter.main.train_lm import TrainLmConfig
+    from levanter.models.llama import LlamaConfig
+    from levanter.optim import AdamConfig
+    from levanter.tracker.json_logger import JsonLoggerConfig
+    from levanter.trainer import TrainerConfig
+
+    m = spec.model
+    opt = spec.optimizer
+    trackers: list = [JsonLoggerConfig()]
+    if wandb and wandb.get("enabled"):
+        from levanter.tracker.wandb import WandbConfig
+
+        trackers.append(
+            WandbConfig(project=wandb["project"], mode=wandb["mode"], name=spec.run_id, tags=[spec.data])
+        )
+    steps = spec.num_train_steps
+    return TrainLmConfig(
+        data=UrlSingleDatasetLMConfig(
+            cache_dir=cache_dir,
+            tokenizer=tokenizer_dir,
+            shuffle=True,
+            permutation_type="feistel",
+        ),
+        model=LlamaConfig(
+            seq_len=m.seq_len,
+            hidden_dim=m.hidden_dim,
+            intermediate_dim=m.intermediate_dim,
+            num_layers=m.num_layers,
+            num_heads=m.num_heads,
+            num_kv_heads=m.num_kv_heads,
+            gradient_checkpointing=m.gradient_checkpointing,
+            tokenizer=tokenizer_dir,
+            reference_checkpoint=tokenizer_dir,
+        ),
+        trainer=TrainerConfig(
+            id=spec.run_id,
+            seed=spec.seed,
+            mp=jmp.get_policy("f32"),
+            train_batch_size=spec.batch_size,
+            num_train_steps=steps,
+            steps_per_eval=max(1, math.ceil(steps / evals_per_run)),
+            tracker=tuple(trackers),
+            require_accelerator=False,
+            log_dir=os.path.join(checkpoint_dir, "logs"),
+            log_jaxprs=False,
+            log_xla_hlo=False,
+            ray=RayConfig(auto_start_cluster=False, start_workers=False),
+            checkpointer=CheckpointerConfig(
+                base_path=os.path.join(checkpoint_dir, "checkpoints"),
+                save_interval=timedelta(minutes=checkpoint_minutes),
+                keep=[],
+                append_run_id_to_base_path=False,
+            ),
+        ),
+        optimizer=AdamConfig(
+            learning_rate=spec.learning_rate,
+            weight_decay=spec.weight_decay,
+            beta1=opt["beta1"],
+            beta2=opt["beta2"],
+            epsilon=opt["epsilon"],
+            max_grad_norm=opt["max_grad_norm"],
+            warmup=opt["warmup"],
+            lr_schedule=opt["lr_schedule"],
+            min_lr_ratio=opt["min_lr_ratio"],
+        ),
+        epoch=spec.epochs,
+        data_seed=spec.seed,
+        hf_save_path=export_dir,
+        hf_save_steps=steps,
+    )
+
+
+def _summarise(records: list[dict], spec: RunSpec, wall: float, vocab_size: int) -> dict:
+    evals, train_loss = [], []
+    summary: dict = {}
+    for r in records:
+        if r.get("event") == "log" and r.get("step") is not None:
+            mets = r["metrics"]
+            if "eval/loss" in mets:
+                evals.append({"step": int(r["step"]), "loss": float(mets["eval/loss"])})
+            if "train/loss" in mets:
+                train_loss.append({"step": int(r["step"]), "loss": float(mets["train/loss"])})
+        elif r.get("event") == "summary":
+            summary.update(r["metrics"])
+    # one record per step at most (a resumed run may log a step twice)
+    evals = list({e["step"]: e for e in evals}.values())
+    tokens = spec.num_train_steps * spec.batch_size * spec.model.seq_len
+    flops = spec.model.flops_per_token(vocab_size) * tokens
+    final = evals[-1]["loss"] if evals else float("nan")
+    return {
+        "run_id": spec.run_id,
+        "final_eval_loss": final,
+        "final_train_loss": train_loss[-1]["loss"] if train_loss else float("nan"),
+        "eval_loss": evals,
+        "train_loss": train_loss[:: max(1, len(train_loss) // 200)],
+        "steps": spec.num_train_steps,
+        "tokens_seen": tokens,
+        "flops": flops,
+        "wall_seconds": wall,
+        "tokens_per_second": tokens / wall if wall > 0 else float("nan"),
+        "parameter_count": summary.get("parameter_count"),
+        "non_embedding_params": spec.model.non_embedding_params(),
+        "diverged": not math.isfinite(final) if evals else False,
+    }
+
+
+def train(
+    spec: RunSpec,
+    *,
+    cache_dir: str,
+    tokenizer_dir: str,
+    out_dir: str,
+    checkpoint_root: str,
+    evals_per_run: int = 8,
+    checkpoint_minutes: float = 1.0,
+    wandb: dict | None = None,
+) -> dict:
+    """Train `spec`, export it to `out_dir`/hf and write spec.json and metrics.json beside it."""
+    import levanter.main.train_lm as train_lm
+
+    ckpt = os.path.join(checkpoint_root, f"{spec.run_id}-{spec_hash(spec)}")
+    export_tmp = os.path.join(ckpt, "hf")
+    os.makedirs(ckpt, exist_ok=True)
+    cfg = levanter_config(
+        spec,
+        cache_dir=cache_dir,
+        tokenizer_dir=tokenizer_dir,
+        checkpoint_dir=ckpt,
+        export_dir=export_tmp,
+        evals_per_run=evals_per_run,
+        checkpoint_minutes=checkpoint_minutes,
+        wandb=wandb,
+    )
+    collector = _MetricsCollector()
+    json_log = logging.getLogger("levanter.json_logger")
+    json_log.addHandler(collector)
+    json_log.setLevel(logging.INFO)
+    start = time.time()
+    try:
+        train_lm.main(cfg)
+    finally:
+        json_log.removeHandler(collector)
+    wall = time.time() - start
+
+    exports = sorted(glob.glob(os.path.join(export_tmp, "**", "step-*"), recursive=True), key=_step_of)
+    if not exports or _step_of(exports[-1]) < spec.num_train_steps - 1:
+        raise RuntimeError(f"{spec.run_id}: levanter wrote no final HF export under {export_tmp}")
+    from .data import load_tokenizer
+
+    metrics = _summarise(collector.records, spec, wall, len(load_tokenizer(tokenizer_dir)))
+    with atomic_dir(out_dir) as tmp:
+        shutil.copytree(exports[-1], os.path.join(tmp, "hf"))
+        atomic_write_json(os.path.join(tmp, "spec.json"), spec.to_dict())
+        atomic_write_json(os.path.join(tmp, "metrics.json"), metrics)
+    shutil.rmtree(ckpt, ignore_errors=True)  # finished: nothing left to resume
+    return metrics
+
+
+def _step_of(path: str) -> int:
+    return int(os.path.basename(path).split("-")[-1])
+
+
+def spec_from_json(text: str) -> RunSpec:
+    return RunSpec.from_dict(json.loads(text))
+
+
+__all__ = ["train", "levanter_config", "spec_hash", "spec_from_json", "dataclasses"]

@@ -1,0 +1,229 @@
+"""Tests for infinite_compute.fits on synthetic power laws with known parameters."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+from scipy.optimize import curve_fit, nnls
+
+from infinite_compute.fits import (
+    PowerLawFit,
+    data_efficiency,
+    fit_power_law,
+    inverse_power_law,
+    joint_asymptote,
+)
+
+A_TRUE, ALPHA_TRUE, E_TRUE = 2.0, 0.4, 3.0
+X6 = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+
+
+def law(x, A, alpha, E):
+    return A / np.asarray(x, dtype=float) ** alpha + E
+
+
+def noisy(x, sigma=0.01, seed=1):
+    rng = np.random.default_rng(seed)
+    return law(x, A_TRUE, ALPHA_TRUE, E_TRUE) + rng.normal(0.0, sigma, size=len(x))
+
+
+def make_fit(A, alpha, E):
+    nan = math.nan
+    return PowerLawFit(A, alpha, E, nan, nan, nan, nan, nan, nan, nan, nan, nan, 0, 0.95, True, "")
+
+
+def test_noisy_fit_recovers_parameters_and_ci_covers_truth():
+    fit = fit_power_law(X6, noisy(X6))
+    assert fit.success
+    assert fit.A == pytest.approx(A_TRUE, abs=0.1)
+    assert fit.alpha == pytest.approx(ALPHA_TRUE, abs=0.05)
+    assert fit.E == pytest.approx(E_TRUE, abs=0.1)
+    assert fit.E_ci_low <= E_TRUE <= fit.E_ci_high
+    assert fit.alpha_ci_low <= fit.alpha <= fit.alpha_ci_high
+    assert fit.A_ci_low < fit.A_ci_high
+    for se in (fit.A_stderr, fit.alpha_stderr, fit.E_stderr):
+        assert math.isfinite(se) and se > 0
+    assert fit.n_points == 6
+    assert 0 < fit.n_bootstrap_used <= 200
+
+
+def test_stderr_matches_scipy_covariance_in_raw_units():
+    # lmfit fits in rescaled x; the delta-method A_stderr must agree with a
+    # direct fit in raw units, which scipy parametrises without rescaling.
+    y = noisy(X6)
+    fit = fit_power_law(X6, y, n_bootstrap=0)
+    popt, pcov = curve_fit(law, X6, y, p0=[fit.A, fit.alpha, fit.E])
+    np.testing.assert_allclose([fit.A, fit.alpha, fit.E], popt, rtol=1e-6)
+    np.testing.assert_allclose(
+        [fit.A_stderr, fit.alpha_stderr, fit.E_stderr], np.sqrt(np.diag(pcov)), rtol=1e-3
+    )
+
+
+def test_noise_free_recovers_parameters_exactly():
+    fit = fit_power_law(X6, law(X6, A_TRUE, ALPHA_TRUE, E_TRUE), n_bootstrap=0)
+    assert fit.A == pytest.approx(A_TRUE, abs=1e-4)
+    assert fit.alpha == pytest.approx(ALPHA_TRUE, abs=1e-4)
+    assert fit.E == pytest.approx(E_TRUE, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "x, A, alpha, E",
+    [
+        # Parameter counts: A must be large for the power-law term to matter.
+        (np.array([1.5e5, 6e5, 3e6, 1e7]), 300.0, 0.35, 3.2),
+        # Parameter counts in billions.
+        (np.array([0.15, 0.3, 0.6, 1.4]), 0.5, 0.3, 3.2),
+    ],
+)
+def test_fit_is_well_conditioned_across_x_scales(x, A, alpha, E):
+    fit = fit_power_law(x, law(x, A, alpha, E), n_bootstrap=0)
+    assert fit.A == pytest.approx(A, rel=1e-4)
+    assert fit.alpha == pytest.approx(alpha, abs=1e-4)
+    assert fit.E == pytest.approx(E, abs=1e-4)
+
+
+def profile_min_chisqr(x, y, alphas):
+    """Brute-force global minimum: for each alpha, A and E >= 0 are a linear NNLS problem."""
+    design = lambda a: np.column_stack([x**-a, np.ones_like(x)])
+    return min(nnls(design(a), y)[1] ** 2 for a in alphas)
+
+
+def test_fit_reaches_known_hard_optimum():
+    # scipy's curve_fit from the paper's start (1, 0.5, 2) with default
+    # tolerances stops at a chi-square ~1e5 times the optimum on this data.
+    x = np.array([1e6, 4e6, 8e6, 6.4e7])
+    y = law(x, 2e8, 1.15, 2.0) + np.random.default_rng(0).normal(0.0, 0.01, size=x.size)
+    fit = fit_power_law(x, y, n_bootstrap=0)
+    chisqr = float(np.sum((fit.predict(x) - y) ** 2))
+    assert chisqr <= profile_min_chisqr(x, y, np.linspace(0.0, 4.0, 4001)) * (1 + 1e-9)
+    assert fit.alpha == pytest.approx(1.15, abs=0.02)
+    assert fit.E == pytest.approx(2.0, abs=0.02)
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_fit_is_globally_optimal_on_random_noisy_laws(case):
+    rng = np.random.default_rng(100 + case)
+    n = int(rng.integers(4, 6))
+    x = np.sort(rng.choice(2.0 ** np.arange(8), size=n, replace=False)) * 10 ** rng.uniform(-1, 7)
+    alpha = rng.uniform(0.05, 1.5)
+    A = rng.uniform(0.2, 3.0) * np.median(x) ** alpha  # power term O(1) mid-range
+    y = law(x, A, alpha, rng.uniform(0.0, 4.0)) + rng.normal(0.0, rng.choice([0.001, 0.02, 0.2]), size=n)
+    fit = fit_power_law(x, y, n_bootstrap=0)
+    chisqr = float(np.sum((fit.predict(x) - y) ** 2))
+    # The grid minimum can only overestimate the true minimum.
+    assert chisqr <= profile_min_chisqr(x, y, np.linspace(0.0, 4.0, 4001)) * (1 + 1e-9) + 1e-15
+
+
+def test_exactly_three_points_interpolates_with_nan_uncertainty():
+    x = np.array([1.0, 3.0, 9.0])
+    y = law(x, A_TRUE, ALPHA_TRUE, E_TRUE)
+    fit = fit_power_law(x, y)
+    np.testing.assert_allclose(fit.predict(x), y, atol=1e-8)
+    assert math.isnan(fit.A_stderr) and math.isnan(fit.alpha_stderr) and math.isnan(fit.E_stderr)
+    assert math.isnan(fit.E_ci_low) and math.isnan(fit.E_ci_high)
+
+
+def test_no_bootstrap_gives_nan_cis():
+    fit = fit_power_law(X6, noisy(X6), n_bootstrap=0)
+    assert all(
+        math.isnan(v)
+        for v in (fit.A_ci_low, fit.A_ci_high, fit.alpha_ci_low, fit.alpha_ci_high, fit.E_ci_low, fit.E_ci_high)
+    )
+    assert fit.n_bootstrap_used == 0
+
+
+@pytest.mark.parametrize(
+    "x, y, match",
+    [
+        ([0.0, 1.0, 2.0], [3.0, 2.0, 1.0], "x must be finite and > 0"),
+        ([-1.0, 1.0, 2.0], [3.0, 2.0, 1.0], "x must be finite and > 0"),
+        ([1.0, 2.0, 3.0], [3.0, 2.0], "same length"),
+        ([1.0, 2.0], [3.0, 2.0], "at least 3 points"),
+        ([1.0, 2.0, 3.0], [3.0, float("nan"), 1.0], "y must be finite"),
+        ([1.0, 1.0, 2.0], [3.0, 2.0, 1.0], "distinct x"),
+    ],
+)
+def test_bad_input_raises_naming_the_problem(x, y, match):
+    with pytest.raises(ValueError, match=match):
+        fit_power_law(x, y)
+
+
+def test_bad_ci_level_raises():
+    with pytest.raises(ValueError, match="ci_level"):
+        fit_power_law(X6, noisy(X6), ci_level=1.0)
+
+
+def test_same_seed_gives_identical_cis_and_other_seed_differs():
+    y = noisy(X6)
+    a, b = fit_power_law(X6, y, n_bootstrap=50, seed=7), fit_power_law(X6, y, n_bootstrap=50, seed=7)
+    c = fit_power_law(X6, y, n_bootstrap=50, seed=8)
+    assert a.to_dict() == b.to_dict()
+    assert (a.E_ci_low, a.E_ci_high) != (c.E_ci_low, c.E_ci_high)
+
+
+def test_narrower_ci_level_nests_inside_wider():
+    y = noisy(X6)
+    wide, narrow = fit_power_law(X6, y, ci_level=0.95), fit_power_law(X6, y, ci_level=0.5)
+    assert wide.E_ci_low < narrow.E_ci_low < narrow.E_ci_high < wide.E_ci_high
+    assert narrow.ci_level == 0.5
+
+
+def test_p0_as_tuple_or_dict_reaches_same_optimum():
+    y = noisy(X6)
+    base = fit_power_law(X6, y, n_bootstrap=0)
+    as_tuple = fit_power_law(X6, y, n_bootstrap=0, p0=(1.0, 0.5, 2.0))
+    as_dict = fit_power_law(X6, y, n_bootstrap=0, p0={"A": 1.0, "alpha": 0.5, "E": 2.0})
+    for f in (as_tuple, as_dict):
+        assert f.E == pytest.approx(base.E, abs=1e-6)
+        assert f.alpha == pytest.approx(base.alpha, abs=1e-6)
+
+
+def test_bootstrap_on_five_points_is_fast():
+    x = X6[:5]
+    start = time.perf_counter()
+    fit_power_law(x, noisy(x), n_bootstrap=200)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_predict_and_to_dict():
+    fit = make_fit(2.0, 1.0, 1.0)
+    assert fit.predict(4.0) == pytest.approx(1.5)
+    np.testing.assert_allclose(fit.predict([1.0, 2.0]), [3.0, 2.0])
+    d = fit.to_dict()
+    assert d["A"] == 2.0 and d["alpha"] == 1.0 and d["success"] is True
+
+
+def test_inverse_round_trips_predict():
+    fit = fit_power_law(X6, noisy(X6), n_bootstrap=0)
+    xs = np.array([0.5, 3.0, 100.0, 1e4])
+    np.testing.assert_allclose(inverse_power_law(fit, fit.predict(xs)), xs, rtol=1e-8)
+    assert inverse_power_law(fit, fit.predict(5.0)) == pytest.approx(5.0, rel=1e-8)
+
+
+def test_inverse_is_inf_at_or_below_asymptote():
+    fit = make_fit(2.0, 0.5, 3.0)
+    assert inverse_power_law(fit, 3.0) == math.inf
+    assert inverse_power_law(fit, 2.5) == math.inf
+    # Hand value: 2 / x**0.5 = 1  ->  x = 4.
+    assert inverse_power_law(fit, 4.0) == pytest.approx(4.0)
+
+
+def test_data_efficiency_hand_checkable():
+    # L = 1/D, so D_eff(L) = 1/L: 0.25 vs 0.5 is twice the data.
+    fit = make_fit(1.0, 1.0, 0.0)
+    assert data_efficiency(fit, 0.25, 0.5) == pytest.approx(2.0)
+    # L = 1/sqrt(D) + 1: D_eff(1.25) = 16, D_eff(1.5) = 4.
+    fit = make_fit(1.0, 0.5, 1.0)
+    assert data_efficiency(fit, 1.25, 1.5) == pytest.approx(4.0)
+    assert data_efficiency(fit, 0.9, 1.5) == math.inf
+
+
+def test_joint_asymptote_fits_asymptotes_over_n():
+    n = np.array([0.15, 0.3, 0.6, 1.4])
+    asym = law(n, 0.4, 0.5, 3.0)
+    fit = joint_asymptote(n, asym, n_bootstrap=0)
+    assert isinstance(fit, PowerLawFit)
+    assert fit.n_bootstrap_used == 0  # keyword arguments reach fit_power_law
+    assert fit.E == pytest.approx(3.0, abs=1e-4)
+    assert fit.alpha == pytest.approx(0.5, abs=1e-4)
