@@ -9,9 +9,11 @@ from infinite_compute.plan import build_plan, plan_to_dict
 
 # Bad values fail here, naming the config key, before any job is scheduled.
 PLAN = build_plan(config)
-PY = sys.executable
-CLI = f"{PY} -m infinite_compute"
+# Jobs run `python -m infinite_compute`: the interpreter running Snakemake comes first on PATH
+# (a conda env, when used, is put before it by Snakemake).
+shell.prefix(f'export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
 DATA = "results/data"
+CHECKPOINTS = "results/checkpoints"  # resumable state, outside declared outputs
 
 
 wildcard_constraints:
@@ -23,11 +25,15 @@ wildcard_constraints:
 
 def cache_dir(run):
     """The levanter cache a run trains on: a token budget or a student's real+synthetic mix."""
-    return f"{DATA}/cache/{PLAN.runs[run].data.replace('/', '-')}"
+    return f"{DATA}/cache/{PLAN.runs[run].cache_name}"
 
 
 def run_spec(wildcards):
     return PLAN.runs[wildcards.run].to_json()
+
+
+def parent(path):
+    return os.path.dirname(path)
 
 
 def model_files(run):

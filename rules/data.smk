@@ -6,13 +6,13 @@ rule prepare_corpus:
     params:
         data=json.dumps(config["data"], sort_keys=True),
         seed=config["seed"],
-        out=f"{DATA}/corpus",
+        out=lambda wc, output: parent(output.manifest),
     log:
         "logs/data/prepare_corpus.log",
     conda:
         "../envs/study.yaml"
     shell:
-        "{CLI} corpus --data {params.data:q} --seed {params.seed} --out {params.out} > {log} 2>&1"
+        "python -m infinite_compute corpus --data {params.data:q} --seed {params.seed} --out {params.out} > {log} 2>&1"
 
 
 rule train_tokenizer:
@@ -21,7 +21,7 @@ rule train_tokenizer:
     output:
         directory(f"{DATA}/tokenizer"),
     params:
-        corpus=f"{DATA}/corpus",
+        corpus=lambda wc, input: parent(input[0]),
         vocab_size=config["tokenizer"]["vocab_size"],
         chars=config["tokenizer"]["training_chars"],
     log:
@@ -29,7 +29,7 @@ rule train_tokenizer:
     conda:
         "../envs/study.yaml"
     shell:
-        "{CLI} tokenizer --corpus {params.corpus} --vocab-size {params.vocab_size} "
+        "python -m infinite_compute tokenizer --corpus {params.corpus} --vocab-size {params.vocab_size} "
         "--training-chars {params.chars} --out {output} > {log} 2>&1"
 
 
@@ -41,7 +41,7 @@ rule tokenize_corpus:
         train=f"{DATA}/tokens/train.npz",
         validation=f"{DATA}/tokens/validation.npz",
     params:
-        corpus=f"{DATA}/corpus",
+        corpus=lambda wc, input: parent(input.corpus[0]),
         train_tokens=max(PLAN.token_budgets),
         validation_tokens=config["data"]["validation_tokens"],
     log:
@@ -49,7 +49,7 @@ rule tokenize_corpus:
     conda:
         "../envs/study.yaml"
     shell:
-        "{CLI} tokenize --corpus {params.corpus} --tokenizer {input.tokenizer} "
+        "python -m infinite_compute tokenize --corpus {params.corpus} --tokenizer {input.tokenizer} "
         "--train-tokens {params.train_tokens} --validation-tokens {params.validation_tokens} "
         "--out-train {output.train} --out-validation {output.validation} > {log} 2>&1"
 
@@ -67,7 +67,7 @@ rule build_cache:
     conda:
         "../envs/study.yaml"
     shell:
-        "{CLI} cache --train {input.train} --validation {input.validation} "
+        "python -m infinite_compute cache --train {input.train} --validation {input.validation} "
         "--tokenizer {input.tokenizer} --budget {wildcards.budget} --out {output} > {log} 2>&1"
 
 
@@ -77,7 +77,7 @@ rule benchmark_items:
     output:
         f"{DATA}/benchmark.jsonl",
     params:
-        corpus=f"{DATA}/corpus",
+        corpus=lambda wc, input: parent(input[0]),
         benchmark=json.dumps(config["benchmark"], sort_keys=True),
         seed=config["seed"],
     log:
@@ -85,5 +85,5 @@ rule benchmark_items:
     conda:
         "../envs/study.yaml"
     shell:
-        "{CLI} benchmark-items --corpus {params.corpus} --params {params.benchmark:q} "
+        "python -m infinite_compute benchmark-items --corpus {params.corpus} --params {params.benchmark:q} "
         "--seed {params.seed} --out {output} > {log} 2>&1"

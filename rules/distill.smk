@@ -6,7 +6,7 @@ rule sample_teacher:
     output:
         "results/samples/{name}.npz",
     params:
-        teachers=lambda wc: [f"results/models/{r}" for r in PLAN.distillations[wc.name].teacher_members],
+        teachers=lambda wc, input: [parent(f) for f in input.teachers if f.endswith("spec.json")],
         sampling=lambda wc: json.dumps(PLAN.distillations[wc.name].sampling_params(), sort_keys=True),
         batch_size=config["evaluation"]["batch_size"],
     threads: config["resources"]["eval_threads"]
@@ -17,7 +17,7 @@ rule sample_teacher:
     conda:
         "../envs/study.yaml"
     shell:
-        "{CLI} sample --teachers {params.teachers} --tokenizer {input.tokenizer} --params {params.sampling:q} "
+        "python -m infinite_compute sample --teachers {params.teachers} --tokenizer {input.tokenizer} --params {params.sampling:q} "
         "--batch-size {params.batch_size} --out {output} > {log} 2>&1"
 
 
@@ -38,6 +38,6 @@ rule distill_cache:
     conda:
         "../envs/study.yaml"
     shell:
-        "{CLI} distill-cache --train {input.train} --validation {input.validation} "
+        "python -m infinite_compute distill-cache --train {input.train} --validation {input.validation} "
         "--samples {input.samples} --tokenizer {input.tokenizer} --budget {params.budget} "
         "--share {params.share} --out {output} > {log} 2>&1"

@@ -6,7 +6,7 @@ rule ensemble_curve:
     output:
         "results/ensembles/{name}.json",
     params:
-        evals=lambda wc: [eval_dir(r) for r in PLAN.ensembles[wc.name].members],
+        evals=lambda wc, input: [parent(f) for f in input.evals],
         members=lambda wc: list(PLAN.ensembles[wc.name].members),
         seed=config["seed"],
     log:
@@ -14,5 +14,5 @@ rule ensemble_curve:
     conda:
         "../envs/study.yaml"
     shell:
-        "{CLI} ensemble --name {wildcards.name} --evals {params.evals} --member-ids {params.members} "
+        "python -m infinite_compute ensemble --name {wildcards.name} --evals {params.evals} --member-ids {params.members} "
         "--benchmark {input.benchmark} --seed {params.seed} --out {output} > {log} 2>&1"

@@ -9,8 +9,8 @@ rule evaluate_model:
         eval="results/evals/{run}/eval.json",
         logprobs="results/evals/{run}/logprobs.npz",
     params:
-        model="results/models/{run}",
-        out="results/evals/{run}",
+        model=lambda wc, input: parent(input.model[0]),
+        out=lambda wc, output: parent(output.eval),
         batch_size=config["evaluation"]["batch_size"],
     threads: config["resources"]["eval_threads"]
     log:
@@ -20,5 +20,5 @@ rule evaluate_model:
     conda:
         "../envs/study.yaml"
     shell:
-        "{CLI} evaluate --model {params.model} --validation {input.validation} --benchmark {input.benchmark} "
+        "python -m infinite_compute evaluate --model {params.model} --validation {input.validation} --benchmark {input.benchmark} "
         "--tokenizer {input.tokenizer} --batch-size {params.batch_size} --out {params.out} > {log} 2>&1"

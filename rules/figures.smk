@@ -10,13 +10,16 @@ rule draw_figure:
         caches=[f"{DATA}/cache/d{b}" for b in PLAN.token_budgets],
         manifest=rules.prepare_corpus.output.manifest,
     output:
-        report("figures/{figure}.png", caption="../report/{figure}.rst", category="Figures"),
+        report("figures/{figure}.png", caption="../report/figure.rst", category="Figures"),
+    params:
+        results=lambda wc, input: parent(input.tables[0]),
+        data=lambda wc, input: parent(parent(input.manifest)),
     log:
         "logs/figures/{figure}.log",
     conda:
         "../envs/study.yaml"
     shell:
-        "{CLI} figure --name {wildcards.figure} --results results --data-dir {DATA} --out {output} > {log} 2>&1"
+        "python -m infinite_compute figure --name {wildcards.figure} --results {params.results} --data-dir {params.data} --out {output} > {log} 2>&1"
 
 
 rule all_figures:
@@ -31,4 +34,4 @@ rule all_figures:
     conda:
         "../envs/study.yaml"
     shell:
-        "{CLI} figures-index --figures {input.figures} --out {output} > {log} 2>&1"
+        "python -m infinite_compute figures-index --figures {input.figures} --out {output} > {log} 2>&1"

@@ -22,5 +22,5 @@ rule fit_power_laws:
     conda:
         "../envs/study.yaml"
     shell:
-        "{CLI} fits --runs {input.runs} --ensembles {input.ensembles} --settings {params.settings:q} "
+        "python -m infinite_compute fits --runs {input.runs} --ensembles {input.ensembles} --settings {params.settings:q} "
         "--out-fits {output.fits} --out-efficiency {output.efficiency} --out-json {output.json} > {log} 2>&1"

@@ -6,9 +6,12 @@ rule render_paper:
         manifest=rules.prepare_corpus.output.manifest,
     output:
         report("paper/paper.md", caption="../report/paper.rst", category="Paper"),
+    params:
+        results=lambda wc, input: parent(input.tables[0]),
+        data=lambda wc, input: parent(parent(input.manifest)),
     log:
         "logs/paper/paper.log",
     conda:
         "../envs/study.yaml"
     shell:
-        "{CLI} paper --template {input.template} --results results --data-dir {DATA} --out {output} > {log} 2>&1"
+        "python -m infinite_compute paper --template {input.template} --results {params.results} --data-dir {params.data} --out {output} > {log} 2>&1"

@@ -26,10 +26,11 @@ rule results_tables:
         benchmarks="results/benchmarks.parquet",
     params:
         baseline_wd=config["training"]["baseline_weight_decay"],
+        root=lambda wc, input: parent(input.plan[0]),
     log:
         "logs/results/tables.log",
     conda:
         "../envs/study.yaml"
     shell:
-        "{CLI} results --plan {input.plan} --root results --baseline-wd {params.baseline_wd} "
-        "--out-dir results > {log} 2>&1"
+        "python -m infinite_compute results --plan {input.plan} --root {params.root} --baseline-wd {params.baseline_wd} "
+        "--out-dir {params.root} > {log} 2>&1"

@@ -9,7 +9,8 @@ rule train_model:
         metrics="results/models/{run}/metrics.json",
     params:
         spec=run_spec,
-        out="results/models/{run}",
+        out=lambda wc, output: parent(output.spec),
+        checkpoints=CHECKPOINTS,
         settings=json.dumps(
             {
                 "evals_per_run": config["training"]["evals_per_run"],
@@ -32,5 +33,5 @@ rule train_model:
     conda:
         "../envs/study.yaml"
     shell:
-        "{CLI} train --spec {params.spec:q} --cache {input.cache} --tokenizer {input.tokenizer} "
-        "--out {params.out} --checkpoints results/checkpoints --settings {params.settings:q} > {log} 2>&1"
+        "python -m infinite_compute train --spec {params.spec:q} --cache {input.cache} --tokenizer {input.tokenizer} "
+        "--out {params.out} --checkpoints {params.checkpoints} --settings {params.settings:q} > {log} 2>&1"

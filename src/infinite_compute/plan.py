@@ -79,6 +79,11 @@ class RunSpec:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def cache_name(self) -> str:
+        """Directory name of the levanter cache this run trains on."""
+        return self.data.replace("/", "-")
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
@@ -222,8 +227,19 @@ def build_plan(config: dict) -> Plan:
         runs[spec.run_id] = spec
         return spec.run_id
 
+    overrides = config.get("run_overrides", {})
+    overridden: set[str] = set()
+
     def real_run(key: str, model: str, budget: int, epochs: int, lr: float, wd: float, seed: int) -> str:
         shape = check_model(f"{key}.model", model)
+        base_id = run_id(model, budget, epochs, lr, wd, seed)
+        if base_id in overrides:
+            o = overrides[base_id]
+            overridden.add(base_id)
+            epochs = o.get("epochs", epochs)
+            lr = o.get("learning_rate", lr)
+            wd = o.get("weight_decay", wd)
+            seed = o.get("seed", seed)
         check_budget(f"{key}.token_budget", budget)
         steps_per_epoch = budget // tokens_per_step
         spec = RunSpec(
@@ -330,6 +346,9 @@ def build_plan(config: dict) -> Plan:
             seed=config["seed"],
         )
 
+    for rid in overrides:
+        if rid not in overridden:
+            raise ConfigError(f"run_overrides.{rid}", "no run of the plan has this id")
     if not runs:
         raise ConfigError("sweeps", "the study trains no model: add a sweep, an ensemble or a distillation")
     return Plan(

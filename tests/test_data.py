@@ -1,0 +1,118 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from infinite_compute import data
+from infinite_compute.benchmarks import build_items
+from infinite_compute.evaluate import score_choices
+
+
+def test_split_long_cuts_at_lines_and_keeps_text():
+    text = "".join(f"line {i}\n" for i in range(100))
+    pieces = list(data.split_long("doc", text, 50))
+    assert "".join(p.text for p in pieces) == text
+    assert all(len(p.text) <= 50 for p in pieces)
+    assert all(p.text.endswith("\n") for p in pieces)
+    assert len({p.doc_id for p in pieces}) == len(pieces)
+
+
+def test_split_is_stable_and_independent_of_other_documents():
+    docs = [data.Document(f"d{i}", "x") for i in range(400)]
+    train, val = data.split_documents(docs, 0.1, seed=0)
+    assert 20 < len(val) < 60
+    _, val_sub = data.split_documents(docs[:200], 0.1, seed=7)
+    assert {d.doc_id for d in val_sub} == {d.doc_id for d in val if int(d.doc_id[1:]) < 200}
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    src = root / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    words = ["alpha", "beta", "gamma", "delta", "return", "def", "class", "self", "(", ")", ":"]
+    for i in range(60):
+        (src / f"f{i:02d}.txt").write_text("\n".join(" ".join(rng.choice(words, 8)) for _ in range(30)))
+    cfg = {
+        "seed": 0,
+        "data": {"source": "files", "files": [str(src / "*.txt")], "text_field": "text", "max_document_chars": 800,
+                 "validation_fraction": 0.1},
+    }
+    manifest = data.prepare_corpus(cfg, str(root / "corpus"))
+    data.train_tokenizer(str(root / "corpus" / "train.jsonl"), 300, 100000, str(root / "tok"))
+    return root, manifest
+
+
+def test_manifest_records_every_file(small_corpus):
+    root, manifest = small_corpus
+    assert len(manifest["files"]) == 60
+    assert all(len(f["sha256"]) == 64 for f in manifest["files"])
+    assert manifest["python"]
+
+
+def test_tokenizer_training_is_deterministic(small_corpus, tmp_path):
+    root, _ = small_corpus
+    data.train_tokenizer(str(root / "corpus" / "train.jsonl"), 300, 100000, str(tmp_path / "tok2"))
+    a = json.load(open(root / "tok" / "tokenizer.json"))
+    b = json.load(open(tmp_path / "tok2" / "tokenizer.json"))
+    assert a["model"]["merges"] == b["model"]["merges"] and a["model"]["vocab"] == b["model"]["vocab"]
+
+
+def test_budgets_are_nested_prefixes_and_levanter_reads_them(small_corpus, tmp_path):
+    from levanter.data.text import TextLmDatasetFormat, load_lm_dataset_cache
+
+    root, _ = small_corpus
+    tok_dir = str(root / "tok")
+    stream, offsets = data.tokenize_stream(str(root / "corpus" / "train.jsonl"), tok_dir, 3000)
+    assert len(stream) == 3000
+    vstream, voffsets = data.tokenize_stream(str(root / "corpus" / "validation.jsonl"), tok_dir, 500)
+    data.write_token_stream(str(tmp_path / "t.npz"), stream, offsets)
+    data.write_token_stream(str(tmp_path / "v.npz"), vstream, voffsets)
+    tokenizer = data.load_tokenizer(tok_dir)
+    read = {}
+    for budget in (1000, 3000):
+        out = tmp_path / f"d{budget}"
+        info = data.build_budget_cache(str(tmp_path / "t.npz"), str(tmp_path / "v.npz"), tok_dir, budget, str(out))
+        assert info["train_tokens"] == budget
+        cache = load_lm_dataset_cache(str(out / "train"), TextLmDatasetFormat(), tokenizer)
+        rows = cache.get_batch_sync(list(range(len(cache))))
+        read[budget] = np.concatenate([r["input_ids"] for r in rows])
+        assert len(read[budget]) == budget
+    np.testing.assert_array_equal(read[3000][:1000], read[1000])
+    # documents begin with <|endoftext|>, as levanter's own tokenizer pass makes them
+    assert read[1000][0] == tokenizer.eos_token_id
+    with pytest.raises(ValueError, match="data.token_budgets"):
+        data.build_budget_cache(str(tmp_path / "t.npz"), str(tmp_path / "v.npz"), tok_dir, 5000, str(tmp_path / "x"))
+
+
+def test_missing_and_empty_corpus_are_clear_errors(tmp_path):
+    cfg = {"source": "files", "files": [str(tmp_path / "none*.txt")], "text_field": "text", "max_document_chars": 800}
+    with pytest.raises(FileNotFoundError, match="data.files"):
+        data.collect_documents(cfg)
+    (tmp_path / "empty.txt").write_text("   \n")
+    cfg["files"] = [str(tmp_path / "empty.txt")]
+    with pytest.raises(ValueError, match="empty"):
+        data.collect_documents(cfg)
+
+
+def test_benchmark_items_are_deterministic_and_hold_the_true_next_line():
+    docs = [{"id": f"d{k}", "text": "\n".join(f"doc {k} line number {i}" for i in range(12))} for k in range(10)]
+    kw = dict(items=20, choices=4, context_lines=3, min_line_chars=5, seed=1)
+    items = build_items(docs, **kw)
+    assert items == build_items(docs, **kw)
+    for it in items:
+        last = it["context"].splitlines()[-1]
+        k, i = last.split()[1], int(last.split()[-1])
+        assert it["choices"][it["label"]] == f"doc {k} line number {i + 1}"
+        assert len(set(it["choices"])) == 4
+
+
+def test_score_choices_by_hand():
+    # two items, two choices each; item 0's right answer (0) is likelier, item 1's (1) only per byte
+    ll = np.array([-1.0, -2.0, -3.0, -4.0])
+    req_item, req_choice = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
+    nbytes = np.array([1, 1, 1, 10])
+    s = score_choices(ll, req_item, req_choice, nbytes, [0, 1])
+    assert s["acc"] == 0.5 and s["acc_norm"] == 1.0 and s["chance"] == 0.5

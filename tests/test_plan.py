@@ -1,0 +1,100 @@
+import copy
+import os
+
+import pytest
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from conftest import ROOT, raw_smoke_config
+from infinite_compute.plan import ConfigError, ModelShape, build_plan, plan_to_dict, run_id
+
+SCHEMA = os.path.join(ROOT, "schemas", "config.schema.yaml")
+
+
+def validated(cfg):
+    cfg = copy.deepcopy(cfg)
+    validate(cfg, SCHEMA)
+    return cfg
+
+
+def test_run_ids_are_readable_and_stable(smoke_config):
+    plan = build_plan(smoke_config)
+    assert run_id("n4m", 1 << 20, 8, 0.003, 0.8, 0) == "n4m-d1m-ep8-lr0.003-wd0.8-s0"
+    assert "t1-d8k-ep2-lr0.01-wd0.1-s0" in plan.runs
+    assert build_plan(smoke_config).runs == plan.runs  # pure: same config, same plan
+
+
+def test_runs_are_shared_not_duplicated(smoke_config):
+    plan = build_plan(smoke_config)
+    shared = "t1-d8k-ep2-lr0.01-wd0.1-s0"  # in the main sweep, the data-scaling sweep and the ensemble
+    d = plan_to_dict(plan)
+    assert d["membership"][shared] == {"sweeps": ["main", "data-scaling"], "ensembles": ["t1-ens"]}
+    assert len(plan.runs) == 8
+
+
+def test_steps_follow_budget_epochs_and_synthetic_share(smoke_config):
+    plan = build_plan(smoke_config)
+    r = plan.runs["t1-d8k-ep2-lr0.01-wd0.1-s0"]
+    assert r.num_train_steps == 8192 // (8 * 64) * 2
+    student = plan.runs[plan.distillations["ens-distill"].student]
+    # share 0.5: as many synthetic tokens as real ones, so twice the steps of the real data
+    assert student.num_train_steps == 2 * r.num_train_steps
+    assert plan.distillations["ens-distill"].teacher_members == plan.ensembles["t1-ens"].members
+
+
+def test_non_embedding_params_of_a_known_shape():
+    # hidden 4, 1 layer, 2 heads of 2, MLP 8: attention 4*4*4, MLP 3*4*8, two layer norms, final norm
+    s = ModelShape("x", hidden_dim=4, intermediate_dim=8, num_layers=1, num_heads=2, num_kv_heads=2, seq_len=8)
+    assert s.non_embedding_params() == 64 + 96 + 8 + 4
+
+
+def test_run_override_changes_only_that_run(smoke_config):
+    base = build_plan(smoke_config)
+    cfg = copy.deepcopy(smoke_config)
+    cfg["run_overrides"] = {"t1-d8k-ep2-lr0.01-wd0.1-s1": {"learning_rate": 0.02}}
+    plan = build_plan(cfg)
+    assert set(plan.runs) - set(base.runs) == {"t1-d8k-ep2-lr0.02-wd0.1-s1"}
+    assert set(base.runs) - set(plan.runs) == {"t1-d8k-ep2-lr0.01-wd0.1-s1"}
+    assert plan.ensembles["t1-ens"].members[1] == "t1-d8k-ep2-lr0.02-wd0.1-s1"
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda c: c["ensembles"][0].update(model="nope"), "ensembles[0].model"),
+        (lambda c: c["sweeps"][0].update(token_budgets=[1234]), "sweeps[0].token_budget"),
+        (lambda c: c["distillation"][0].update(teacher={"ensemble": "nope"}), "distillation[0].teacher.ensemble"),
+        (lambda c: c.update(run_overrides={"no-such-run": {"epochs": 3}}), "run_overrides.no-such-run"),
+        (lambda c: c["models"]["t1"].update(num_heads=3), "models.t1.num_heads"),
+    ],
+)
+def test_semantic_errors_name_the_key(edit, key):
+    cfg = raw_smoke_config()
+    edit(cfg)
+    with pytest.raises(ConfigError) as e:
+        build_plan(validated(cfg))
+    assert e.value.key == key and key in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda c: c["sweeps"][0].update(weight_decays=[-0.1]), ["weight_decays", "minimum"]),
+        (lambda c: c["sweeps"][0].update(epochs=[0]), ["epochs", "minimum"]),
+        (lambda c: c.update(learning_rat=0.1), ["learning_rat"]),
+        (lambda c: c["training"].update(warmpu=0.1), ["warmpu"]),
+    ],
+)
+def test_schema_errors_name_the_key(edit, words):
+    cfg = raw_smoke_config()
+    edit(cfg)
+    with pytest.raises(WorkflowError) as e:
+        validate(cfg, SCHEMA)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_schema_sets_defaults_in_list_items():
+    cfg = validated(raw_smoke_config())
+    assert cfg["sweeps"][0]["seeds"] == [0]
+    assert cfg["training"]["beta2"] == 0.95 and cfg["training"]["baseline_weight_decay"] == 0.1

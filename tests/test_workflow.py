@@ -1,0 +1,191 @@
+"""The workflow run through Snakemake itself on .test/config.yaml, in a copy of the project."""
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.workflow
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def project_copy(dest) -> str:
+    """The project's tracked and new files (not results, not the venv) in `dest`."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True,
+        check=True,
+    ).stdout.split()
+    for f in files:
+        if os.path.exists(os.path.join(ROOT, f)):
+            os.makedirs(os.path.dirname(os.path.join(dest, f)) or dest, exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, f), os.path.join(dest, f))
+    return str(dest)
+
+
+def smk(workdir, *args, check=True, timeout=1800):
+    p = subprocess.run([*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{p.stdout[-6000:]}\n{p.stderr[-6000:]}")
+    return p
+
+
+def dry_run_jobs(workdir, *args) -> dict[str, list[str]]:
+    """rule -> wildcard strings of the jobs a dry run schedules."""
+    out = smk(workdir, "-n", *args).stdout
+    jobs: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=(?:localrule|rule) \w+:)", out):
+        m = re.match(r"(?:localrule|rule) (\w+):", block)
+        if m:
+            w = re.search(r"wildcards: (.*)", block)
+            jobs.setdefault(m.group(1), []).append(w.group(1).strip() if w else "")
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    wd = project_copy(tmp_path_factory.mktemp("smoke"))
+    smk(wd, "figures/all", "--configfile", ".test/config.yaml", "--cores", "2")
+    return wd
+
+
+def table(wd, kind):
+    return pd.read_parquet(os.path.join(wd, "results", f"{kind}.parquet"))
+
+
+def test_every_stage_produced_its_outputs(smoke):
+    for f in ["figures/all", "paper/paper.md", "results/fits.json", "results/data/corpus/manifest.json"]:
+        assert os.path.getsize(os.path.join(smoke, f)) > 0, f
+    for name in open(os.path.join(smoke, "figures", "all")).read().split("\n"):
+        if name:
+            assert os.path.exists(os.path.join(smoke, name.split()[1]))
+    model = os.path.join(smoke, "results", "models", "t1-d8k-ep2-lr0.01-wd0.1-s0")
+    assert sorted(os.listdir(model)) == ["hf", "metrics.json", "spec.json"]
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(os.listdir(os.path.join(model, "hf")))
+    # finished runs leave no resumable checkpoint behind
+    assert not os.listdir(os.path.join(smoke, "results", "checkpoints"))
+
+
+def test_runs_table_is_real_training(smoke):
+    runs = table(smoke, "runs")
+    plan = json.load(open(os.path.join(smoke, "results", "plan.json")))
+    assert sorted(runs["run_id"]) == sorted(plan["runs"])
+    vocab = 512
+    assert (runs["loss"] < math.log(vocab)).all(), "every model beats the uniform distribution"
+    assert not runs["diverged"].any()
+    # our evaluation of the exported weights matches levanter's own final eval on the same stream;
+    # measured gaps are ~2e-3 of either sign (levanter masks a few positions differently), while
+    # wrongly loaded weights would be off by tenths
+    np.testing.assert_allclose(runs["loss"], runs["train_eval_loss"], atol=1e-2)
+    # levanter's parameter count = our non-embedding count + embedding + LM head
+    from infinite_compute.plan import ModelShape
+
+    for _, r in runs.iterrows():
+        shape = ModelShape(**json.load(open(os.path.join(smoke, "results", "models", r["run_id"], "spec.json")))["model"])
+        assert r["parameter_count"] == shape.total_params(vocab)
+    assert set(runs["code_version"]) and runs["config_hash"].nunique() == 1
+    assert json.loads(runs["package_versions"].iloc[0])["levanter"] == "1.2.dev1644"
+
+
+def test_ensemble_table_is_log_mean_exp_of_members(smoke):
+    ens = table(smoke, "ensembles").sort_values("ensemble_size")
+    runs = table(smoke, "runs").set_index("run_id")
+    assert list(ens["ensemble_size"]) == [1, 2, 3]
+    # K = 1 is the first member itself
+    assert ens.iloc[0]["loss"] == pytest.approx(runs.loc[ens.iloc[0]["member_ids"][0], "loss"], abs=1e-5)
+    members = [np.load(os.path.join(smoke, "results", "evals", m, "logprobs.npz"))["validation"]
+               for m in ens.iloc[-1]["member_ids"]]
+    lp = np.stack(members).astype(np.float64)
+    expected = -np.mean(np.log(np.mean(np.exp(lp), axis=0)))
+    assert ens.iloc[-1]["loss"] == pytest.approx(expected, abs=1e-6)
+    # an ensemble is never worse than its average member (Jensen)
+    assert ens.iloc[-1]["loss"] <= runs.loc[list(ens.iloc[-1]["member_ids"]), "loss"].mean()
+
+
+def test_fits_and_distillation_tables(smoke):
+    fits = table(smoke, "fits")
+    assert set(fits["fit"]) == {"params", "ensemble", "data"}
+    ok = fits[fits["status"] == "ok"]
+    assert len(ok) >= 3 and np.isfinite(ok[["A", "alpha", "E"]].to_numpy()).all()
+    dist = table(smoke, "distillation")
+    assert len(dist) == 1 and np.isfinite(dist["student_loss"]).all()
+    bench = table(smoke, "benchmarks")
+    assert ((bench["acc"] >= 0) & (bench["acc"] <= 1)).all() and (bench["n_items"] == 40).all()
+    paper = open(os.path.join(smoke, "paper", "paper.md")).read()
+    best = table(smoke, "runs")["loss"].min()
+    assert f"{best:.3f}" in paper
+
+
+def test_nothing_to_do_after_a_complete_run(smoke):
+    assert dry_run_jobs(smoke, "figures/all", "--configfile", ".test/config.yaml") == {}
+
+
+def test_editing_one_run_reruns_only_it_and_its_dependents(smoke):
+    cfg = yaml.safe_load(open(os.path.join(smoke, ".test", "config.yaml")))
+    cfg["run_overrides"] = {"t1-d8k-ep2-lr0.01-wd0.1-s1": {"learning_rate": 0.02}}
+    with open(os.path.join(smoke, "edited.yaml"), "w") as f:
+        yaml.safe_dump(cfg, f)
+    jobs = dry_run_jobs(smoke, "figures/all", "--configfile", "edited.yaml")
+    new = "run=t1-d8k-ep2-lr0.02-wd0.1-s1"
+    student = "run=t1-d8k-ep2-lr0.01-wd0.1-s0-distill-ens-distill"
+    # the edited ensemble member and the student distilled from that ensemble; no other training
+    assert sorted(jobs["train_model"]) == sorted([new, student])
+    assert sorted(jobs["evaluate_model"]) == sorted([new, student])
+    assert jobs["ensemble_curve"] == ["name=t1-ens"]
+    assert jobs["sample_teacher"] == ["name=ens-distill"] and jobs["distill_cache"] == ["name=ens-distill"]
+    for rule in ("results_tables", "fit_power_laws", "render_paper", "all_figures", "draw_figure"):
+        assert rule in jobs
+    assert not {"prepare_corpus", "train_tokenizer", "tokenize_corpus", "build_cache"} & set(jobs)
+
+
+def test_lint_is_clean(smoke):
+    p = smk(smoke, "--lint", "--configfile", ".test/config.yaml", check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Lints for" not in p.stdout + p.stderr
+
+
+def test_report_has_every_figure(smoke):
+    smk(smoke, "--report", "report.html", "--configfile", ".test/config.yaml")
+    html = open(os.path.join(smoke, "report.html")).read()
+    from infinite_compute.figures import FIGURES
+
+    for name in FIGURES:
+        assert f"{name}.png" in html
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        ("sweeps[0].weight_decays = [-0.1]", ["weight_decays", "-0.1"]),
+        ("sweeps[0].epochs = [0]", ["epochs", "0"]),
+        ("unknown key", ["learning_rat"]),
+        ("unknown model", ["ensembles[0].model", "nope"]),
+    ],
+)
+def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, words):
+    wd = project_copy(tmp_path)
+    cfg = yaml.safe_load(open(os.path.join(wd, ".test", "config.yaml")))
+    if edit.startswith("sweeps[0].weight"):
+        cfg["sweeps"][0]["weight_decays"] = [-0.1]
+    elif edit.startswith("sweeps[0].epochs"):
+        cfg["sweeps"][0]["epochs"] = [0]
+    elif edit == "unknown key":
+        cfg["learning_rat"] = 0.1
+    else:
+        cfg["ensembles"][0]["model"] = "nope"
+    with open(os.path.join(wd, "bad.yaml"), "w") as f:
+        yaml.safe_dump(cfg, f)
+    p = smk(wd, "figures/all", "--configfile", "bad.yaml", "--cores", "1", check=False)
+    assert p.returncode != 0
+    for w in words:
+        assert w in p.stdout + p.stderr
+    assert not os.path.exists(os.path.join(wd, "results")), "no job may run on a bad config"
