@@ -26,20 +26,11 @@ def device_mesh():
 def load_model(hf_dir: str, spec: RunSpec, tokenizer_dir: str):
     """The levanter Llama of a run, from its HF export (weights in f32)."""
     import jax.numpy as jnp
-    from levanter.models.llama import LlamaConfig, LlamaLMHeadModel
+    from levanter.models.llama import LlamaLMHeadModel
 
-    m = spec.model
-    config = LlamaConfig(
-        seq_len=m.seq_len,
-        hidden_dim=m.hidden_dim,
-        intermediate_dim=m.intermediate_dim,
-        num_layers=m.num_layers,
-        num_heads=m.num_heads,
-        num_kv_heads=m.num_kv_heads,
-        gradient_checkpointing=False,
-        tokenizer=tokenizer_dir,
-        reference_checkpoint=tokenizer_dir,
-    )
+    from .train import llama_config
+
+    config = llama_config(spec.model, tokenizer_dir, gradient_checkpointing=False)
     converter = config.hf_checkpoint_converter()
     return converter.load_pretrained(LlamaLMHeadModel, ref=hf_dir, config=config, dtype=jnp.float32)
 

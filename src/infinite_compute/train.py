@@ -7,7 +7,6 @@ the declared outputs, keyed by the spec's hash so an edited spec never resumes a
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import hashlib
 import json
@@ -19,7 +18,7 @@ import time
 from datetime import timedelta
 
 from .io import atomic_dir, atomic_write_json
-from .plan import RunSpec
+from .plan import ModelShape, RunSpec
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +41,23 @@ class _MetricsCollector(logging.Handler):
             pass
 
 
+def llama_config(m: ModelShape, tokenizer_dir: str, gradient_checkpointing: bool | None = None):
+    """levanter's LlamaConfig of a shape; the tokenizer dir doubles as the local HF reference."""
+    from levanter.models.llama import LlamaConfig
+
+    return LlamaConfig(
+        seq_len=m.seq_len,
+        hidden_dim=m.hidden_dim,
+        intermediate_dim=m.intermediate_dim,
+        num_layers=m.num_layers,
+        num_heads=m.num_heads,
+        num_kv_heads=m.num_kv_heads,
+        gradient_checkpointing=m.gradient_checkpointing if gradient_checkpointing is None else gradient_checkpointing,
+        tokenizer=tokenizer_dir,
+        reference_checkpoint=tokenizer_dir,
+    )
+
+
 def levanter_config(
     spec: RunSpec,
     *,
@@ -59,7 +75,6 @@ def levanter_config(
     from levanter.data.text import UrlSingleDatasetLMConfig
     from levanter.distributed import RayConfig
     from levanter.main.train_lm import TrainLmConfig
-    from levanter.models.llama import LlamaConfig
     from levanter.optim import AdamConfig
     from levanter.tracker.json_logger import JsonLoggerConfig
     from levanter.trainer import TrainerConfig
@@ -81,17 +96,7 @@ def levanter_config(
             shuffle=True,
             permutation_type="feistel",
         ),
-        model=LlamaConfig(
-            seq_len=m.seq_len,
-            hidden_dim=m.hidden_dim,
-            intermediate_dim=m.intermediate_dim,
-            num_layers=m.num_layers,
-            num_heads=m.num_heads,
-            num_kv_heads=m.num_kv_heads,
-            gradient_checkpointing=m.gradient_checkpointing,
-            tokenizer=tokenizer_dir,
-            reference_checkpoint=tokenizer_dir,
-        ),
+        model=llama_config(m, tokenizer_dir),
         trainer=TrainerConfig(
             id=spec.run_id,
             seed=spec.seed,
@@ -218,10 +223,3 @@ def train(
 
 def _step_of(path: str) -> int:
     return int(os.path.basename(path).split("-")[-1])
-
-
-def spec_from_json(text: str) -> RunSpec:
-    return RunSpec.from_dict(json.loads(text))
-
-
-__all__ = ["train", "levanter_config", "spec_hash", "spec_from_json", "dataclasses"]
