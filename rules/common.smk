@@ -11,7 +11,11 @@ from infinite_compute.plan import build_plan, plan_to_dict
 PLAN = build_plan(config)
 # Jobs run `python -m infinite_compute`: the interpreter running Snakemake comes first on PATH
 # (a conda env, when used, is put before it by Snakemake).
-shell.prefix(f'export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
+# Every jax process shares one persistent compilation cache inside the project's results folder.
+shell.prefix(
+    f'export PATH="{os.path.dirname(sys.executable)}:$PATH"; '
+    'export JAX_COMPILATION_CACHE_DIR="${{JAX_COMPILATION_CACHE_DIR:-$PWD/results/jax-cache}}"; '
+)
 DATA = "results/data"
 CHECKPOINTS = "results/checkpoints"  # resumable state, outside declared outputs
 

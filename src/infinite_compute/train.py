@@ -75,9 +75,11 @@ def levanter_config(
     from levanter.data.text import UrlSingleDatasetLMConfig
     from levanter.distributed import RayConfig
     from levanter.main.train_lm import TrainLmConfig
-    from levanter.optim import AdamConfig
+    from levanter.callbacks.watch import WatchConfig
     from levanter.tracker.json_logger import JsonLoggerConfig
     from levanter.trainer import TrainerConfig
+
+    from .optim import TracedAdamWConfig
 
     m = spec.model
     opt = spec.optimizer
@@ -109,6 +111,7 @@ def levanter_config(
             log_dir=os.path.join(checkpoint_dir, "logs"),
             log_jaxprs=False,
             log_xla_hlo=False,
+            watch=WatchConfig(interval=0),  # per-parameter norms cost a compile and time per step
             ray=RayConfig(auto_start_cluster=False, start_workers=False),
             checkpointer=CheckpointerConfig(
                 base_path=os.path.join(checkpoint_dir, "checkpoints"),
@@ -117,7 +120,7 @@ def levanter_config(
                 append_run_id_to_base_path=False,
             ),
         ),
-        optimizer=AdamConfig(
+        optimizer=TracedAdamWConfig(
             learning_rate=spec.learning_rate,
             weight_decay=spec.weight_decay,
             beta1=opt["beta1"],
