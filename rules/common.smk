@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import sys
@@ -25,15 +26,17 @@ wildcard_constraints:
     budget=r"\d+",
     name=r"[a-z][a-z0-9_\-]*",
     figure=r"[a-z_]+",
+    cell=r"[a-z][a-z0-9_.\-]*",
+    round=r"\d+",
 
 
 def cache_dir(run):
     """The levanter cache a run trains on: a token budget or a student's real+synthetic mix."""
-    return f"{DATA}/cache/{PLAN.runs[run].cache_name}"
+    return f"{DATA}/cache/{PLAN.spec(run).cache_name}"
 
 
 def run_spec(wildcards):
-    return PLAN.runs[wildcards.run].to_json()
+    return PLAN.spec(wildcards.run).to_json()
 
 
 def parent(path):
@@ -52,5 +55,41 @@ def all_evals():
     return [f"{eval_dir(r)}/eval.json" for r in PLAN.trained_runs]
 
 
+def tuning_finals():
+    return [f"results/tuning/{c}/final.json" for c in sorted(PLAN.cells)]
+
+
 def final_outputs():
     return ["figures/all"]
+
+
+# --- hyperparameter searches (rules/tuning.smk) ---
+
+
+def round_file(cell, r):
+    return f"results/tuning/{cell}/round{r}.json"
+
+
+def round_points(wc):
+    """The lattice points a round trains: round 0 from the config, later ones from the record
+    of the round before (its `next`)."""
+    r = int(wc.round)
+    if r == 0:
+        return [list(p) for p in PLAN.cells[wc.cell].first_round()]
+    with open(checkpoints.tune_round.get(cell=wc.cell, round=str(r - 1)).output[0]) as f:
+        return json.load(f)["next_points"]
+
+
+def round_evals(wc):
+    return [f"{eval_dir(PLAN.point_run(wc.cell, p))}/eval.json" for p in round_points(wc)]
+
+
+def final_round(wc):
+    """The last round of a cell: walk the rounds until one ends the search."""
+    r = 0
+    while True:
+        path = checkpoints.tune_round.get(cell=wc.cell, round=str(r)).output[0]
+        with open(path) as f:
+            if json.load(f)["status"] != "continue":
+                return path
+        r += 1

@@ -17,7 +17,7 @@ rule sample_teacher:
     conda:
         "../envs/study.yaml"
     shell:
-        "python -m infinite_compute sample --teachers {params.teachers} --tokenizer {input.tokenizer} --params {params.sampling:q} "
+        "python -m infinite_compute --threads {threads} sample --teachers {params.teachers} --tokenizer {input.tokenizer} --params {params.sampling:q} "
         "--batch-size {params.batch_size} --out {output} > {log} 2>&1"
 
 

@@ -20,5 +20,5 @@ rule evaluate_model:
     conda:
         "../envs/study.yaml"
     shell:
-        "python -m infinite_compute evaluate --model {params.model} --validation {input.validation} --benchmark {input.benchmark} "
+        "python -m infinite_compute --threads {threads} evaluate --model {params.model} --validation {input.validation} --benchmark {input.benchmark} "
         "--tokenizer {input.tokenizer} --batch-size {params.batch_size} --out {params.out} > {log} 2>&1"

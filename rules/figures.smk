@@ -1,6 +1,6 @@
 RESULT_TABLES = [
     f"results/{k}.parquet"
-    for k in ("runs", "ensembles", "distillation", "benchmarks", "fits", "efficiency")
+    for k in ("runs", "ensembles", "distillation", "benchmarks", "tuning", "fits", "efficiency")
 ]
 
 
@@ -14,12 +14,13 @@ rule draw_figure:
     params:
         results=lambda wc, input: parent(input.tables[0]),
         data=lambda wc, input: parent(parent(input.manifest)),
+        baseline_wd=config["training"]["baseline_weight_decay"],
     log:
         "logs/figures/{figure}.log",
     conda:
         "../envs/study.yaml"
     shell:
-        "python -m infinite_compute figure --name {wildcards.figure} --results {params.results} --data-dir {params.data} --out {output} > {log} 2>&1"
+        "python -m infinite_compute figure --name {wildcards.figure} --results {params.results} --data-dir {params.data} --baseline-wd {params.baseline_wd} --out {output} > {log} 2>&1"
 
 
 rule all_figures:

@@ -1,7 +1,7 @@
 rule fit_power_laws:
     """L = A / x^alpha + E (lmfit, stderr + bootstrap CIs) over N, K and D; data-efficiency multipliers."""
     input:
-        runs=rules.results_tables.output.runs,
+        tuning=rules.results_tables.output.tuning,
         ensembles=rules.results_tables.output.ensembles,
     output:
         fits="results/fits.parquet",
@@ -10,7 +10,8 @@ rule fit_power_laws:
     params:
         settings=json.dumps(
             {
-                "baseline_weight_decay": config["training"]["baseline_weight_decay"],
+                "data_scaling_models": config["fits"]["data_scaling_models"],
+                "config_hash": PLAN.config_hash,
                 "bootstrap": config["fits"]["bootstrap"],
                 "ci_level": config["fits"]["ci_level"],
                 "seed": config["seed"],
@@ -22,5 +23,5 @@ rule fit_power_laws:
     conda:
         "../envs/study.yaml"
     shell:
-        "python -m infinite_compute fits --runs {input.runs} --ensembles {input.ensembles} --settings {params.settings:q} "
+        "python -m infinite_compute fits --tuning {input.tuning} --ensembles {input.ensembles} --settings {params.settings:q} "
         "--out-fits {output.fits} --out-efficiency {output.efficiency} --out-json {output.json} > {log} 2>&1"

@@ -9,9 +9,10 @@ rule render_paper:
     params:
         results=lambda wc, input: parent(input.tables[0]),
         data=lambda wc, input: parent(parent(input.manifest)),
+        baseline_wd=config["training"]["baseline_weight_decay"],
     log:
         "logs/paper/paper.log",
     conda:
         "../envs/study.yaml"
     shell:
-        "python -m infinite_compute paper --template {input.template} --results {params.results} --data-dir {params.data} --out {output} > {log} 2>&1"
+        "python -m infinite_compute paper --template {input.template} --results {params.results} --data-dir {params.data} --baseline-wd {params.baseline_wd} --out {output} > {log} 2>&1"

@@ -16,6 +16,7 @@ rule results_tables:
     """Parquet tables (runs, ensembles, distillation, benchmarks) with provenance on every row."""
     input:
         plan=rules.write_plan.output,
+        tuning=tuning_finals(),
         evals=all_evals(),
         metrics=[f"results/models/{r}/metrics.json" for r in PLAN.trained_runs],
         ensembles=[f"results/ensembles/{n}.json" for n in PLAN.ensembles],
@@ -24,6 +25,7 @@ rule results_tables:
         ensembles="results/ensembles.parquet",
         distillation="results/distillation.parquet",
         benchmarks="results/benchmarks.parquet",
+        tuning=report("results/tuning.parquet", caption="../report/tuning.rst", category="Tables"),
     params:
         baseline_wd=config["training"]["baseline_weight_decay"],
         root=lambda wc, input: parent(input.plan[0]),
@@ -32,5 +34,5 @@ rule results_tables:
     conda:
         "../envs/study.yaml"
     shell:
-        "python -m infinite_compute results --plan {input.plan} --root {params.root} --baseline-wd {params.baseline_wd} "
+        "python -m infinite_compute results --plan {input.plan} --tuning {input.tuning} --root {params.root} --baseline-wd {params.baseline_wd} "
         "--out-dir {params.root} > {log} 2>&1"

@@ -33,5 +33,5 @@ rule train_model:
     conda:
         "../envs/study.yaml"
     shell:
-        "python -m infinite_compute train --spec {params.spec:q} --cache {input.cache} --tokenizer {input.tokenizer} "
+        "python -m infinite_compute --threads {threads} train --spec {params.spec:q} --cache {input.cache} --tokenizer {input.tokenizer} "
         "--out {params.out} --checkpoints {params.checkpoints} --settings {params.settings:q} > {log} 2>&1"

@@ -26,10 +26,13 @@ def test_run_ids_are_readable_and_stable(smoke_config):
 
 def test_runs_are_shared_not_duplicated(smoke_config):
     plan = build_plan(smoke_config)
-    shared = "t1-d8k-ep2-lr0.01-wd0.1-s0"  # in the main sweep, the data-scaling sweep and the ensemble
+    shared = "t1-d8k-ep2-lr0.01-wd0.1-s0"  # ensemble member 0, and a point of two search cells
     d = plan_to_dict(plan)
-    assert d["membership"][shared] == {"sweeps": ["main", "data-scaling"], "ensembles": ["t1-ens"]}
-    assert len(plan.runs) == 8
+    assert d["membership"][shared] == {"sweeps": [], "ensembles": ["t1-ens"]}
+    assert len(plan.runs) == 4  # 3 members and the student; the searches' runs are found as they go
+    for cell in ("base-t1-d8k", "reg-t1-d8k"):
+        assert shared in [plan.point_run(cell, p) for p in plan.cells[cell].first_round()]
+    assert plan.spec(shared) == plan.runs[shared]
 
 
 def test_steps_follow_budget_epochs_and_synthetic_share(smoke_config):
@@ -62,7 +65,8 @@ def test_run_override_changes_only_that_run(smoke_config):
     "edit, key",
     [
         (lambda c: c["ensembles"][0].update(model="nope"), "ensembles[0].model"),
-        (lambda c: c["sweeps"][0].update(token_budgets=[1234]), "sweeps[0].token_budget"),
+        (lambda c: c["tuning"]["searches"][0].update(token_budgets=[1234]), "tuning.searches[0].token_budgets"),
+        (lambda c: c["tuning"]["searches"][1].update(models=["t9"]), "tuning.searches[1].models"),
         (lambda c: c["distillation"][0].update(teacher={"ensemble": "nope"}), "distillation[0].teacher.ensemble"),
         (lambda c: c.update(run_overrides={"no-such-run": {"epochs": 3}}), "run_overrides.no-such-run"),
         (lambda c: c["models"]["t1"].update(num_heads=3), "models.t1.num_heads"),
@@ -79,8 +83,9 @@ def test_semantic_errors_name_the_key(edit, key):
 @pytest.mark.parametrize(
     "edit, words",
     [
-        (lambda c: c["sweeps"][0].update(weight_decays=[-0.1]), ["weight_decays", "minimum"]),
-        (lambda c: c["sweeps"][0].update(epochs=[0]), ["epochs", "minimum"]),
+        (lambda c: c["tuning"]["searches"][2].update(weight_decays=[-0.1]), ["weight_decays", "minimum"]),
+        (lambda c: c["tuning"]["searches"][0].update(epochs=[0]), ["epochs", "minimum"]),
+        (lambda c: c["tuning"]["searches"][0].update(recipe="fancy"), ["recipe", "fancy"]),
         (lambda c: c.update(learning_rat=0.1), ["learning_rat"]),
         (lambda c: c["training"].update(warmpu=0.1), ["warmpu"]),
     ],
@@ -96,5 +101,6 @@ def test_schema_errors_name_the_key(edit, words):
 
 def test_schema_sets_defaults_in_list_items():
     cfg = validated(raw_smoke_config())
-    assert cfg["sweeps"][0]["seeds"] == [0]
+    assert cfg["tuning"]["searches"][0]["mode"] == "local" and cfg["tuning"]["searches"][0]["seed"] == 0
+    assert cfg["tuning"]["extend_edges"] is True
     assert cfg["training"]["beta2"] == 0.95 and cfg["training"]["baseline_weight_decay"] == 0.1

@@ -62,6 +62,40 @@ def table(wd, kind):
     return pd.read_parquet(os.path.join(wd, "results", f"{kind}.parquet"))
 
 
+def final(wd, cell):
+    return json.load(open(os.path.join(wd, "results", "tuning", cell, "final.json")))
+
+
+def test_searches_select_locally_optimal_runs(smoke):
+    tuning = table(smoke, "tuning").set_index("cell")
+    runs = table(smoke, "runs").set_index("run_id")
+    plan = json.load(open(os.path.join(smoke, "results", "plan.json")))
+    assert sorted(tuning.index) == sorted(plan["cells"])
+    for cell, row in tuning.iterrows():
+        rec = final(smoke, cell)
+        trained = {q["run_id"]: q["loss"] for q in rec["points"]}
+        # the selected run is the lowest of the cell's runs, with the runs table's loss
+        assert row["loss"] == min(trained.values()) == pytest.approx(runs.loc[row["run_id"], "loss"])
+        assert row["n_trained"] == len(trained) and row["rounds"] == rec["round"] + 1
+        nbrs = json.loads(row["neighbours"])
+        existing = [n for n in nbrs if n["run_id"] is not None]
+        if row["certified"]:
+            assert row["status"] == "certified" and not row["edges"]
+            assert all(n["run_id"] in trained and n["loss"] >= row["loss"] for n in nbrs)
+        else:
+            assert row["status"] in ("edge", "round_limit")
+            if row["status"] == "edge":  # every neighbour that exists was trained; the missing ones are named
+                assert all(n["run_id"] in trained for n in existing)
+                assert sorted(row["edges"]) == sorted(f"{n['axis']} {n['direction']}" for n in nbrs
+                                                      if n["run_id"] is None)
+        # a fixed axis has no neighbours: the baseline searches only move epochs here
+        if row["recipe"] == "baseline":
+            assert {n["axis"] for n in nbrs} == {"epochs"} and row["weight_decay"] == 0.1
+    # the regularized search explored past the configured weight decays (0.1, 0.4) when needed
+    reg = tuning[tuning["recipe"] == "regularized"]
+    assert len(reg) == 3 and (reg["rounds"] >= 1).all()
+
+
 def test_every_stage_produced_its_outputs(smoke):
     for f in ["figures/all", "paper/paper.md", "results/fits.json", "results/data/corpus/manifest.json"]:
         assert os.path.getsize(os.path.join(smoke, f)) > 0, f
@@ -78,7 +112,8 @@ def test_every_stage_produced_its_outputs(smoke):
 def test_runs_table_is_real_training(smoke):
     runs = table(smoke, "runs")
     plan = json.load(open(os.path.join(smoke, "results", "plan.json")))
-    assert sorted(runs["run_id"]) == sorted(plan["runs"])
+    searched = {q["run_id"] for c in plan["cells"] for q in final(smoke, c)["points"]}
+    assert sorted(runs["run_id"]) == sorted(set(plan["runs"]) | searched)
     vocab = 512
     assert (runs["loss"] < math.log(vocab)).all(), "every model beats the uniform distribution"
     assert not runs["diverged"].any()
@@ -165,23 +200,17 @@ def test_report_has_every_figure(smoke):
 @pytest.mark.parametrize(
     "edit, words",
     [
-        ("sweeps[0].weight_decays = [-0.1]", ["weight_decays", "-0.1"]),
-        ("sweeps[0].epochs = [0]", ["epochs", "0"]),
-        ("unknown key", ["learning_rat"]),
-        ("unknown model", ["ensembles[0].model", "nope"]),
+        (lambda c: c["tuning"]["searches"][2].update(weight_decays=[-0.1]), ["weight_decays", "-0.1"]),
+        (lambda c: c["tuning"]["searches"][0].update(epochs=[0]), ["epochs", "0"]),
+        (lambda c: c.update(learning_rat=0.1), ["learning_rat"]),
+        (lambda c: c["ensembles"][0].update(model="nope"), ["ensembles[0].model", "nope"]),
     ],
+    ids=["negative weight decay", "epochs 0", "unknown key", "unknown model"],
 )
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, words):
     wd = project_copy(tmp_path)
     cfg = yaml.safe_load(open(os.path.join(wd, ".test", "config.yaml")))
-    if edit.startswith("sweeps[0].weight"):
-        cfg["sweeps"][0]["weight_decays"] = [-0.1]
-    elif edit.startswith("sweeps[0].epochs"):
-        cfg["sweeps"][0]["epochs"] = [0]
-    elif edit == "unknown key":
-        cfg["learning_rat"] = 0.1
-    else:
-        cfg["ensembles"][0]["model"] = "nope"
+    edit(cfg)
     with open(os.path.join(wd, "bad.yaml"), "w") as f:
         yaml.safe_dump(cfg, f)
     p = smk(wd, "figures/all", "--configfile", "bad.yaml", "--cores", "1", check=False)

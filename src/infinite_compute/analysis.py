@@ -15,8 +15,8 @@ FIT_FIELDS = (
 
 
 def usable(runs: pd.DataFrame) -> pd.DataFrame:
-    """Sweep runs that finished with a finite loss (diverged runs are reported, never fitted)."""
-    sweep = runs[runs["sweeps"].map(len) > 0]
+    """Sweep and search runs that finished with a finite loss (diverged runs are reported, never fitted)."""
+    sweep = runs[(runs["sweeps"].map(len) > 0) | (runs["searches"].map(len) > 0)]
     return sweep[~sweep["diverged"] & np.isfinite(sweep["loss"])]
 
 
@@ -27,15 +27,23 @@ def best_per(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return runs.loc[runs.groupby(keys)["loss"].idxmin()].sort_values(keys)
 
 
-def recipe_points(runs: pd.DataFrame, baseline_weight_decay: float) -> dict[str, pd.DataFrame]:
-    """Per (model, token budget): the baseline recipe (default weight decay, best over epochs and
-    lr) and the regularized recipe (best over epochs, lr and weight decay jointly)."""
-    ok = usable(runs)
-    base = ok[np.isclose(ok["weight_decay"], baseline_weight_decay)]
-    return {
-        "baseline": best_per(base, ["token_budget", "non_embedding_params"]),
-        "regularized": best_per(ok, ["token_budget", "non_embedding_params"]),
-    }
+RECIPES = ("baseline", "regularized")
+
+
+def recipe_points(tuning: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per (model, token budget), each recipe's selected run: the outcome of its search cells
+    (baseline: default weight decay, epochs and lr searched; regularized: all three jointly).
+    Where two cells of a recipe cover the same (model, budget), the lower loss is taken."""
+    ok = tuning[np.isfinite(tuning["loss"])]
+    return {r: best_per(ok[ok["recipe"] == r], ["token_budget", "non_embedding_params"]) for r in RECIPES}
+
+
+def data_scaling_points(tuning: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """The baseline's L(D) points: per budget, the lowest baseline loss among `models` (all if empty)."""
+    base = recipe_points(tuning)["baseline"]
+    if models:
+        base = base[base["model"].isin(models)]
+    return best_per(base, ["token_budget"])
 
 
 def _fit_row(fit: str, recipe: str, group: str, x_name: str, x, y, ids, n_bootstrap, ci_level, seed) -> dict:
@@ -73,13 +81,13 @@ def fit_from_row(row) -> PowerLawFit | None:
 
 
 def compute_fits(
-    runs: pd.DataFrame, ensembles: pd.DataFrame, *, baseline_weight_decay: float, n_bootstrap: int, ci_level: float,
-    seed: int,
+    tuning: pd.DataFrame, ensembles: pd.DataFrame, *, data_scaling_models: list[str], n_bootstrap: int,
+    ci_level: float, seed: int,
 ) -> tuple[list[dict], list[dict]]:
     """All fits of the study, and every recipe's data-efficiency multiplier against the baseline law."""
     kw = dict(n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)
     fits: list[dict] = []
-    points = recipe_points(runs, baseline_weight_decay)
+    points = recipe_points(tuning)
     for recipe, pts in points.items():
         for budget, g in pts.groupby("token_budget"):
             fits.append(
@@ -92,8 +100,7 @@ def compute_fits(
             _fit_row("ensemble", "ensemble", name, "ensemble_size", g["ensemble_size"], g["loss"],
                      [f"{name}:K={k}" for k in g["ensemble_size"]], **kw)
         )
-    base = points["baseline"]
-    data_points = best_per(base, ["token_budget"])
+    data_points = data_scaling_points(tuning, data_scaling_models)
     data_fit = _fit_row("data", "baseline", "all", "token_budget", data_points["token_budget"], data_points["loss"],
                         data_points["run_id"], **kw)
     fits.append(data_fit)

@@ -13,8 +13,11 @@ import numpy as np
 from .io import atomic_path, atomic_write_json, read_json
 
 
-def _env_defaults() -> None:
-    """Offline, CPU-friendly defaults for every levanter/jax process (the user may override)."""
+def _env_defaults(threads: int | None = None) -> None:
+    """Offline, CPU-friendly defaults for every levanter/jax process (the user may override).
+    With `threads` 1, XLA runs single-threaded, so two jobs share two cores without contention."""
+    if threads == 1:
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     for k, v in {
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
@@ -191,6 +194,32 @@ def cmd_distill_cache(a) -> None:
                           {"real_tokens": a.budget, "synthetic_tokens": int(need), "synthetic_share": a.share})
 
 
+# --- tuning ----------------------------------------------------------------------------------
+
+
+def cmd_tune_round(a) -> None:
+    from .tuning import cell_from_dict, round_record
+
+    cell = cell_from_dict(json.loads(a.cell))
+    previous = read_json(a.previous[0]) if a.previous else None
+    if (previous is None) != (a.round == 0):
+        raise SystemExit(f"{cell.cell_id}: round {a.round} needs exactly the record of round {a.round - 1}")
+    losses = {}
+    for path in a.evals:
+        ev = read_json(path)
+        losses[ev["run_id"]] = ev["loss"]
+    record = round_record(cell, a.round, previous, losses)
+    atomic_write_json(a.out, record)
+    print(json.dumps({k: record[k] for k in ("cell", "round", "status", "next")}))
+
+
+def cmd_tune_final(a) -> None:
+    record = read_json(a.round)
+    if record["status"] == "continue":
+        raise SystemExit(f"{a.round}: the search of {record['cell']} has not ended")
+    atomic_write_json(a.out, {**record, "rounds": record["round"] + 1})
+
+
 # --- results --------------------------------------------------------------------------------
 
 
@@ -200,18 +229,26 @@ def cmd_results(a) -> None:
     plan = read_json(a.plan)
     ch = plan["config_hash"]
     root = a.root
-    runs_rows, bench_rows, ens_rows, dist_rows = [], [], [], []
+    runs_rows, bench_rows, ens_rows, dist_rows, tuning_rows = [], [], [], [], []
     membership = plan["membership"]
+    finals = [read_json(p) for p in a.tuning]
+    searched: dict[str, list[str]] = {}
+    for f in finals:
+        for q in f["points"]:
+            searched.setdefault(q["run_id"], []).append(f["cell"])
     evals = {}
-    for rid, spec in sorted(plan["runs"].items()):
+    for rid in sorted(set(plan["runs"]) | set(searched)):
+        spec = plan["runs"].get(rid) or read_json(os.path.join(root, "models", rid, "spec.json"))
         metrics = read_json(os.path.join(root, "models", rid, "metrics.json"))
         ev = read_json(os.path.join(root, "evals", rid, "eval.json"))
         evals[rid] = ev
-        mem = membership[rid]
-        role = "student" if spec["teacher"] else ("sweep" if mem["sweeps"] else "member" if mem["ensembles"] else "teacher")
+        mem = membership.get(rid, {"sweeps": [], "ensembles": []})
+        role = ("student" if spec["teacher"] else "search" if rid in searched else "sweep" if mem["sweeps"]
+                else "member" if mem["ensembles"] else "teacher")
         runs_rows.append(
             {
-                "run_id": rid, "role": role, "sweeps": mem["sweeps"], "ensembles": mem["ensembles"],
+                "run_id": rid, "role": role, "sweeps": mem["sweeps"], "searches": searched.get(rid, []),
+                "ensembles": mem["ensembles"],
                 "model": spec["model"]["name"], "non_embedding_params": metrics["non_embedding_params"],
                 "parameter_count": metrics["parameter_count"], "token_budget": spec["token_budget"],
                 "epochs": spec["epochs"], "learning_rate": spec["learning_rate"],
@@ -225,7 +262,8 @@ def cmd_results(a) -> None:
                 "eval_curve": json.dumps(metrics["eval_loss"]),
             }
         )
-        family = role if role != "sweep" else ("baseline" if np.isclose(spec["weight_decay"], a.baseline_wd) else "tuned-wd")
+        family = (role if role not in ("sweep", "search")
+                  else "baseline" if np.isclose(spec["weight_decay"], a.baseline_wd) else "tuned-wd")
         bench_rows.append({"model_id": rid, "kind": "run", "family": family, "task": "next-line",
                            "loss": ev["loss"], **{k: ev["benchmark"][k] for k in
                            ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n_items", "chance")}})
@@ -270,8 +308,21 @@ def cmd_results(a) -> None:
                 "fraction_of_gain_kept": (single - student_loss) / gain if gain > 0 else float("nan"),
             }
         )
+    params_of = {r["run_id"]: r["non_embedding_params"] for r in runs_rows}
+    for f in finals:
+        b = f["best"]
+        tuning_rows.append(
+            {
+                "cell": f["cell"], "search": f["search"], "recipe": f["recipe"], "model": f["model"],
+                "non_embedding_params": params_of[b["run_id"]], "token_budget": f["token_budget"],
+                "run_id": b["run_id"], "loss": b["loss"], "learning_rate": b["learning_rate"],
+                "weight_decay": b["weight_decay"], "epochs": b["epochs"], "status": f["status"],
+                "certified": f["certified"], "edges": f["edges"], "on_grid": b["on_grid"], "rounds": f["rounds"],
+                "n_trained": len(f["points"]), "neighbours": json.dumps(f["neighbours"]),
+            }
+        )
     for kind, rows in (("runs", runs_rows), ("ensembles", ens_rows), ("distillation", dist_rows),
-                       ("benchmarks", bench_rows)):
+                       ("benchmarks", bench_rows), ("tuning", tuning_rows)):
         write_table(kind, with_provenance(rows, ch), os.path.join(a.out_dir, f"{kind}.parquet"))
 
 
@@ -279,12 +330,12 @@ def cmd_fits(a) -> None:
     from .analysis import compute_fits
     from .results import read_table, with_provenance, write_table
 
-    runs = read_table(a.runs)
+    tuning = read_table(a.tuning)
     ens = read_table(a.ensembles)
     s = json.loads(a.settings)
-    fits, eff = compute_fits(runs, ens, baseline_weight_decay=s["baseline_weight_decay"],
+    fits, eff = compute_fits(tuning, ens, data_scaling_models=s["data_scaling_models"],
                              n_bootstrap=s["bootstrap"], ci_level=s["ci_level"], seed=s["seed"])
-    ch = runs["config_hash"].iloc[0]
+    ch = s["config_hash"]
     write_table("fits", with_provenance(fits, ch), a.out_fits)
     write_table("efficiency", with_provenance(eff, ch), a.out_efficiency)
     atomic_write_json(a.out_json, {"fits": fits, "efficiency": eff})
@@ -293,7 +344,7 @@ def cmd_fits(a) -> None:
 def cmd_figure(a) -> None:
     from . import figures
 
-    figures.draw(a.name, a.results, a.out, data_dir=a.data_dir)
+    figures.draw(a.name, a.results, a.out, data_dir=a.data_dir, baseline_wd=a.baseline_wd)
 
 
 def cmd_figures_index(a) -> None:
@@ -311,13 +362,13 @@ def cmd_figures_index(a) -> None:
 def cmd_paper(a) -> None:
     from . import paper
 
-    paper.render(a.template, a.results, a.out, data_dir=a.data_dir)
+    paper.render(a.template, a.results, a.out, data_dir=a.data_dir, baseline_wd=a.baseline_wd)
 
 
 def main(argv: list[str] | None = None) -> None:
-    _env_defaults()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     p = argparse.ArgumentParser(prog="infinite-compute", description=__doc__)
+    p.add_argument("--threads", type=int, default=None, help="cores this job may use (Snakemake's {threads})")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def cmd(name, fn, *args):
@@ -342,12 +393,17 @@ def main(argv: list[str] | None = None) -> None:
         ("--batch-size", {"type": int}), "--out")
     cmd("distill-cache", cmd_distill_cache, "--train", "--validation", "--samples", "--tokenizer",
         ("--budget", {"type": int}), ("--share", {"type": float}), "--out")
-    cmd("results", cmd_results, "--plan", "--root", ("--baseline-wd", {"type": float}), "--out-dir")
-    cmd("fits", cmd_fits, "--runs", "--ensembles", "--settings", "--out-fits", "--out-efficiency", "--out-json")
-    cmd("figure", cmd_figure, "--name", "--results", "--data-dir", "--out")
+    cmd("tune-round", cmd_tune_round, "--cell", ("--round", {"type": int}), ("--previous", {"nargs": "*"}),
+        ("--evals", {"nargs": "+", "required": True}), "--out")
+    cmd("tune-final", cmd_tune_final, "--round", "--out")
+    cmd("results", cmd_results, "--plan", ("--tuning", {"nargs": "*"}), "--root", ("--baseline-wd", {"type": float}),
+        "--out-dir")
+    cmd("fits", cmd_fits, "--tuning", "--ensembles", "--settings", "--out-fits", "--out-efficiency", "--out-json")
+    cmd("figure", cmd_figure, "--name", "--results", "--data-dir", ("--baseline-wd", {"type": float}), "--out")
     cmd("figures-index", cmd_figures_index, ("--figures", {"nargs": "+", "required": True}), "--out")
-    cmd("paper", cmd_paper, "--template", "--results", "--data-dir", "--out")
+    cmd("paper", cmd_paper, "--template", "--results", "--data-dir", ("--baseline-wd", {"type": float}), "--out")
     a = p.parse_args(argv)
+    _env_defaults(a.threads)
     a.fn(a)
 
 

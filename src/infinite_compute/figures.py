@@ -9,7 +9,7 @@ import numpy as np
 
 from .io import atomic_path, read_json
 
-FIGURES = ("data", "training", "epochs", "params", "ensembles", "data_scaling", "distillation", "benchmarks")
+FIGURES = ("data", "training", "epochs", "weight_decay", "params", "ensembles", "data_scaling", "distillation", "benchmarks")
 
 
 def _plt():
@@ -41,15 +41,26 @@ def _fit_curve(ax, row, x_lo, x_hi, color, label):
         ax.annotate(f"E = {row['E']:.3f} is off the axis", (0.02, 0.03), xycoords="axes fraction", color=color)
 
 
+TABLES = ("runs", "ensembles", "distillation", "benchmarks", "tuning", "fits", "efficiency")
+
+
+def _search_runs(t, recipe: str):
+    """Runs trained by the search cells of one recipe, with their cell's model."""
+    runs, tuning = t["runs"], t["tuning"]
+    cells = set(tuning.loc[tuning["recipe"] == recipe, "cell"])
+    ok = runs[runs["searches"].map(lambda c: bool(cells & set(c))) & ~runs["diverged"]]
+    return ok
+
+
 def _tables(results: str):
     from .results import read_table
 
     t = {k: read_table(os.path.join(results, f"{k}.parquet"))
-         for k in ("runs", "ensembles", "distillation", "benchmarks", "fits", "efficiency")}
+         for k in TABLES}
     return t
 
 
-def fig_data(t, ax, data_dir):
+def fig_data(t, ax, fig, data_dir):
     info = []
     for d in sorted(os.listdir(os.path.join(data_dir, "cache"))):
         p = os.path.join(data_dir, "cache", d, "info.json")
@@ -66,7 +77,7 @@ def fig_data(t, ax, data_dir):
     )
 
 
-def fig_training(t, ax, data_dir):
+def fig_training(t, ax, fig, data_dir):
     runs = t["runs"]
     for _, r in runs.iterrows():
         c = json.loads(r["eval_curve"])
@@ -77,30 +88,85 @@ def fig_training(t, ax, data_dir):
     ax.set_title(f"Training curves of all {len(runs)} runs")
 
 
-def fig_epochs(t, ax, data_dir):
-    from .analysis import usable
-
-    runs = usable(t["runs"])
-    if runs["epochs"].nunique() < 2:
-        return _empty(ax, "more than one epoch count")
-    for (model, wd), g in runs.groupby(["model", "weight_decay"]):
-        best = g.groupby("epochs")["loss"].min()
-        ax.plot(best.index, best.values, marker="o", label=f"{model}, wd {wd:g}")
+def fig_epochs(t, ax, fig, data_dir):
+    """Claim 1: at the default weight decay more epochs overfit; tuned weight decay moves the optimum."""
+    drawn = 0
+    for recipe, ls in (("baseline", "-"), ("regularized", "--")):
+        runs = _search_runs(t, recipe)
+        for i, (model, g) in enumerate(sorted(runs.groupby("model"), key=lambda kv: kv[1]["non_embedding_params"].iloc[0])):
+            best = g.groupby("epochs")["loss"].min()
+            if len(best) < 2:
+                continue
+            ax.plot(best.index, best.values, ls=ls, marker="o", color=f"C{i}", ms=3,
+                    label=f"{model} ({g['non_embedding_params'].iloc[0] / 1e6:.2f}M), {recipe}")
+            drawn += 1
+    if not drawn:
+        return _empty(ax, "searches over epochs")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("epochs")
-    ax.set_ylabel("validation loss (best lr)")
-    ax.set_title("More epochs at a fixed token budget")
-    ax.legend(fontsize=7)
+    ax.set_xlabel("epochs over the fixed token budget")
+    ax.set_ylabel("validation loss (best over the other searched axes)")
+    ax.set_title("Loss vs epochs: baseline (solid, default wd) and regularized (dashed)")
+    ax.legend(fontsize=6)
 
 
-def fig_params(t, ax, data_dir):
-    fits = t["fits"]
+def fig_weight_decay(t, ax, fig, data_dir):
+    """Per N, the regularized search's loss over weight decay x epochs (best lr), the selected run
+    boxed, its certificate in the title."""
+    tuning = t["tuning"]
+    reg = tuning[tuning["recipe"] == "regularized"].sort_values(["token_budget", "non_embedding_params"])
+    if reg.empty:
+        return _empty(ax, "a regularized search")
+    from matplotlib.patches import Rectangle
+
+    runs = t["runs"]
+    fig.clear()
+    n = len(reg)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig.set_size_inches(3.0 * cols, 2.8 * rows + 0.4)
+    vmin, vmax = None, None
+    grids = []
+    for _, cell in reg.iterrows():
+        g = runs[runs["searches"].map(lambda c, name=cell["cell"]: name in c) & np.isfinite(runs["loss"])]
+        table = g.pivot_table(index="epochs", columns="weight_decay", values="loss", aggfunc="min")
+        grids.append((cell, table))
+        lo, hi = np.nanmin(table.values), np.nanmax(table.values)
+        vmin = lo if vmin is None else min(vmin, lo)
+        vmax = hi if vmax is None else max(vmax, hi)
+    for k, (cell, table) in enumerate(grids):
+        a = fig.add_subplot(rows, cols, k + 1)
+        im = a.imshow(table.values, origin="lower", cmap="viridis_r", vmin=vmin, vmax=vmax, aspect="auto")
+        a.set_xticks(range(table.shape[1]), [f"{w:g}" for w in table.columns], fontsize=6, rotation=45)
+        a.set_yticks(range(table.shape[0]), [str(e) for e in table.index], fontsize=6)
+        for (i, j), v in np.ndenumerate(table.values):
+            if np.isfinite(v):
+                a.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5, color="w")
+        i = list(table.index).index(cell["epochs"])
+        j = list(table.columns).index(cell["weight_decay"])
+        a.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="r", lw=2))
+        verdict = "certified" if cell["certified"] else f"{cell['status']}: " + ", ".join(cell["edges"]) if cell["edges"] else cell["status"]
+        a.set_title(f"{cell['model']} D={cell['token_budget']}: wd {cell['weight_decay']:g} "
+                    f"({cell['weight_decay'] / t['baseline_wd']:.0f}x default)\n{verdict}", fontsize=7,
+                    color="k" if cell["certified"] else "r")
+        a.set_xlabel("weight decay", fontsize=7)
+        a.set_ylabel("epochs", fontsize=7)
+        a.grid(False)
+    fig.colorbar(im, ax=fig.axes, shrink=0.8, label="validation loss (best lr)")
+    fig.suptitle("Regularized search: loss over weight decay x epochs (red box: selected)", fontsize=9)
+
+
+def fig_params(t, ax, fig, data_dir):
+    fits, tuning = t["fits"], t["tuning"]
     fits = fits[fits["fit"] == "params"]
     if fits.empty:
-        return _empty(ax, "single-model sweep")
+        return _empty(ax, "single-model searches")
+    certified = dict(zip(tuning["run_id"], tuning["certified"]))
     for i, (_, row) in enumerate(fits.iterrows()):
         color = f"C{i}"
-        ax.scatter(row["x"], row["y"], color=color, zorder=3)
+        ok = np.array([certified.get(r, False) for r in row["point_ids"]])
+        x, y = np.asarray(row["x"]), np.asarray(row["y"])
+        ax.scatter(x[ok], y[ok], color=color, zorder=3)
+        ax.scatter(x[~ok], y[~ok], facecolors="none", edgecolors=color, zorder=3)
         label = f"{row['recipe']} ({row['group']})"
         if row["status"] == "ok":
             _fit_curve(ax, row, min(row["x"]) * 0.7, max(row["x"]) * 4, color,
@@ -110,11 +176,11 @@ def fig_params(t, ax, data_dir):
     ax.set_xscale("log")
     ax.set_xlabel("non-embedding parameters N")
     ax.set_ylabel("validation loss")
-    ax.set_title("Loss vs N: L = A / N^alpha + E (dotted: asymptote E, band: CI)")
+    ax.set_title("Loss vs N: L = A / N^alpha + E (open: optimum not certified)")
     ax.legend(fontsize=7)
 
 
-def fig_ensembles(t, ax, data_dir):
+def fig_ensembles(t, ax, fig, data_dir):
     ens, fits = t["ensembles"], t["fits"]
     if ens.empty:
         return _empty(ax, "ensembles")
@@ -134,7 +200,7 @@ def fig_ensembles(t, ax, data_dir):
     ax.legend(fontsize=7)
 
 
-def fig_data_scaling(t, ax, data_dir):
+def fig_data_scaling(t, ax, fig, data_dir):
     fits, eff = t["fits"], t["efficiency"]
     row = fits[fits["fit"] == "data"]
     if row.empty or not len(row.iloc[0]["x"]):
@@ -155,7 +221,7 @@ def fig_data_scaling(t, ax, data_dir):
     ax.legend(fontsize=7)
 
 
-def fig_distillation(t, ax, data_dir):
+def fig_distillation(t, ax, fig, data_dir):
     dist = t["distillation"]
     if dist.empty:
         return _empty(ax, "distillation")
@@ -176,7 +242,7 @@ def fig_distillation(t, ax, data_dir):
     ax.set_title(f"Distillation {kept}")
 
 
-def fig_benchmarks(t, ax, data_dir):
+def fig_benchmarks(t, ax, fig, data_dir):
     b = t["benchmarks"]
     for i, (fam, g) in enumerate(b.groupby("family")):
         ax.errorbar(g["loss"], g["acc"], yerr=g["acc_stderr"], fmt="o", color=f"C{i}", label=fam, capsize=2)
@@ -188,12 +254,14 @@ def fig_benchmarks(t, ax, data_dir):
     ax.legend(fontsize=7)
 
 
-def draw(name: str, results: str, out: str, data_dir: str) -> None:
+def draw(name: str, results: str, out: str, data_dir: str, baseline_wd: float) -> None:
     if name not in FIGURES:
         raise ValueError(f"unknown figure '{name}'; known: {FIGURES}")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    globals()[f"fig_{name}"](_tables(results), ax, data_dir)
+    tables = _tables(results)
+    tables["baseline_wd"] = baseline_wd
+    globals()[f"fig_{name}"](tables, ax, fig, data_dir)
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")

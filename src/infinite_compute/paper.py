@@ -20,11 +20,12 @@ def _records(df):
     return df.to_dict("records")
 
 
-def context(results: str, data_dir: str) -> dict:
+def context(results: str, data_dir: str, baseline_wd: float) -> dict:
+    from .figures import TABLES
     from .results import read_table
 
     t = {k: read_table(os.path.join(results, f"{k}.parquet"))
-         for k in ("runs", "ensembles", "distillation", "benchmarks", "fits", "efficiency")}
+         for k in TABLES}
     runs = t["runs"]
     fits = t["fits"]
     manifest = read_json(os.path.join(data_dir, "corpus", "manifest.json"))
@@ -38,7 +39,14 @@ def context(results: str, data_dir: str) -> dict:
         "total_tokens": int(runs["tokens_seen"].sum()),
         "config_hash": runs["config_hash"].iloc[0],
         "code_version": runs["code_version"].iloc[0],
-        "runs": _records(runs.sort_values(["token_budget", "non_embedding_params", "epochs", "weight_decay", "seed"])),
+        "cells": _records(t["tuning"].sort_values(["recipe", "token_budget", "non_embedding_params"])),
+        "wd_ratios": _records(
+            t["tuning"][t["tuning"]["recipe"] == "regularized"]
+            .sort_values(["token_budget", "non_embedding_params"])
+            .assign(ratio=lambda d: d["weight_decay"] / baseline_wd)
+        ),
+        "baseline_wd": baseline_wd,
+        "n_search_runs": int((runs["searches"].map(len) > 0).sum()),
         "fits": _records(fits),
         "ensembles": _records(t["ensembles"]),
         "distillation": _records(t["distillation"]),
@@ -48,7 +56,7 @@ def context(results: str, data_dir: str) -> dict:
     }
 
 
-def render(template: str, results: str, out: str, data_dir: str) -> None:
+def render(template: str, results: str, out: str, data_dir: str, baseline_wd: float) -> None:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(os.path.dirname(os.path.abspath(template))),
         undefined=jinja2.StrictUndefined,
@@ -57,5 +65,5 @@ def render(template: str, results: str, out: str, data_dir: str) -> None:
     )
     env.filters["num"] = _num
     env.filters["pct"] = lambda x: "n/a" if not np.isfinite(x) else f"{100 * x:.0f}%"
-    text = env.get_template(os.path.basename(template)).render(**context(results, data_dir))
+    text = env.get_template(os.path.basename(template)).render(**context(results, data_dir, baseline_wd))
     atomic_write_text(out, text)

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .tuning import AXES, Cell, extend_axis
+
 
 class ConfigError(ValueError):
     """A config value that is valid by the schema but makes no sense for the study."""
@@ -127,20 +129,49 @@ class DistillSpec:
 
 @dataclass(frozen=True)
 class Plan:
-    runs: dict[str, RunSpec]
+    runs: dict[str, RunSpec]  # every run known before training (sweeps, ensembles, students)
     sweeps: dict[str, tuple[str, ...]]
     ensembles: dict[str, EnsembleSpec]
     distillations: dict[str, DistillSpec]
     token_budgets: tuple[int, ...]
     config_hash: str
     models: dict[str, ModelShape] = field(default_factory=dict)
+    cells: dict[str, Cell] = field(default_factory=dict)  # hyperparameter searches (tuning.py)
+    make_spec: Any = None  # (model, budget, epochs, lr, wd, seed) -> RunSpec
 
     @property
     def trained_runs(self) -> list[str]:
         return sorted(self.runs)
 
+    def point_run(self, cell: str | Cell, point) -> str:
+        """Run id of a lattice point of a search cell."""
+        c = self.cells[cell] if isinstance(cell, str) else cell
+        lr, wd, ep = point
+        return run_id(c.model, c.token_budget, ep, lr, wd, c.seed)
+
+    def spec(self, rid: str) -> RunSpec:
+        """The spec of a planned run or of any lattice point of a search cell."""
+        if rid in self.runs:
+            return self.runs[rid]
+        lattice = _lattice_index(self)
+        if rid not in lattice:
+            raise KeyError(f"'{rid}' is neither a planned run nor a point of a search cell")
+        c, (lr, wd, ep) = lattice[rid]
+        return self.make_spec(c.model, c.token_budget, ep, lr, wd, c.seed)
+
     def runs_on_data(self, data: str) -> list[str]:
         return sorted(r for r, s in self.runs.items() if s.data == data)
+
+
+_LATTICES: dict[int, dict] = {}
+
+
+def _lattice_index(plan: Plan) -> dict:
+    """run id -> (cell, point) over every cell's lattice, built once per plan on first use."""
+    key = id(plan)
+    if key not in _LATTICES:
+        _LATTICES[key] = {plan.point_run(c, p): (c, p) for c in plan.cells.values() for p in c.lattice()}
+    return _LATTICES[key]
 
 
 def config_hash(config: dict) -> str:
@@ -230,21 +261,11 @@ def build_plan(config: dict) -> Plan:
     overrides = config.get("run_overrides", {})
     overridden: set[str] = set()
 
-    def real_run(key: str, model: str, budget: int, epochs: int, lr: float, wd: float, seed: int) -> str:
-        shape = check_model(f"{key}.model", model)
-        base_id = run_id(model, budget, epochs, lr, wd, seed)
-        if base_id in overrides:
-            o = overrides[base_id]
-            overridden.add(base_id)
-            epochs = o.get("epochs", epochs)
-            lr = o.get("learning_rate", lr)
-            wd = o.get("weight_decay", wd)
-            seed = o.get("seed", seed)
-        check_budget(f"{key}.token_budget", budget)
+    def make_spec(model: str, budget: int, epochs: int, lr: float, wd: float, seed: int) -> RunSpec:
         steps_per_epoch = budget // tokens_per_step
-        spec = RunSpec(
+        return RunSpec(
             run_id=run_id(model, budget, epochs, lr, wd, seed),
-            model=shape,
+            model=shapes[model],
             token_budget=budget,
             epochs=epochs,
             learning_rate=float(lr),
@@ -256,7 +277,19 @@ def build_plan(config: dict) -> Plan:
             num_train_steps=steps_per_epoch * epochs,
             tokens_per_epoch=steps_per_epoch * tokens_per_step,
         )
-        return add(spec, key)
+
+    def real_run(key: str, model: str, budget: int, epochs: int, lr: float, wd: float, seed: int) -> str:
+        check_model(f"{key}.model", model)
+        base_id = run_id(model, budget, epochs, lr, wd, seed)
+        if base_id in overrides:
+            o = overrides[base_id]
+            overridden.add(base_id)
+            epochs = o.get("epochs", epochs)
+            lr = o.get("learning_rate", lr)
+            wd = o.get("weight_decay", wd)
+            seed = o.get("seed", seed)
+        check_budget(f"{key}.token_budget", budget)
+        return add(make_spec(model, budget, epochs, lr, wd, seed), key)
 
     sweeps: dict[str, tuple[str, ...]] = {}
     for i, sweep in enumerate(config["sweeps"]):
@@ -346,11 +379,12 @@ def build_plan(config: dict) -> Plan:
             seed=config["seed"],
         )
 
+    cells = _cells(config, budgets, check_model, check_budget)
     for rid in overrides:
         if rid not in overridden:
             raise ConfigError(f"run_overrides.{rid}", "no run of the plan has this id")
-    if not runs:
-        raise ConfigError("sweeps", "the study trains no model: add a sweep, an ensemble or a distillation")
+    if not runs and not cells:
+        raise ConfigError("sweeps", "the study trains no model: add a search, a sweep, an ensemble or a distillation")
     return Plan(
         runs=runs,
         sweeps=sweeps,
@@ -359,7 +393,42 @@ def build_plan(config: dict) -> Plan:
         token_budgets=budgets,
         config_hash=config_hash(config),
         models=shapes,
+        cells=cells,
+        make_spec=make_spec,
     )
+
+
+def _cells(config: dict, budgets, check_model, check_budget) -> dict[str, Cell]:
+    """One search cell per (search, model, token budget) of `tuning.searches`."""
+    t = config["tuning"]
+    cells: dict[str, Cell] = {}
+    names = set()
+    for i, s in enumerate(t["searches"]):
+        key = f"tuning.searches[{i}]"
+        if s["name"] in names:
+            raise ConfigError(f"{key}.name", f"duplicate search name '{s['name']}'")
+        names.add(s["name"])
+        grid = tuple(tuple(sorted(set(s[f"{a}s" if a != "epochs" else a]))) for a in AXES)
+        steps = t["max_extensions"] if t["extend_edges"] else 0
+        axes = tuple(extend_axis(list(g), steps, integer=(a == "epochs"))[0] for a, g in zip(AXES, grid))
+        start = s.get("start", {})
+        point = []
+        for a, g in zip(AXES, grid):
+            v = start.get(a, g[(len(g) - 1) // 2])
+            if v not in g:
+                raise ConfigError(f"{key}.start.{a}", f"{v} is not one of the search's values {list(g)}")
+            point.append(v)
+        for model in s["models"]:
+            check_model(f"{key}.models", model)
+            for budget in s.get("token_budgets") or budgets:
+                check_budget(f"{key}.token_budgets", budget)
+                cid = f"{s['name']}-{model}-d{format_tokens(budget)}"
+                cells[cid] = Cell(
+                    cell_id=cid, search=s["name"], recipe=s["recipe"], model=model, token_budget=budget,
+                    seed=s["seed"], axes=axes, grid=grid, start=tuple(point), mode=s["mode"],
+                    max_rounds=t["max_rounds"],
+                )
+    return cells
 
 
 def load_config(path: str, schema_path: str | None = None) -> dict[str, Any]:
@@ -397,4 +466,5 @@ def plan_to_dict(plan: Plan) -> dict:
         "sweeps": {k: list(v) for k, v in plan.sweeps.items()},
         "ensembles": {k: dataclasses.asdict(v) for k, v in plan.ensembles.items()},
         "distillations": {k: dataclasses.asdict(v) for k, v in plan.distillations.items()},
+        "cells": {k: dataclasses.asdict(v) for k, v in sorted(plan.cells.items())},
     }

@@ -24,8 +24,9 @@ SCHEMAS: dict[str, pa.Schema] = {
     "runs": pa.schema(
         [
             pa.field("run_id", pa.string()),
-            pa.field("role", pa.string()),  # sweep / member / teacher / student
+            pa.field("role", pa.string()),  # search / sweep / member / teacher / student
             pa.field("sweeps", pa.list_(pa.string())),
+            pa.field("searches", pa.list_(pa.string())),  # search cells that trained this run
             pa.field("ensembles", pa.list_(pa.string())),
             pa.field("model", pa.string()),
             pa.field("non_embedding_params", pa.int64()),
@@ -49,6 +50,29 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("teacher", pa.string()),
             pa.field("synthetic_share", pa.float64()),
             pa.field("eval_curve", pa.string()),  # JSON [{"step", "loss"}]
+            *PROVENANCE,
+        ]
+    ),
+    "tuning": pa.schema(
+        [
+            pa.field("cell", pa.string()),  # one (search, model, token budget)
+            pa.field("search", pa.string()),
+            pa.field("recipe", pa.string()),  # baseline / regularized
+            pa.field("model", pa.string()),
+            pa.field("non_embedding_params", pa.int64()),
+            pa.field("token_budget", pa.int64()),
+            pa.field("run_id", pa.string()),  # the selected run
+            pa.field("loss", pa.float64()),
+            pa.field("learning_rate", pa.float64()),
+            pa.field("weight_decay", pa.float64()),
+            pa.field("epochs", pa.int64()),
+            pa.field("status", pa.string()),  # certified / edge / round_limit
+            pa.field("certified", pa.bool_()),  # every neighbour trained, none lower
+            pa.field("edges", pa.list_(pa.string())),  # e.g. "weight_decay up": no neighbour there
+            pa.field("on_grid", pa.bool_()),  # False: the optimum is on an extension of the grid
+            pa.field("rounds", pa.int64()),
+            pa.field("n_trained", pa.int64()),
+            pa.field("neighbours", pa.string()),  # JSON [{axis, direction, run_id, loss}]
             *PROVENANCE,
         ]
     ),
