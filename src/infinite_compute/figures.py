@@ -91,8 +91,13 @@ def fig_training(t, ax, fig, data_dir):
 def fig_epochs(t, ax, fig, data_dir):
     """Claim 1: at the default weight decay more epochs overfit; tuned weight decay moves the optimum."""
     drawn = 0
+    tuning = t["tuning"]
+    if tuning.empty:
+        return _empty(ax, "searches over epochs")
+    budget = tuning["token_budget"].value_counts().idxmax()  # the budget most cells share
     for recipe, ls in (("baseline", "-"), ("regularized", "--")):
         runs = _search_runs(t, recipe)
+        runs = runs[runs["token_budget"] == budget]
         for i, (model, g) in enumerate(sorted(runs.groupby("model"), key=lambda kv: kv[1]["non_embedding_params"].iloc[0])):
             best = g.groupby("epochs")["loss"].min()
             if len(best) < 2:
@@ -105,7 +110,7 @@ def fig_epochs(t, ax, fig, data_dir):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("epochs over the fixed token budget")
     ax.set_ylabel("validation loss (best over the other searched axes)")
-    ax.set_title("Loss vs epochs: baseline (solid, default wd) and regularized (dashed)")
+    ax.set_title(f"Loss vs epochs at D={budget}: baseline (solid, default wd), regularized (dashed)", fontsize=9)
     ax.legend(fontsize=6)
 
 
@@ -120,6 +125,7 @@ def fig_weight_decay(t, ax, fig, data_dir):
 
     runs = t["runs"]
     fig.clear()
+    fig.set_layout_engine("constrained")
     n = len(reg)
     cols = min(n, 4)
     rows = -(-n // cols)
@@ -157,9 +163,9 @@ def fig_weight_decay(t, ax, fig, data_dir):
 
 def fig_params(t, ax, fig, data_dir):
     fits, tuning = t["fits"], t["tuning"]
-    fits = fits[fits["fit"] == "params"]
+    fits = fits[(fits["fit"] == "params") & (fits["n_points"] > 1)]  # a lone size is no curve
     if fits.empty:
-        return _empty(ax, "single-model searches")
+        return _empty(ax, "searches over several sizes")
     certified = dict(zip(tuning["run_id"], tuning["certified"]))
     for i, (_, row) in enumerate(fits.iterrows()):
         color = f"C{i}"
@@ -262,7 +268,8 @@ def draw(name: str, results: str, out: str, data_dir: str, baseline_wd: float) -
     tables = _tables(results)
     tables["baseline_wd"] = baseline_wd
     globals()[f"fig_{name}"](tables, ax, fig, data_dir)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)

@@ -1,0 +1,75 @@
+"""Recipes, L(N) and L(D) fits and data efficiency from a tuning table with known laws."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from infinite_compute.analysis import compute_fits, data_scaling_points, recipe_points
+
+SIZES = {"n1": 1e4, "n2": 3e4, "n3": 1e5, "n4": 3e5}
+D0 = 16384
+
+
+def base_law(n):  # the baseline recipe at D0: L(N) = 50/N^0.5 + 2
+    return 50 / n**0.5 + 2.0
+
+
+def reg_law(n):  # the regularized recipe at D0: same shape, asymptote 1.5
+    return 50 / n**0.5 + 1.5
+
+
+# the baseline data law of n2, through its point at D0: L(D) = A/D^0.5 + 1.5
+A_D = (base_law(SIZES["n2"]) - 1.5) * D0**0.5
+
+
+def data_law(d):
+    return A_D / d**0.5 + 1.5
+
+
+def row(recipe, model, budget, loss, cell=None):
+    return {"cell": cell or f"{recipe}-{model}-d{budget}", "search": recipe, "recipe": recipe, "model": model,
+            "non_embedding_params": int(SIZES[model]), "token_budget": budget, "run_id": f"{recipe}-{model}-{budget}",
+            "loss": loss, "certified": True}
+
+
+@pytest.fixture
+def tuning():
+    rows = [row("baseline", m, D0, base_law(n)) for m, n in SIZES.items()]
+    rows += [row("regularized", m, D0, reg_law(n)) for m, n in SIZES.items()]
+    rows += [row("baseline", "n2", d, data_law(d), cell=f"data-n2-d{d}") for d in (8192, 32768, 65536)]
+    # a second baseline cell of n2 at D0 with a worse outcome: the lower loss of the two counts
+    rows.append(row("baseline", "n2", D0, base_law(SIZES["n2"]) + 0.3, cell="other-n2"))
+    # a diverged selection is never a recipe point
+    rows.append({**row("regularized", "n1", 8192, float("nan")), "cell": "reg-n1-d8k"})
+    return pd.DataFrame(rows)
+
+
+def test_recipe_points_take_the_best_cell_per_size_and_budget(tuning):
+    pts = recipe_points(tuning)
+    base = pts["baseline"]
+    assert len(base[base["token_budget"] == D0]) == 4
+    n2 = base[(base["model"] == "n2") & (base["token_budget"] == D0)]["loss"].item()
+    assert n2 == pytest.approx(base_law(SIZES["n2"]))
+    assert len(pts["regularized"]) == 4  # the NaN cell is dropped
+    law = data_scaling_points(tuning, ["n2"])
+    assert list(law["token_budget"]) == [8192, D0, 32768, 65536]
+    assert len(data_scaling_points(tuning, [])) == 4  # every model, the best per budget
+
+
+def test_fits_recover_the_laws_and_the_multiplier(tuning):
+    fits, eff = compute_fits(tuning, pd.DataFrame(columns=["ensemble", "ensemble_size", "loss", "token_budget"]),
+                             data_scaling_models=["n2"], n_bootstrap=50, ci_level=0.9, seed=0)
+    by = {(f["fit"], f["recipe"], f["group"]): f for f in fits}
+    assert by[("params", "baseline", f"D={D0}")]["E"] == pytest.approx(2.0, abs=1e-4)
+    assert by[("params", "regularized", f"D={D0}")]["E"] == pytest.approx(1.5, abs=1e-4)
+    assert by[("params", "regularized", f"D={D0}")]["alpha"] == pytest.approx(0.5, abs=1e-4)
+    data = by[("data", "baseline", "all")]
+    assert data["E"] == pytest.approx(1.5, abs=1e-4) and data["alpha"] == pytest.approx(0.5, abs=1e-4)
+    # the regularized recipe's best loss at D0 (its largest model) needs D_eff = (A/(L-E))^2 tokens
+    # of baseline data; the baseline's n2 is on the law, so its D_eff is D0
+    reg = [e for e in eff if e["recipe"] == "regularized" and e["token_budget"] == D0][0]
+    expected = (A_D / (reg_law(SIZES["n4"]) - 1.5)) ** 2 / D0
+    assert reg["data_efficiency"] == pytest.approx(expected, rel=1e-3)
+    base = [e for e in eff if e["recipe"] == "baseline" and e["token_budget"] == D0][0]
+    # the baseline's best at D0 is n4, better than the n2 point the law was fitted on
+    assert base["data_efficiency"] == pytest.approx((A_D / (base_law(SIZES["n4"]) - 1.5)) ** 2 / D0, rel=1e-3)
