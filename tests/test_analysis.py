@@ -73,3 +73,12 @@ def test_fits_recover_the_laws_and_the_multiplier(tuning):
     base = [e for e in eff if e["recipe"] == "baseline" and e["token_budget"] == D0][0]
     # the baseline's best at D0 is n4, better than the n2 point the law was fitted on
     assert base["data_efficiency"] == pytest.approx((A_D / (base_law(SIZES["n4"]) - 1.5)) ** 2 / D0, rel=1e-3)
+    # the paper's comparison: the baseline's N -> inf asymptote (E = 2) needs (A_D / (2 - 1.5))^2 tokens
+    asym = {e["recipe"]: e for e in eff if e["label"].startswith("asymptote")}
+    expected = (A_D / 0.5) ** 2 / D0
+    assert asym["baseline"]["data_efficiency"] == pytest.approx(expected, rel=1e-3)
+    assert asym["baseline"]["data_efficiency_ci_low"] == pytest.approx(expected, rel=1e-2)
+    assert asym["baseline"]["data_efficiency_ci_high"] == pytest.approx(expected, rel=1e-2)
+    # the regularized asymptote equals the data law's own: no amount of baseline data reaches it
+    assert asym["regularized"]["data_efficiency"] == np.inf or asym["regularized"]["data_efficiency"] > 1e6
+    assert np.isnan(reg["data_efficiency_ci_low"])  # a single run carries no CI

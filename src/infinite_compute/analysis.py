@@ -88,12 +88,14 @@ def compute_fits(
     kw = dict(n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)
     fits: list[dict] = []
     points = recipe_points(tuning)
+    by_budget: list[tuple[int, dict]] = []  # the L(N) fits with their token budget
     for recipe, pts in points.items():
         for budget, g in pts.groupby("token_budget"):
             fits.append(
                 _fit_row("params", recipe, f"D={budget}", "non_embedding_params", g["non_embedding_params"],
                          g["loss"], g["run_id"], **kw)
             )
+            by_budget.append((int(budget), fits[-1]))
     for name, g in ensembles.groupby("ensemble"):
         g = g.sort_values("ensemble_size")
         fits.append(
@@ -110,18 +112,23 @@ def compute_fits(
     if law is not None:
         best_base = dict(zip(data_points["token_budget"], data_points["loss"]))
 
-        def add(recipe: str, label: str, budget: int, loss: float) -> None:
+        def add(recipe: str, label: str, budget: int, loss: float, loss_ci=(math.nan, math.nan)) -> None:
             if budget not in best_base:
                 return
+            base = best_base[budget]
+            # a lower loss is more data: the CI's high multiplier comes from the low loss
+            hi, lo = (float(data_efficiency(law, v, base)) if finite(v) else math.nan for v in loss_ci)
             efficiency.append(
                 {
                     "recipe": recipe,
                     "label": label,
                     "token_budget": int(budget),
                     "loss": float(loss),
-                    "baseline_loss": float(best_base[budget]),
+                    "baseline_loss": float(base),
                     "effective_tokens": float(inverse_power_law(law, loss)),
-                    "data_efficiency": float(data_efficiency(law, loss, best_base[budget])),
+                    "data_efficiency": float(data_efficiency(law, loss, base)),
+                    "data_efficiency_ci_low": lo,
+                    "data_efficiency_ci_high": hi,
                 }
             )
 
@@ -129,6 +136,10 @@ def compute_fits(
             for budget, g in pts.groupby("token_budget"):
                 best = g.loc[g["loss"].idxmin()]
                 add(recipe, best["run_id"], budget, best["loss"])
+        # the paper's comparison: a recipe's N -> inf asymptote against the baseline's L(D)
+        for budget, f in by_budget:
+            if f["status"] == "ok":
+                add(f["recipe"], "asymptote E (N -> inf)", budget, f["E"], (f["E_ci_low"], f["E_ci_high"]))
         for name, g in ensembles.groupby("ensemble"):
             top = g.loc[g["ensemble_size"].idxmax()]
             add("ensemble", f"{name} (K={int(top['ensemble_size'])})", int(top["token_budget"]), top["loss"])

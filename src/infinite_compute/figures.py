@@ -150,7 +150,12 @@ def fig_weight_decay(t, ax, fig, data_dir):
         i = list(table.index).index(cell["epochs"])
         j = list(table.columns).index(cell["weight_decay"])
         a.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="r", lw=2))
-        verdict = "certified" if cell["certified"] else f"{cell['status']}: " + ", ".join(cell["edges"]) if cell["edges"] else cell["status"]
+        if cell["certified"]:
+            verdict = "certified"
+        elif len(cell["edges"]):
+            verdict = f"{cell['status']}: at the grid's edge in " + ", ".join(cell["edges"])
+        else:
+            verdict = f"{cell['status']}: not certified"
         a.set_title(f"{cell['model']} D={cell['token_budget']}: wd {cell['weight_decay']:g} "
                     f"({cell['weight_decay'] / t['baseline_wd']:.0f}x default)\n{verdict}", fontsize=7,
                     color="k" if cell["certified"] else "r")
@@ -216,9 +221,14 @@ def fig_data_scaling(t, ax, fig, data_dir):
     if r["status"] == "ok":
         _fit_curve(ax, r, min(r["x"]) * 0.7, max(r["x"]) * 8, "C0",
                    f"L(D): E = {r['E']:.3f}, alpha = {r['alpha']:.2f}")
-        for i, (_, e) in enumerate(eff[eff["recipe"] != "baseline"].iterrows()):
+        shown = eff[(eff["recipe"] != "baseline") | eff["label"].str.startswith("asymptote")]
+        for i, (_, e) in enumerate(shown.iterrows()):
+            what = f"{e['recipe']} {'asymptote' if e['label'].startswith('asymptote') else 'best run'} at D={e['token_budget']}"
+            if not np.isfinite(e["effective_tokens"]):  # below the law's own asymptote
+                ax.axhline(e["loss"], color=f"C{i + 1}", ls="--", lw=1, label=f"{what}: below L(D)'s E, no finite D")
+                continue
             ax.scatter([e["effective_tokens"]], [e["loss"]], marker="*", s=60, color=f"C{i + 1}",
-                       label=f"{e['recipe']} at D={e['token_budget']}: x{e['data_efficiency']:.2f} data")
+                       label=f"{what}: x{e['data_efficiency']:.2f} data")
     else:
         ax.set_title(f"Baseline data scaling: {r['status']}")
     ax.set_xscale("log")

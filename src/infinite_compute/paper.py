@@ -16,6 +16,12 @@ def _num(x, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
+def _sig(x, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "n/a"
+    return f"{x:.{digits}g}"
+
+
 def _records(df):
     return df.to_dict("records")
 
@@ -64,6 +70,7 @@ def render(template: str, results: str, out: str, data_dir: str, baseline_wd: fl
         lstrip_blocks=True,
     )
     env.filters["num"] = _num
+    env.filters["sig"] = _sig
     env.filters["pct"] = lambda x: "n/a" if not np.isfinite(x) else f"{100 * x:.0f}%"
     text = env.get_template(os.path.basename(template)).render(**context(results, data_dir, baseline_wd))
     atomic_write_text(out, text)
