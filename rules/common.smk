@@ -2,6 +2,7 @@ import dataclasses
 import json
 import os
 import sys
+import types
 
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
@@ -82,6 +83,25 @@ def round_points(wc):
 
 def round_evals(wc):
     return [f"{eval_dir(PLAN.point_run(wc.cell, p))}/eval.json" for p in round_points(wc)]
+
+
+def ensemble_members(name):
+    """An ensemble's member run ids; for an ensemble of a search, from its cell's selected run."""
+    ens = PLAN.ensembles[name]
+    if ens.cell is None:
+        return ens.member_ids()
+    with open(final_round(types.SimpleNamespace(cell=ens.cell))) as f:
+        return ens.member_ids(json.load(f)["best"])
+
+
+def ensemble_info(wc):
+    """What the ensembles table reports beside the losses: its recipe and its members' settings."""
+    ens = PLAN.ensembles[wc.name]
+    first = PLAN.spec(ensemble_members(wc.name)[0])
+    info = {"recipe": ens.recipe, "cell": ens.cell, "model": ens.model, "token_budget": ens.token_budget,
+            "non_embedding_params": first.model.non_embedding_params(), "epochs": first.epochs,
+            "learning_rate": first.learning_rate, "weight_decay": first.weight_decay}
+    return json.dumps(info, sort_keys=True)
 
 
 def final_round(wc):

@@ -82,3 +82,41 @@ def test_fits_recover_the_laws_and_the_multiplier(tuning):
     # the regularized asymptote equals the data law's own: no amount of baseline data reaches it
     assert asym["regularized"]["data_efficiency"] == np.inf or asym["regularized"]["data_efficiency"] > 1e6
     assert np.isnan(reg["data_efficiency_ci_low"])  # a single run carries no CI
+
+
+def ensemble_rows(name, recipe, model, budget, e_k, kmax=6):
+    """An ensemble whose subset-mean loss follows L(K) = 0.5 / K^0.8 + e_k exactly."""
+    return [{"ensemble": name, "recipe": recipe, "cell": None, "model": model,
+             "non_embedding_params": int(SIZES[model]), "token_budget": budget, "ensemble_size": k,
+             "loss": 0.5 / k**0.8 + e_k + 0.01, "loss_mean": 0.5 / k**0.8 + e_k} for k in range(1, kmax + 1)]
+
+
+def joint_law(n):  # the K -> inf asymptote per N: E_K(N) = 30 / N^0.5 + 1.6, so N, K -> inf gives 1.6
+    return 30 / n**0.5 + 1.6
+
+
+def test_ensemble_and_joint_asymptotes(tuning):
+    rows = [r for m in SIZES for r in ensemble_rows(f"ens-{m}", "ens", m, D0, joint_law(SIZES[m]))]
+    rows += ensemble_rows("fixed-n2", "fixed", "n2", D0, 1.8)
+    fits, eff = compute_fits(tuning, pd.DataFrame(rows), data_scaling_models=["n2"], n_bootstrap=50,
+                             ci_level=0.9, seed=0)
+    by = {(f["fit"], f["group"]): f for f in fits}
+    for m, n in SIZES.items():  # L(K) per N, fitted on the subset means
+        f = by[("ensemble", f"ens-{m}")]
+        assert f["E"] == pytest.approx(joint_law(n), abs=1e-4) and f["alpha"] == pytest.approx(0.8, abs=1e-3)
+        assert f["model"] == m and f["non_embedding_params"] == int(n) and f["token_budget"] == D0
+    joint = by[("joint", f"D={D0}")]
+    assert joint["recipe"] == "ens" and joint["point_ids"] == [f"ens-{m}" for m in SIZES]
+    assert joint["E"] == pytest.approx(1.6, abs=1e-3) and joint["alpha"] == pytest.approx(0.5, abs=1e-2)
+    assert joint["E_ci_low"] <= joint["E"] + 1e-6 <= joint["E_ci_high"] + 2e-6
+    assert "fixed" not in {f["recipe"] for f in fits if f["fit"] == "joint"}  # a fixed ensemble has one N
+    # multipliers against L(D) = A_D / D^0.5 + 1.5, whose n2 point at D0 is the baseline's loss there
+    labels = {e["label"]: e for e in eff}
+    j = labels["joint asymptote (N, K -> inf)"]
+    assert j["recipe"] == "ens"
+    assert j["data_efficiency"] == pytest.approx((A_D / (1.6 - 1.5)) ** 2 / D0, rel=1e-2)
+    fixed = labels["fixed-n2 asymptote (K -> inf)"]
+    assert fixed["recipe"] == "ensemble"
+    assert fixed["data_efficiency"] == pytest.approx((A_D / (1.8 - 1.5)) ** 2 / D0, rel=1e-3)
+    top = labels["fixed-n2 (K=6)"]  # the largest fixed ensemble's own (first-K) loss
+    assert top["loss"] == pytest.approx(0.5 / 6**0.8 + 1.81)

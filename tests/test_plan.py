@@ -70,6 +70,11 @@ def test_run_override_changes_only_that_run(smoke_config):
         (lambda c: c["distillation"][0].update(teacher={"ensemble": "nope"}), "distillation[0].teacher.ensemble"),
         (lambda c: c.update(run_overrides={"no-such-run": {"epochs": 3}}), "run_overrides.no-such-run"),
         (lambda c: c["models"]["t1"].update(num_heads=3), "models.t1.num_heads"),
+        (lambda c: c["ensemble_recipes"][0].update(search="nope"), "ensemble_recipes[0].search"),
+        (lambda c: c["ensemble_recipes"][0].update(models=["t1", "t9"]), "ensemble_recipes[0].models"),
+        (lambda c: c["ensemble_recipes"][0].update(token_budgets=[4096]), "ensemble_recipes[0].token_budgets"),
+        (lambda c: c["distillation"][0].update(teacher={"ensemble": "reg-ens-t1-d8k"}),
+         "distillation[0].teacher.ensemble"),
     ],
 )
 def test_semantic_errors_name_the_key(edit, key):
@@ -104,3 +109,30 @@ def test_schema_sets_defaults_in_list_items():
     assert cfg["tuning"]["searches"][0]["mode"] == "local" and cfg["tuning"]["searches"][0]["seed"] == 0
     assert cfg["tuning"]["extend_edges"] is True
     assert cfg["training"]["beta2"] == 0.95 and cfg["training"]["baseline_weight_decay"] == 0.1
+
+
+def test_ensembles_of_a_search_follow_the_papers_member_rule(smoke_config):
+    plan = build_plan(smoke_config)
+    ens = {n: e for n, e in plan.ensembles.items() if e.recipe == "reg-ens"}
+    # one per (model, budget) cell of the search, named after it
+    assert sorted(ens) == ["reg-ens-t1-d8k", "reg-ens-t2-d8k", "reg-ens-t3-d8k"]
+    e = ens["reg-ens-t2-d8k"]
+    assert e.cell == "reg-t2-d8k" and e.members == () and e.size == 2
+    with pytest.raises(ValueError, match="reg-t2-d8k"):
+        e.member_ids()  # unknown until the search has selected its run
+    best = {"learning_rate": 0.01, "weight_decay": 0.4, "epochs": 2}
+    ids = e.member_ids(best)
+    # double the epochs, half the weight decay, the same lr, a new seed per member
+    assert ids == ["t2-d8k-ep4-lr0.01-wd0.2-s0", "t2-d8k-ep4-lr0.01-wd0.2-s1"]
+    spec = plan.spec(ids[1])
+    assert (spec.epochs, spec.learning_rate, spec.weight_decay, spec.seed) == (4, 0.01, 0.2, 1)
+    assert spec.model == plan.models["t2"] and spec.num_train_steps == 8192 // (8 * 64) * 4
+    # raising Kmax keeps the first members: only new seeds are added
+    cfg = copy.deepcopy(smoke_config)
+    cfg["ensemble_recipes"][0].update(members=3, epochs_factor=1.5, weight_decay_factor=0.25)
+    bigger = build_plan(cfg).ensembles["reg-ens-t2-d8k"].member_ids(best)
+    assert bigger == ["t2-d8k-ep3-lr0.01-wd0.1-s0", "t2-d8k-ep3-lr0.01-wd0.1-s1", "t2-d8k-ep3-lr0.01-wd0.1-s2"]
+    with pytest.raises(KeyError):
+        plan.spec("t9-d8k-ep4-lr0.01-wd0.2-s0")  # no such model
+    with pytest.raises(KeyError):
+        plan.spec("t2-d5k-ep4-lr0.01-wd0.2-s0")  # no such budget

@@ -132,7 +132,8 @@ def test_runs_table_is_real_training(smoke):
 
 
 def test_ensemble_table_is_log_mean_exp_of_members(smoke):
-    ens = table(smoke, "ensembles").sort_values("ensemble_size")
+    ens = table(smoke, "ensembles")
+    ens = ens[ens["ensemble"] == "t1-ens"].sort_values("ensemble_size")
     runs = table(smoke, "runs").set_index("run_id")
     assert list(ens["ensemble_size"]) == [1, 2, 3]
     # K = 1 is the first member itself
@@ -148,7 +149,7 @@ def test_ensemble_table_is_log_mean_exp_of_members(smoke):
 
 def test_fits_and_distillation_tables(smoke):
     fits = table(smoke, "fits")
-    assert set(fits["fit"]) == {"params", "ensemble", "data"}
+    assert set(fits["fit"]) == {"params", "ensemble", "joint", "data"}
     ok = fits[fits["status"] == "ok"]
     assert len(ok) >= 3 and np.isfinite(ok[["A", "alpha", "E"]].to_numpy()).all()
     dist = table(smoke, "distillation")
@@ -180,6 +181,52 @@ def test_editing_one_run_reruns_only_it_and_its_dependents(smoke):
     for rule in ("results_tables", "fit_power_laws", "render_paper", "all_figures", "draw_figure"):
         assert rule in jobs
     assert not {"prepare_corpus", "train_tokenizer", "tokenize_corpus", "build_cache"} & set(jobs)
+
+
+def test_ensembles_of_a_search_follow_its_selected_runs(smoke):
+    ens = table(smoke, "ensembles")
+    runs = table(smoke, "runs").set_index("run_id")
+    derived = ens[ens["recipe"] == "reg-ens"]
+    assert sorted(derived["ensemble"].unique()) == ["reg-ens-t1-d8k", "reg-ens-t2-d8k", "reg-ens-t3-d8k"]
+    for name, g in derived.groupby("ensemble"):
+        best = final(smoke, g["cell"].iloc[0])["best"]
+        top = g.loc[g["ensemble_size"].idxmax()]
+        assert list(g.sort_values("ensemble_size")["ensemble_size"]) == [1, 2, 3]
+        # the paper's rule: the selected lr, twice the epochs, half the weight decay, seeds 0..K-1
+        members = runs.loc[list(top["member_ids"])]
+        assert (members["learning_rate"] == best["learning_rate"]).all()
+        assert (members["epochs"] == 2 * best["epochs"]).all()
+        assert np.allclose(members["weight_decay"], best["weight_decay"] / 2)
+        assert list(members["seed"]) == [0, 1, 2] and (members["role"] != "teacher").all()
+        assert all(name in e for e in members["ensembles"])
+    fits = table(smoke, "fits")
+    per_k = fits[(fits["fit"] == "ensemble") & (fits["recipe"] == "reg-ens")]
+    assert sorted(per_k["model"]) == ["t1", "t2", "t3"] and (per_k["token_budget"] == 8192).all()
+    ok = per_k[per_k["status"] == "ok"].sort_values("non_embedding_params")
+    joint = fits[fits["fit"] == "joint"]
+    # the joint fit is over the K -> inf asymptotes of the sizes, in order of N
+    assert len(joint) == 1 and list(joint.iloc[0]["point_ids"]) == list(ok["group"])
+    np.testing.assert_allclose(joint.iloc[0]["y"], ok["E"])
+
+
+def test_adding_an_ensemble_member_trains_only_it(smoke):
+    cfg = yaml.safe_load(open(os.path.join(smoke, ".test", "config.yaml")))
+    cfg["ensemble_recipes"][0]["members"] = 4
+    cfg["ensembles"][0]["members"] = 4
+    with open(os.path.join(smoke, "more.yaml"), "w") as f:
+        yaml.safe_dump(cfg, f)
+    jobs = dry_run_jobs(smoke, "figures/all", "--configfile", "more.yaml")
+    runs = table(smoke, "runs").set_index("run_id")
+    new = ["run=t1-d8k-ep2-lr0.01-wd0.1-s3"]  # the fixed ensemble's fourth member
+    for name in ("reg-ens-t1-d8k", "reg-ens-t2-d8k", "reg-ens-t3-d8k"):
+        first = runs.loc[[r for r in runs.index if name in runs.loc[r, "ensembles"]]].sort_values("seed").iloc[0]
+        new.append("run=" + first.name.removesuffix("-s0") + "-s3")
+    # only the fourth members train; the student of the fixed ensemble follows its teacher
+    student = "run=t1-d8k-ep2-lr0.01-wd0.1-s0-distill-ens-distill"
+    assert sorted(jobs["train_model"]) == sorted(new + [student])
+    assert sorted(jobs["ensemble_curve"]) == sorted(["name=t1-ens", "name=reg-ens-t1-d8k", "name=reg-ens-t2-d8k",
+                                                     "name=reg-ens-t3-d8k"])
+    assert "tune_round" not in jobs and not {"prepare_corpus", "train_tokenizer", "build_cache"} & set(jobs)
 
 
 def test_lint_is_clean(smoke):

@@ -46,11 +46,15 @@ def data_scaling_points(tuning: pd.DataFrame, models: list[str]) -> pd.DataFrame
     return best_per(base, ["token_budget"])
 
 
-def _fit_row(fit: str, recipe: str, group: str, x_name: str, x, y, ids, n_bootstrap, ci_level, seed) -> dict:
+def _fit_row(fit: str, recipe: str, group: str, x_name: str, x, y, ids, n_bootstrap, ci_level, seed, *,
+             token_budget=None, model=None, non_embedding_params=None) -> dict:
     row = {
         "fit": fit,
         "recipe": recipe,
         "group": group,
+        "model": model,
+        "non_embedding_params": None if non_embedding_params is None else int(non_embedding_params),
+        "token_budget": None if token_budget is None else int(token_budget),
         "x_name": x_name,
         "x": [float(v) for v in x],
         "y": [float(v) for v in y],
@@ -88,19 +92,28 @@ def compute_fits(
     kw = dict(n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)
     fits: list[dict] = []
     points = recipe_points(tuning)
-    by_budget: list[tuple[int, dict]] = []  # the L(N) fits with their token budget
     for recipe, pts in points.items():
         for budget, g in pts.groupby("token_budget"):
             fits.append(
                 _fit_row("params", recipe, f"D={budget}", "non_embedding_params", g["non_embedding_params"],
-                         g["loss"], g["run_id"], **kw)
+                         g["loss"], g["run_id"], token_budget=budget, **kw)
             )
-            by_budget.append((int(budget), fits[-1]))
+    # L(K) per ensemble, on the mean over member subsets of each size (the first-K loss is one draw)
     for name, g in ensembles.groupby("ensemble"):
         g = g.sort_values("ensemble_size")
+        first = g.iloc[0]
         fits.append(
-            _fit_row("ensemble", "ensemble", name, "ensemble_size", g["ensemble_size"], g["loss"],
-                     [f"{name}:K={k}" for k in g["ensemble_size"]], **kw)
+            _fit_row("ensemble", first["recipe"], name, "ensemble_size", g["ensemble_size"], g["loss_mean"],
+                     [f"{name}:K={k}" for k in g["ensemble_size"]], token_budget=first["token_budget"],
+                     model=first["model"], non_embedding_params=first["non_embedding_params"], **kw)
+        )
+    # the joint (N -> inf, K -> inf) asymptote: the K -> inf asymptotes of one ensemble recipe over N
+    per_k = [f for f in fits if f["fit"] == "ensemble" and f["status"] == "ok" and f["recipe"] != "fixed"]
+    for (recipe, budget), group in _groupby(per_k, lambda f: (f["recipe"], f["token_budget"])).items():
+        group.sort(key=lambda f: f["non_embedding_params"])
+        fits.append(
+            _fit_row("joint", recipe, f"D={budget}", "non_embedding_params", [f["non_embedding_params"] for f in group],
+                     [f["E"] for f in group], [f["group"] for f in group], token_budget=budget, **kw)
         )
     data_points = data_scaling_points(tuning, data_scaling_models)
     data_fit = _fit_row("data", "baseline", "all", "token_budget", data_points["token_budget"], data_points["loss"],
@@ -136,14 +149,28 @@ def compute_fits(
             for budget, g in pts.groupby("token_budget"):
                 best = g.loc[g["loss"].idxmin()]
                 add(recipe, best["run_id"], budget, best["loss"])
-        # the paper's comparison: a recipe's N -> inf asymptote against the baseline's L(D)
-        for budget, f in by_budget:
-            if f["status"] == "ok":
-                add(f["recipe"], "asymptote E (N -> inf)", budget, f["E"], (f["E_ci_low"], f["E_ci_high"]))
         for name, g in ensembles.groupby("ensemble"):
             top = g.loc[g["ensemble_size"].idxmax()]
             add("ensemble", f"{name} (K={int(top['ensemble_size'])})", int(top["token_budget"]), top["loss"])
+        # the paper's comparison: a recipe's asymptote against the baseline's L(D): N -> inf for the
+        # single-model recipes, K -> inf for a fixed ensemble, N, K -> inf for an ensemble recipe
+        labels = {"params": "asymptote E (N -> inf)", "joint": "joint asymptote (N, K -> inf)"}
+        for f in fits:
+            if f["status"] != "ok" or f["fit"] not in ("params", "joint", "ensemble"):
+                continue
+            if f["fit"] == "ensemble" and f["recipe"] != "fixed":
+                continue
+            recipe = "ensemble" if f["fit"] == "ensemble" else f["recipe"]
+            label = labels.get(f["fit"], f"{f['group']} asymptote (K -> inf)")
+            add(recipe, label, f["token_budget"], f["E"], (f["E_ci_low"], f["E_ci_high"]))
     return fits, efficiency
+
+
+def _groupby(items, key) -> dict:
+    out: dict = {}
+    for it in items:
+        out.setdefault(key(it), []).append(it)
+    return out
 
 
 def finite(x) -> bool:

@@ -151,7 +151,8 @@ def cmd_ensemble(a) -> None:
                                                                    m0["choice_bytes"], labels)})
     for row in curve:
         row["subsets"] = [list(map(int, s)) for s in row["subsets"]]
-    atomic_write_json(a.out, {"ensemble": a.name, "members": a.member_ids, "curve": curve, "benchmark": bench})
+    atomic_write_json(a.out, {"ensemble": a.name, "members": a.member_ids, "info": json.loads(a.info), "curve": curve,
+                              "benchmark": bench})
 
 
 def cmd_sample(a) -> None:
@@ -236,8 +237,13 @@ def cmd_results(a) -> None:
     for f in finals:
         for q in f["points"]:
             searched.setdefault(q["run_id"], []).append(f["cell"])
+    ens_json = {name: read_json(os.path.join(root, "ensembles", f"{name}.json")) for name in sorted(plan["ensembles"])}
+    membership = {r: {"sweeps": list(m["sweeps"]), "ensembles": []} for r, m in membership.items()}
+    for name, e in ens_json.items():  # members of a search's ensemble are known only from its file
+        for r in e["members"]:
+            membership.setdefault(r, {"sweeps": [], "ensembles": []})["ensembles"].append(name)
     evals = {}
-    for rid in sorted(set(plan["runs"]) | set(searched)):
+    for rid in sorted(set(plan["runs"]) | set(searched) | set(membership)):
         spec = plan["runs"].get(rid) or read_json(os.path.join(root, "models", rid, "spec.json"))
         metrics = read_json(os.path.join(root, "models", rid, "metrics.json"))
         ev = read_json(os.path.join(root, "evals", rid, "eval.json"))
@@ -267,21 +273,17 @@ def cmd_results(a) -> None:
         bench_rows.append({"model_id": rid, "kind": "run", "family": family, "task": "next-line",
                            "loss": ev["loss"], **{k: ev["benchmark"][k] for k in
                            ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n_items", "chance")}})
-    ens_json = {}
-    for name, ens in sorted(plan["ensembles"].items()):
-        e = read_json(os.path.join(root, "ensembles", f"{name}.json"))
-        ens_json[name] = e
-        first = plan["runs"][ens["members"][0]]
+    for name, e in ens_json.items():
+        info = e["info"]
         for row, b in zip(e["curve"], e["benchmark"]):
             k = row["ensemble_size"]
             ens_rows.append(
                 {
-                    "ensemble": name, "model": ens["model"],
-                    "non_embedding_params": runs_rows[[r["run_id"] for r in runs_rows].index(ens["members"][0])][
-                        "non_embedding_params"],
-                    "token_budget": ens["token_budget"], "epochs": first["epochs"],
-                    "learning_rate": first["learning_rate"], "weight_decay": first["weight_decay"],
-                    "ensemble_size": k, "member_ids": ens["members"][:k], "loss": row["loss_first"],
+                    "ensemble": name, "recipe": info["recipe"], "cell": info["cell"], "model": info["model"],
+                    "non_embedding_params": info["non_embedding_params"], "token_budget": info["token_budget"],
+                    "epochs": info["epochs"], "learning_rate": info["learning_rate"],
+                    "weight_decay": info["weight_decay"], "ensemble_size": k, "member_ids": e["members"][:k],
+                    "loss": row["loss_first"],
                     "loss_mean": row["loss_mean"], "loss_std": row["loss_std"], "n_subsets": row["n_subsets"],
                 }
             )
@@ -388,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
     cmd("evaluate", cmd_evaluate, "--model", "--validation", "--benchmark", "--tokenizer",
         ("--batch-size", {"type": int}), "--out")
     cmd("ensemble", cmd_ensemble, "--name", ("--evals", {"nargs": "+", "required": True}),
-        ("--member-ids", {"nargs": "+", "required": True}), "--benchmark", ("--seed", {"type": int}), "--out")
+        ("--member-ids", {"nargs": "+", "required": True}), "--info", "--benchmark", ("--seed", {"type": int}), "--out")
     cmd("sample", cmd_sample, ("--teachers", {"nargs": "+", "required": True}), "--tokenizer", "--params",
         ("--batch-size", {"type": int}), "--out")
     cmd("distill-cache", cmd_distill_cache, "--train", "--validation", "--samples", "--tokenizer",

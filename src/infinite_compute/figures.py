@@ -9,7 +9,8 @@ import numpy as np
 
 from .io import atomic_path, read_json
 
-FIGURES = ("data", "training", "epochs", "weight_decay", "params", "ensembles", "data_scaling", "distillation", "benchmarks")
+FIGURES = ("data", "training", "epochs", "weight_decay", "params", "ensembles", "joint", "asymptotes", "data_scaling",
+           "efficiency", "distillation", "benchmarks")
 
 
 def _plt():
@@ -191,24 +192,136 @@ def fig_params(t, ax, fig, data_dir):
     ax.legend(fontsize=7)
 
 
+def _main_budget(df):
+    """The token budget most rows share: where per-N figures are drawn."""
+    return int(df["token_budget"].value_counts().idxmax())
+
+
 def fig_ensembles(t, ax, fig, data_dir):
+    """Claim 3: per N, the ensemble loss falls as a power law in K to a K -> inf asymptote."""
     ens, fits = t["ensembles"], t["fits"]
     if ens.empty:
         return _empty(ax, "ensembles")
-    for i, (name, g) in enumerate(ens.groupby("ensemble")):
+    budget = _main_budget(ens)
+    ens = ens[ens["token_budget"] == budget]
+    order = ens.groupby("ensemble")["non_embedding_params"].first().sort_values()
+    for i, name in enumerate(order.index):
+        g = ens[ens["ensemble"] == name].sort_values("ensemble_size")
         color = f"C{i}"
-        ax.errorbar(g["ensemble_size"], g["loss_mean"], yerr=g["loss_std"], fmt="o", color=color, capsize=2)
+        ax.errorbar(g["ensemble_size"], g["loss_mean"], yerr=g["loss_std"], fmt="o", color=color, capsize=2, ms=3)
         row = fits[(fits["fit"] == "ensemble") & (fits["group"] == name)]
+        label = f"{name} (N={order[name] / 1e6:.2f}M)"
         if not row.empty and row.iloc[0]["status"] == "ok":
             r = row.iloc[0]
-            _fit_curve(ax, r, 1, g["ensemble_size"].max() * 4, color, f"{name}: E = {r['E']:.3f} (K -> inf)")
+            _fit_curve(ax, r, 1, g["ensemble_size"].max() * 4, color, f"{label}: E = {r['E']:.3f} (K -> inf)")
         else:
-            ax.plot(g["ensemble_size"], g["loss"], color=color, label=f"{name}")
+            ax.plot(g["ensemble_size"], g["loss_mean"], color=color, label=label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("ensemble members K")
-    ax.set_ylabel("ensemble validation loss")
-    ax.set_title("Ensembles: L = A / K^alpha + E (bars: spread over member subsets)")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("ensemble validation loss (mean over member subsets)")
+    ax.set_title(f"Ensembles at D={budget}: L = A / K^alpha + E (bars: spread over member subsets)", fontsize=9)
+    ax.legend(fontsize=6)
+
+
+def fig_joint(t, ax, fig, data_dir):
+    """Claims 2-3: the K -> inf asymptotes over N with the joint fit, beside the regularized L(N)."""
+    fits = t["fits"]
+    per_k = fits[(fits["fit"] == "ensemble") & (fits["status"] == "ok") & (fits["recipe"] != "fixed")]
+    if per_k.empty:
+        return _empty(ax, "ensembles of a search at several sizes")
+    budget = _main_budget(per_k)
+    per_k = per_k[per_k["token_budget"] == budget]
+    for i, (recipe, g) in enumerate(per_k.groupby("recipe")):
+        color = f"C{i}"
+        g = g.sort_values("non_embedding_params")
+        err = np.array([g["E"] - g["E_ci_low"], g["E_ci_high"] - g["E"]])
+        ax.errorbar(g["non_embedding_params"], g["E"], yerr=np.where(np.isfinite(err), np.abs(err), 0), fmt="s",
+                    color=color, capsize=2, label=f"{recipe}: K -> inf asymptote per N (bootstrap CI)")
+        joint = fits[(fits["fit"] == "joint") & (fits["recipe"] == recipe) & (fits["token_budget"] == budget)]
+        if not joint.empty and joint.iloc[0]["status"] == "ok":
+            r = joint.iloc[0]
+            ci = f" [{r['E_ci_low']:.3f}, {r['E_ci_high']:.3f}]" if np.isfinite(r["E_ci_low"]) else ""
+            _fit_curve(ax, r, min(r["x"]) * 0.7, max(r["x"]) * 4, color,
+                       f"{recipe} joint fit: N, K -> inf at {r['E']:.3f}{ci}")
+    reg = fits[(fits["fit"] == "params") & (fits["recipe"] == "regularized") & (fits["token_budget"] == budget)]
+    if not reg.empty:
+        r = reg.iloc[0]
+        ax.scatter(r["x"], r["y"], color="k", marker="o", zorder=3, label="regularized single models")
+        if r["status"] == "ok":
+            _fit_curve(ax, r, min(r["x"]) * 0.7, max(r["x"]) * 4, "k", f"regularized: N -> inf at {r['E']:.3f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("non-embedding parameters N")
+    ax.set_ylabel("validation loss")
+    ax.set_title(f"Joint scaling at D={budget}: ensembles' K -> inf asymptotes over N (dotted: asymptotes)", fontsize=9)
+    ax.legend(fontsize=6)
+
+
+def fig_asymptotes(t, ax, fig, data_dir):
+    """The N x D table of asymptotes: K -> inf per (N, D), and per D the N -> inf and joint ones."""
+    fits = t["fits"]
+    ok = fits[fits["status"] == "ok"]
+    per_k = ok[(ok["fit"] == "ensemble") & (ok["recipe"] != "fixed")]
+    overall = ok[ok["fit"].isin(["params", "joint"])]
+    if per_k.empty and overall.empty:
+        return _empty(ax, "asymptotes (fits with 3+ points)")
+    budgets = sorted({int(b) for b in pd_values(per_k["token_budget"]) + pd_values(overall["token_budget"])})
+
+    def cell(f):
+        if f.empty:
+            return "-"
+        r = f.iloc[0]
+        ci = f"\n[{r['E_ci_low']:.2f}, {r['E_ci_high']:.2f}]" if np.isfinite(r["E_ci_low"]) else ""
+        return f"{r['E']:.3f}{ci}"
+
+    rows, labels = [], []
+    for (recipe, model), g in per_k.groupby(["recipe", "model"]):
+        n = int(g["non_embedding_params"].iloc[0])
+        labels.append((n, f"{recipe} {model} (N={n / 1e6:.2f}M), K -> inf"))
+        rows.append([cell(g[g["token_budget"] == b]) for b in budgets])
+    order = sorted(range(len(rows)), key=lambda i: labels[i][0])
+    rows, labels = [rows[i] for i in order], [labels[i][1] for i in order]
+    for (fit, recipe), g in overall.groupby(["fit", "recipe"]):
+        labels.append(f"{recipe}, {'N -> inf' if fit == 'params' else 'N, K -> inf'}")
+        rows.append([cell(g[g["token_budget"] == b]) for b in budgets])
+    ax.axis("off")
+    table = ax.table(cellText=rows, rowLabels=labels, colLabels=[f"D={b}" for b in budgets], loc="center",
+                     cellLoc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(6)
+    table.scale(1, 2.2)
+    ax.set_title("Asymptotes E (bootstrap CI) per model and token budget", fontsize=9)
+
+
+def pd_values(col) -> list:
+    return [v for v in col.tolist() if v is not None and np.isfinite(v)]
+
+
+def fig_efficiency(t, ax, fig, data_dir):
+    """Data-efficiency multipliers of every recipe against the baseline's L(D), with CIs."""
+    eff = t["efficiency"]
+    if eff.empty:
+        return _empty(ax, "a baseline data-scaling law (3+ budgets)")
+    eff = eff.sort_values(["token_budget", "data_efficiency"])
+    labels = [f"{e['recipe']}: {e['label']} (D={e['token_budget']})" for _, e in eff.iterrows()]
+    values = eff["data_efficiency"].to_numpy(float)
+    shown = np.where(np.isfinite(values), values, np.nan)
+    y = np.arange(len(values))
+    lo = np.abs(shown - eff["data_efficiency_ci_low"].to_numpy(float))
+    hi = np.abs(eff["data_efficiency_ci_high"].to_numpy(float) - shown)
+    xerr = np.where(np.isfinite([lo, hi]), [lo, hi], 0)
+    colors = [f"C{['baseline', 'regularized', 'ensemble'].index(r) if r in ('baseline', 'regularized', 'ensemble') else 3}"
+              for r in eff["recipe"]]
+    finite_vals = shown[np.isfinite(shown) & (shown > 0)]
+    base = 10 ** np.floor(np.log10(min(finite_vals.min(), 1.0) * 0.5)) if finite_vals.size else 0.1
+    ax.barh(y, np.nan_to_num(shown, nan=base) - base, left=base, xerr=xerr, color=colors, capsize=2)
+    for yi, v in zip(y, values):
+        ax.text(v if np.isfinite(v) else base, yi, f" x{v:.2f}" if np.isfinite(v) else " below L(D)'s E: unbounded",
+                va="center", fontsize=6)
+    ax.axvline(1, color="grey", lw=1, ls="--")
+    ax.set_yticks(y, labels, fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("data-efficiency multiplier D_eff / D (baseline = 1)")
+    ax.set_title("Data efficiency vs the baseline's L(D) (error bars: CIs)", fontsize=9)
 
 
 def fig_data_scaling(t, ax, fig, data_dir):

@@ -26,6 +26,21 @@ def _records(df):
     return df.to_dict("records")
 
 
+def _joint(fits) -> list[dict]:
+    """Each joint (N, K -> inf) asymptote beside the regularized N -> inf one at the same budget."""
+    out = []
+    ok = fits[fits["status"] == "ok"]
+    for _, j in ok[ok["fit"] == "joint"].iterrows():
+        reg = ok[(ok["fit"] == "params") & (ok["recipe"] == "regularized") & (ok["token_budget"] == j["token_budget"])]
+        r = reg.iloc[0] if not reg.empty else None
+        out.append({"recipe": j["recipe"], "token_budget": int(j["token_budget"]), "E": j["E"],
+                    "E_ci_low": j["E_ci_low"], "E_ci_high": j["E_ci_high"],
+                    "regularized_E": None if r is None else r["E"],
+                    "regularized_ci_low": None if r is None else r["E_ci_low"],
+                    "regularized_ci_high": None if r is None else r["E_ci_high"]})
+    return out
+
+
 def context(results: str, data_dir: str, baseline_wd: float) -> dict:
     from .figures import TABLES
     from .results import read_table
@@ -57,6 +72,7 @@ def context(results: str, data_dir: str, baseline_wd: float) -> dict:
         "ensembles": _records(t["ensembles"]),
         "distillation": _records(t["distillation"]),
         "efficiency": _records(t["efficiency"]),
+        "joint": _joint(fits),
         "families": _records(families),
         "diverged": _records(runs[runs["diverged"]]),
     }

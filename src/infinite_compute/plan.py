@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,10 +99,29 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class EnsembleSpec:
+    """K = 1..size members of one recipe, seeds 0..size-1. A fixed ensemble lists its members; an
+    ensemble of a search (`cell`) derives them from the cell's selected run, known after the search."""
+
     name: str
-    members: tuple[str, ...]  # run ids, seed order: the first K form the canonical K-ensemble
+    members: tuple[str, ...]  # fixed: run ids in seed order (the first K form the K-ensemble); else ()
     model: str
     token_budget: int
+    size: int = 0
+    recipe: str = "fixed"  # "fixed" or the name of its entry of `ensemble_recipes`
+    cell: str | None = None
+    epochs_factor: float = 1.0
+    weight_decay_factor: float = 1.0
+
+    def member_ids(self, best: dict | None = None) -> list[str]:
+        """The members' run ids; an ensemble of a search needs its cell's selected run `best`
+        (learning_rate, weight_decay, epochs): same lr, epochs x epochs_factor, wd x weight_decay_factor."""
+        if self.cell is None:
+            return list(self.members)
+        if best is None:
+            raise ValueError(f"ensemble '{self.name}' needs the outcome of search cell '{self.cell}'")
+        epochs = max(1, round(best["epochs"] * self.epochs_factor))
+        wd = float(f"{best['weight_decay'] * self.weight_decay_factor:.6g}")  # the value its run id names
+        return [run_id(self.model, self.token_budget, epochs, best["learning_rate"], wd, k) for k in range(self.size)]
 
 
 @dataclass(frozen=True)
@@ -150,14 +170,18 @@ class Plan:
         return run_id(c.model, c.token_budget, ep, lr, wd, c.seed)
 
     def spec(self, rid: str) -> RunSpec:
-        """The spec of a planned run or of any lattice point of a search cell."""
+        """The spec of a planned run, of any lattice point of a search cell, or of a run named by
+        its hyperparameters (an ensemble member derived from a search) on a known model and budget."""
         if rid in self.runs:
             return self.runs[rid]
         lattice = _lattice_index(self)
-        if rid not in lattice:
-            raise KeyError(f"'{rid}' is neither a planned run nor a point of a search cell")
-        c, (lr, wd, ep) = lattice[rid]
-        return self.make_spec(c.model, c.token_budget, ep, lr, wd, c.seed)
+        if rid in lattice:
+            c, (lr, wd, ep) = lattice[rid]
+            return self.make_spec(c.model, c.token_budget, ep, lr, wd, c.seed)
+        parsed = parse_run_id(rid, self.token_budgets)
+        if parsed is None or parsed[0] not in self.models:
+            raise KeyError(f"'{rid}' is neither a planned run, a search point nor a run id of a known model and budget")
+        return self.make_spec(*parsed)
 
     def runs_on_data(self, data: str) -> list[str]:
         return sorted(r for r, s in self.runs.items() if s.data == data)
@@ -201,6 +225,25 @@ def run_id(model: str, token_budget: int, epochs: int, lr: float, wd: float, see
         f"{model}-d{format_tokens(token_budget)}-ep{epochs}-lr{format_number(lr)}"
         f"-wd{format_number(wd)}-s{seed}"
     )
+
+
+_RUN_ID = re.compile(
+    r"^(?P<model>[a-z][a-z0-9]*)-d(?P<tokens>\d+[km]?)-ep(?P<epochs>\d+)-lr(?P<lr>[0-9.e+-]+?)"
+    r"-wd(?P<wd>[0-9.e+-]+?)-s(?P<seed>\d+)$"
+)
+
+
+def parse_run_id(rid: str, token_budgets) -> tuple[str, int, int, float, float, int] | None:
+    """(model, budget, epochs, lr, wd, seed) of a run id of `run_id`'s form, or None."""
+    m = _RUN_ID.match(rid)
+    budgets = {format_tokens(b): b for b in token_budgets}
+    if m is None or m["tokens"] not in budgets:
+        return None
+    try:
+        lr, wd = float(m["lr"]), float(m["wd"])
+    except ValueError:
+        return None
+    return m["model"], budgets[m["tokens"]], int(m["epochs"]), lr, wd, int(m["seed"])
 
 
 def _shapes(config: dict) -> dict[str, ModelShape]:
@@ -315,7 +358,13 @@ def build_plan(config: dict) -> Plan:
             real_run(key, ens["model"], ens["token_budget"], ens["epochs"], ens["learning_rate"], ens["weight_decay"], k)
             for k in range(ens["members"])
         )
-        ensembles[ens["name"]] = EnsembleSpec(ens["name"], members, ens["model"], ens["token_budget"])
+        ensembles[ens["name"]] = EnsembleSpec(ens["name"], members, ens["model"], ens["token_budget"], len(members))
+
+    cells = _cells(config, budgets, check_model, check_budget)
+    for name, ens in _search_ensembles(config, cells).items():
+        if name in ensembles:
+            raise ConfigError("ensemble_recipes", f"ensemble '{name}' is also defined in `ensembles`")
+        ensembles[name] = ens
 
     distillations: dict[str, DistillSpec] = {}
     for i, dist in enumerate(config["distillation"]):
@@ -330,6 +379,9 @@ def build_plan(config: dict) -> Plan:
                     f"{key}.teacher.ensemble", f"unknown ensemble '{teacher['ensemble']}'; defined: {sorted(ensembles)}"
                 )
             ens = ensembles[teacher["ensemble"]]
+            if ens.cell is not None:
+                raise ConfigError(f"{key}.teacher.ensemble",
+                                  f"'{ens.name}' is an ensemble of a search; a teacher must be an entry of `ensembles`")
             members, kind, tname, budget = ens.members, "ensemble", ens.name, ens.token_budget
         else:
             rid = real_run(
@@ -379,7 +431,6 @@ def build_plan(config: dict) -> Plan:
             seed=config["seed"],
         )
 
-    cells = _cells(config, budgets, check_model, check_budget)
     for rid in overrides:
         if rid not in overridden:
             raise ConfigError(f"run_overrides.{rid}", "no run of the plan has this id")
@@ -429,6 +480,34 @@ def _cells(config: dict, budgets, check_model, check_budget) -> dict[str, Cell]:
                     max_rounds=t["max_rounds"],
                 )
     return cells
+
+
+def _search_ensembles(config: dict, cells: dict[str, Cell]) -> dict[str, EnsembleSpec]:
+    """The ensembles of `ensemble_recipes`: one per (model, budget) cell of the named search."""
+    out: dict[str, EnsembleSpec] = {}
+    searches = sorted({c.search for c in cells.values()})
+    for i, er in enumerate(config["ensemble_recipes"]):
+        key = f"ensemble_recipes[{i}]"
+        of = [c for c in cells.values() if c.search == er["search"]]
+        if not of:
+            raise ConfigError(f"{key}.search", f"no search named '{er['search']}'; tuning.searches has {searches}")
+        for axis, attr in (("models", "model"), ("token_budgets", "token_budget")):
+            known = sorted({getattr(c, attr) for c in of})
+            extra = [v for v in er[axis] if v not in known]
+            if extra:
+                raise ConfigError(f"{key}.{axis}", f"{extra} not searched by '{er['search']}' (it has {known})")
+        for c in sorted(of, key=lambda c: (c.token_budget, c.model)):
+            if (er["models"] and c.model not in er["models"]) or (er["token_budgets"] and c.token_budget not in er["token_budgets"]):
+                continue
+            name = f"{er['name']}-{c.model}-d{format_tokens(c.token_budget)}"
+            if name in out:
+                raise ConfigError(f"{key}.name", f"ensemble '{name}' is defined twice")
+            out[name] = EnsembleSpec(
+                name=name, members=(), model=c.model, token_budget=c.token_budget, size=er["members"],
+                recipe=er["name"], cell=c.cell_id, epochs_factor=er["epochs_factor"],
+                weight_decay_factor=er["weight_decay_factor"],
+            )
+    return out
 
 
 def load_config(path: str, schema_path: str | None = None) -> dict[str, Any]:

@@ -79,6 +79,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "ensembles": pa.schema(
         [
             pa.field("ensemble", pa.string()),
+            pa.field("recipe", pa.string()),  # "fixed" (config `ensembles`) or its `ensemble_recipes` name
+            pa.field("cell", pa.string()),  # the search cell whose selected run defines the members
             pa.field("model", pa.string()),
             pa.field("non_embedding_params", pa.int64()),
             pa.field("token_budget", pa.int64()),
@@ -128,9 +130,12 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
     "fits": pa.schema(
         [
-            pa.field("fit", pa.string()),  # params / ensemble / data
+            pa.field("fit", pa.string()),  # params (L(N)) / ensemble (L(K)) / joint (E_K over N) / data (L(D))
             pa.field("recipe", pa.string()),
             pa.field("group", pa.string()),
+            pa.field("model", pa.string()),  # L(K) fits: the members' model; else null
+            pa.field("non_embedding_params", pa.int64()),  # L(K) fits; else null
+            pa.field("token_budget", pa.int64()),  # null for L(D)
             pa.field("x_name", pa.string()),
             pa.field("x", pa.list_(pa.float64())),
             pa.field("y", pa.list_(pa.float64())),
