@@ -117,21 +117,23 @@ def test_ensembles_of_a_search_follow_the_papers_member_rule(smoke_config):
     # one per (model, budget) cell of the search, named after it
     assert sorted(ens) == ["reg-ens-t1-d8k", "reg-ens-t2-d8k", "reg-ens-t3-d8k"]
     e = ens["reg-ens-t2-d8k"]
-    assert e.cell == "reg-t2-d8k" and e.members == () and e.size == 2
+    assert e.cell == "reg-t2-d8k" and e.members == () and e.size == 3
     with pytest.raises(ValueError, match="reg-t2-d8k"):
         e.member_ids()  # unknown until the search has selected its run
     best = {"learning_rate": 0.01, "weight_decay": 0.4, "epochs": 2}
     ids = e.member_ids(best)
     # double the epochs, half the weight decay, the same lr, a new seed per member
-    assert ids == ["t2-d8k-ep4-lr0.01-wd0.2-s0", "t2-d8k-ep4-lr0.01-wd0.2-s1"]
+    assert ids == ["t2-d8k-ep4-lr0.01-wd0.2-s0", "t2-d8k-ep4-lr0.01-wd0.2-s1", "t2-d8k-ep4-lr0.01-wd0.2-s2"]
     spec = plan.spec(ids[1])
     assert (spec.epochs, spec.learning_rate, spec.weight_decay, spec.seed) == (4, 0.01, 0.2, 1)
     assert spec.model == plan.models["t2"] and spec.num_train_steps == 8192 // (8 * 64) * 4
     # raising Kmax keeps the first members: only new seeds are added
     cfg = copy.deepcopy(smoke_config)
-    cfg["ensemble_recipes"][0].update(members=3, epochs_factor=1.5, weight_decay_factor=0.25)
-    bigger = build_plan(cfg).ensembles["reg-ens-t2-d8k"].member_ids(best)
-    assert bigger == ["t2-d8k-ep3-lr0.01-wd0.1-s0", "t2-d8k-ep3-lr0.01-wd0.1-s1", "t2-d8k-ep3-lr0.01-wd0.1-s2"]
+    cfg["ensemble_recipes"][0].update(members=4)
+    assert build_plan(cfg).ensembles["reg-ens-t2-d8k"].member_ids(best) == ids + ["t2-d8k-ep4-lr0.01-wd0.2-s3"]
+    cfg["ensemble_recipes"][0].update(epochs_factor=1.5, weight_decay_factor=0.25)
+    other = build_plan(cfg).ensembles["reg-ens-t2-d8k"].member_ids(best)
+    assert other[1] == "t2-d8k-ep3-lr0.01-wd0.1-s1"
     with pytest.raises(KeyError):
         plan.spec("t9-d8k-ep4-lr0.01-wd0.2-s0")  # no such model
     with pytest.raises(KeyError):

@@ -123,8 +123,10 @@ def test_plan_builds_cells_and_specs_for_any_lattice_point():
     far = (0.01, cell.axes[1][-1], 2)  # an extension point, never in the config
     spec = plan.spec(plan.point_run(cell, far))
     assert spec.weight_decay == cell.axes[1][-1] and spec.model.name == "t2" and spec.token_budget == 8192
+    # a run named by its hyperparameters (an ensemble member) has a spec; an unknown budget has none
+    assert plan.spec("t2-d8k-ep3-lr0.01-wd0.1-s0").num_train_steps == 8192 // (8 * 64) * 3
     with pytest.raises(KeyError):
-        plan.spec("t2-d8k-ep3-lr0.01-wd0.1-s0")
+        plan.spec("t2-d3k-ep3-lr0.01-wd0.1-s0")
 
 
 def test_a_start_off_the_grid_names_its_key():
