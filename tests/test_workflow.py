@@ -113,7 +113,9 @@ def test_runs_table_is_real_training(smoke):
     runs = table(smoke, "runs")
     plan = json.load(open(os.path.join(smoke, "results", "plan.json")))
     searched = {q["run_id"] for c in plan["cells"] for q in final(smoke, c)["points"]}
-    assert sorted(runs["run_id"]) == sorted(set(plan["runs"]) | searched)
+    members = {m for e in plan["ensembles"]
+               for m in json.load(open(os.path.join(smoke, "results", "ensembles", f"{e}.json")))["members"]}
+    assert sorted(runs["run_id"]) == sorted(set(plan["runs"]) | searched | members)
     vocab = 512
     assert (runs["loss"] < math.log(vocab)).all(), "every model beats the uniform distribution"
     assert not runs["diverged"].any()
