@@ -108,6 +108,9 @@ def levanter_config(
             steps_per_eval=max(1, math.ceil(steps / evals_per_run)),
             tracker=tuple(trackers),
             require_accelerator=False,
+            # a diverged run finishes and is recorded as diverged (NaN loss) instead of failing the study
+            crash_on_nan=False,
+            crash_on_inf=False,
             log_dir=os.path.join(checkpoint_dir, "logs"),
             log_jaxprs=False,
             log_xla_hlo=False,
