@@ -81,7 +81,25 @@ def test_fits_recover_the_laws_and_the_multiplier(tuning):
     assert asym["baseline"]["data_efficiency_ci_high"] == pytest.approx(expected, rel=1e-2)
     # the regularized asymptote equals the data law's own: no amount of baseline data reaches it
     assert asym["regularized"]["data_efficiency"] == np.inf or asym["regularized"]["data_efficiency"] > 1e6
-    assert np.isnan(reg["data_efficiency_ci_low"])  # a single run carries no CI
+    # a single run's CI comes from L(D)'s bootstrap alone: the law is exact, so it is the point itself
+    assert reg["data_efficiency_ci_low"] == pytest.approx(reg["data_efficiency"], rel=1e-3)
+    assert reg["data_efficiency_ci_high"] == pytest.approx(reg["data_efficiency"], rel=1e-3)
+
+
+def test_multiplier_cis_carry_the_data_laws_uncertainty(tuning):
+    """With noise on the L(D) points, a single run's multiplier gets a CI that holds the point and
+    has width; the asymptote's CI (its own loss CI on top) is at least as wide."""
+    noisy = tuning.copy()
+    data = noisy["cell"].str.startswith("data-") | ((noisy["model"] == "n2") & (noisy["recipe"] == "baseline"))
+    bumps = np.resize([0.02, -0.015, 0.01, -0.02, 0.015], data.sum())
+    noisy.loc[data, "loss"] = noisy.loc[data, "loss"] + bumps
+    empty = pd.DataFrame(columns=["ensemble", "ensemble_size", "loss", "token_budget"])
+    _, eff = compute_fits(noisy, empty, data_scaling_models=["n2"], n_bootstrap=100, ci_level=0.9, seed=0)
+    reg = [e for e in eff if e["recipe"] == "regularized" and e["token_budget"] == D0 and e["label"].startswith("reg")][0]
+    assert reg["data_efficiency_ci_low"] < reg["data_efficiency"] < reg["data_efficiency_ci_high"]
+    assert reg["data_efficiency_ci_high"] / reg["data_efficiency_ci_low"] > 1.05
+    asym = [e for e in eff if e["recipe"] == "baseline" and e["label"].startswith("asymptote")][0]
+    assert asym["data_efficiency_ci_low"] <= asym["data_efficiency"] <= asym["data_efficiency_ci_high"]
 
 
 def ensemble_rows(name, recipe, model, budget, e_k, kmax=6):

@@ -9,7 +9,9 @@ from scipy.optimize import curve_fit, nnls
 
 from infinite_compute.fits import (
     PowerLawFit,
+    bootstrap_laws,
     data_efficiency,
+    data_efficiency_interval,
     fit_power_law,
     inverse_power_law,
     joint_asymptote,
@@ -217,6 +219,31 @@ def test_data_efficiency_hand_checkable():
     fit = make_fit(1.0, 0.5, 1.0)
     assert data_efficiency(fit, 1.25, 1.5) == pytest.approx(4.0)
     assert data_efficiency(fit, 0.9, 1.5) == math.inf
+
+
+def test_data_efficiency_interval_hand_checkable():
+    # L = 1/(D) + E: D_eff(L) = 1/(L - E). Baseline loss 3, recipe loss 2: E = 0 gives 3/2, E = 1 gives
+    # 2/1 = 2, E = 0.5 gives 2.5/1.5 = 5/3. With the recipe loss's CI [1.5, 2.5] the ends move to the
+    # multipliers at 2.5 (E = 0: 1.2) and at 1.5 (E = 1: 4).
+    laws = [make_fit(1.0, 1.0, e) for e in (0.0, 0.5, 1.0)]
+    assert data_efficiency_interval(laws, 2.0, 3.0, ci_level=0.5) == pytest.approx((1.5, 2.0))
+    assert data_efficiency_interval(laws, 2.0, 3.0, ci_level=0.5, recipe_loss_ci=(1.5, 2.5)) == pytest.approx((1.2, 4.0))
+    # a recipe loss below one law's E is unbounded under it; a law that cannot reach the baseline
+    # loss (E above it) gives no multiplier and is skipped
+    lo, hi = data_efficiency_interval(laws + [make_fit(1.0, 1.0, 1.97)], 1.95, 3.0, ci_level=0.9)
+    assert hi == math.inf and lo == pytest.approx(3.0 / 1.95)
+    assert data_efficiency_interval(laws + [make_fit(1.0, 1.0, 3.5)], 2.0, 3.0, ci_level=0.5) == pytest.approx((1.5, 2.0))
+    assert all(math.isnan(v) for v in data_efficiency_interval(laws[:1], 2.0, 3.0))
+
+
+def test_bootstrap_laws_are_the_refits_behind_the_cis():
+    y = noisy(X6)
+    fit = fit_power_law(X6, y, n_bootstrap=60, ci_level=0.9, seed=3)
+    laws = bootstrap_laws(X6, y, fit, n_bootstrap=60, seed=3)
+    assert len(laws) == fit.n_bootstrap_used > 40
+    E = np.array([law.E for law in laws])
+    assert np.percentile(E, 5) == pytest.approx(fit.E_ci_low, abs=1e-6)
+    assert np.percentile(E, 95) == pytest.approx(fit.E_ci_high, abs=1e-6)
 
 
 def test_joint_asymptote_fits_asymptotes_over_n():

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .fits import PowerLawFit, data_efficiency, fit_power_law, inverse_power_law
+from .fits import PowerLawFit, bootstrap_laws, data_efficiency, data_efficiency_interval, fit_power_law, inverse_power_law
 
 FIT_FIELDS = (
     "A alpha E A_stderr alpha_stderr E_stderr A_ci_low A_ci_high alpha_ci_low alpha_ci_high E_ci_low E_ci_high"
@@ -124,13 +124,14 @@ def compute_fits(
     law = fit_from_row(data_fit)
     if law is not None:
         best_base = dict(zip(data_points["token_budget"], data_points["loss"]))
+        # the law's own uncertainty: its bootstrap refits (the resamples behind its CIs)
+        laws = bootstrap_laws(data_points["token_budget"], data_points["loss"], law, n_bootstrap=n_bootstrap, seed=seed)
 
         def add(recipe: str, label: str, budget: int, loss: float, loss_ci=(math.nan, math.nan)) -> None:
             if budget not in best_base:
                 return
             base = best_base[budget]
-            # a lower loss is more data: the CI's high multiplier comes from the low loss
-            hi, lo = (float(data_efficiency(law, v, base)) if finite(v) else math.nan for v in loss_ci)
+            lo, hi = data_efficiency_interval(laws, loss, base, ci_level=ci_level, recipe_loss_ci=loss_ci)
             efficiency.append(
                 {
                     "recipe": recipe,

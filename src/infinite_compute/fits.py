@@ -22,7 +22,9 @@ from scipy.optimize import nnls
 __all__ = [
     "JointAsymptote",
     "PowerLawFit",
+    "bootstrap_laws",
     "data_efficiency",
+    "data_efficiency_interval",
     "fit_power_law",
     "inverse_power_law",
     "joint_asymptote",
@@ -195,13 +197,13 @@ def _stderrs(result, x0: float, n_points: int) -> tuple[float, float, float]:
     return _sd(var_A), _sd(covar[i_alpha, i_alpha]), _sd(covar[i_E, i_E])
 
 
-def _bootstrap(u, y, x0, start, n_bootstrap, ci_level, seed):
-    """Percentile CIs of (A, alpha, E) from pair-resampled refits."""
+def _bootstrap_samples(u, y, x0, start, n_bootstrap, seed) -> np.ndarray:
+    """(A, alpha, E) of each pair-resampled refit, shape (m, 3); empty when there is nothing to resample."""
     n = u.size
     # Resamples of 3 points with 3 distinct x are the data itself, so the
     # bootstrap distribution would be a point mass: report no CI instead.
     if n <= _MIN_POINTS or n_bootstrap == 0:
-        return [(math.nan, math.nan)] * 3, 0
+        return np.empty((0, 3))
     rng = np.random.default_rng(seed)
     samples = []
     for _ in range(n_bootstrap):
@@ -212,12 +214,32 @@ def _bootstrap(u, y, x0, start, n_bootstrap, ci_level, seed):
         result = _minimize(u[idx], y[idx], start)
         p = result.params
         samples.append((_unscale(p["a"].value, p["alpha"].value, x0), p["alpha"].value, p["E"].value))
-    if len(samples) < 2:
-        return [(math.nan, math.nan)] * 3, len(samples)
-    arr = np.asarray(samples)
+    return np.asarray(samples, dtype=float).reshape(-1, 3)
+
+
+def _bootstrap(u, y, x0, start, n_bootstrap, ci_level, seed):
+    """Percentile CIs of (A, alpha, E) from pair-resampled refits."""
+    arr = _bootstrap_samples(u, y, x0, start, n_bootstrap, seed)
+    if len(arr) < 2:
+        return [(math.nan, math.nan)] * 3, len(arr)
     tail = 100.0 * (1.0 - ci_level) / 2.0
     lo, hi = np.percentile(arr, [tail, 100.0 - tail], axis=0)
-    return [(float(lo[i]), float(hi[i])) for i in range(3)], len(samples)
+    return [(float(lo[i]), float(hi[i])) for i in range(3)], len(arr)
+
+
+def bootstrap_laws(x, y, fit: PowerLawFit, *, n_bootstrap: int = 200, seed: int = 0) -> list[PowerLawFit]:
+    """The pair-resampled refits behind ``fit``'s CIs (same resamples for the same ``seed``), as laws
+    with only A, alpha and E set: to carry the fit's uncertainty into what is computed from it."""
+    x, y = _validate(x, y)
+    x0 = float(np.exp(np.mean(np.log(x))))
+    start = (fit.A / math.exp(fit.alpha * math.log(x0)), fit.alpha, fit.E)
+    nan = math.nan
+    return [
+        PowerLawFit(A=float(A), alpha=float(alpha), E=float(E), A_stderr=nan, alpha_stderr=nan, E_stderr=nan,
+                    E_ci_low=nan, E_ci_high=nan, alpha_ci_low=nan, alpha_ci_high=nan, A_ci_low=nan, A_ci_high=nan,
+                    n_points=int(x.size), ci_level=fit.ci_level, success=True, message="bootstrap refit")
+        for A, alpha, E in _bootstrap_samples(x / x0, y, x0, start, n_bootstrap, seed)
+    ]
 
 
 def fit_power_law(
@@ -314,6 +336,33 @@ def data_efficiency(baseline_fit: PowerLawFit, recipe_loss, baseline_loss):
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.asarray(d_recipe, dtype=float) / np.asarray(d_base, dtype=float)
     return float(ratio) if ratio.ndim == 0 else ratio
+
+
+def data_efficiency_interval(
+    laws: Sequence[PowerLawFit], recipe_loss: float, baseline_loss: float, *, ci_level: float = 0.95,
+    recipe_loss_ci: tuple[float, float] = (math.nan, math.nan),
+) -> tuple[float, float]:
+    """A CI of the data-efficiency multiplier that carries both uncertainties: the baseline law's
+    (``laws``: its bootstrap refits) and the recipe loss's own CI where it has one.
+
+    The low end is the lower percentile over the laws of the multiplier at the CI's high loss; the
+    high end the upper percentile at its low loss (a lower loss is more data). A law under which the
+    baseline loss itself is unreachable gives no multiplier and is skipped. (nan, nan) with fewer
+    than 2 laws.
+    """
+    lo_loss, hi_loss = (v if v is not None and math.isfinite(v) else recipe_loss for v in recipe_loss_ci)
+
+    def spread(loss: float) -> np.ndarray:
+        m = np.array([data_efficiency(law, loss, baseline_loss) for law in laws], dtype=float)
+        return m[~np.isnan(m)]
+
+    low, high = spread(hi_loss), spread(lo_loss)
+    if low.size < 2 or high.size < 2:
+        return math.nan, math.nan
+    tail = (1.0 - ci_level) / 2.0
+    # inverted_cdf takes an order statistic: no interpolation between a finite and an infinite value
+    return (float(np.quantile(low, tail, method="inverted_cdf")),
+            float(np.quantile(high, 1.0 - tail, method="inverted_cdf")))
 
 
 def joint_asymptote(n, asymptotes_per_n, **kw) -> PowerLawFit:

@@ -167,7 +167,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("baseline_loss", pa.float64()),
             pa.field("effective_tokens", pa.float64()),
             pa.field("data_efficiency", pa.float64()),
-            pa.field("data_efficiency_ci_low", pa.float64()),  # from the loss's CI (asymptotes); nan for runs
+            pa.field("data_efficiency_ci_low", pa.float64()),  # L(D)'s bootstrap refits x the loss's own CI (asymptotes)
             pa.field("data_efficiency_ci_high", pa.float64()),
             *PROVENANCE,
         ]
