@@ -9,7 +9,7 @@ import numpy as np
 
 from .io import atomic_path, read_json
 
-FIGURES = ("data", "training", "epochs", "weight_decay", "params", "ensembles", "joint", "asymptotes", "data_scaling",
+FIGURES = ("data", "training", "epochs", "weight_decay", "params", "ensembles", "joint", "asymptotes", "tokens", "data_scaling",
            "efficiency", "distillation", "benchmarks")
 
 
@@ -324,6 +324,43 @@ def fig_efficiency(t, ax, fig, data_dir):
     ax.set_title("Data efficiency vs the baseline's L(D) (error bars: CIs)", fontsize=9)
 
 
+def fig_tokens(t, ax, fig, data_dir):
+    """Claim 4: per token budget, each recipe's asymptote (N -> inf; N, K -> inf) against the baseline's
+    L(D), each labelled with its data-efficiency multiplier."""
+    fits, eff = t["fits"], t["efficiency"]
+    ok = fits[fits["status"] == "ok"]
+    asym = ok[ok["fit"].isin(["params", "joint"])]
+    data = fits[fits["fit"] == "data"]
+    if asym.empty and (data.empty or not len(data.iloc[0]["x"])):
+        return _empty(ax, "asymptotes at several token budgets")
+    if not data.empty and len(data.iloc[0]["x"]):
+        r = data.iloc[0]
+        ax.scatter(r["x"], r["y"], color="k", zorder=3, label="baseline, best per D")
+        if r["status"] == "ok":
+            _fit_curve(ax, r, min(r["x"]) * 0.7, max(r["x"]) * 1.5, "k",
+                       f"baseline L(D): E = {r['E']:.3f}, alpha = {r['alpha']:.2f}")
+    labels = {"params": "N -> inf", "joint": "N, K -> inf"}
+    for i, ((fit, recipe), g) in enumerate(asym.groupby(["fit", "recipe"])):
+        g = g.sort_values("token_budget")
+        color = f"C{i + 1}"
+        x, y = g["token_budget"].to_numpy(float), g["E"].to_numpy(float)
+        err = np.array([y - g["E_ci_low"].to_numpy(float), g["E_ci_high"].to_numpy(float) - y])
+        ax.errorbar(x, y, yerr=np.where(np.isfinite(err), np.abs(err), 0), fmt="s-", color=color, capsize=2, ms=4,
+                    label=f"{recipe}: asymptote {labels[fit]} (bootstrap CI)")
+        want = "asymptote E (N -> inf)" if fit == "params" else "joint asymptote (N, K -> inf)"
+        for xi, yi in zip(x, y):
+            m = eff[(eff["recipe"] == recipe) & (eff["label"] == want) & (eff["token_budget"] == xi)]
+            if not m.empty:
+                v = m.iloc[0]["data_efficiency"]
+                ax.annotate(f"x{v:.1f}" if np.isfinite(v) else "x inf", (xi, yi), textcoords="offset points",
+                            xytext=(4, -10), fontsize=6, color=color)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("token budget D")
+    ax.set_ylabel("validation loss")
+    ax.set_title("Token scaling: asymptotes per budget vs the baseline's L(D) (labels: data multipliers)", fontsize=9)
+    ax.legend(fontsize=6)
+
+
 def fig_data_scaling(t, ax, fig, data_dir):
     fits, eff = t["fits"], t["efficiency"]
     row = fits[fits["fit"] == "data"]
@@ -335,6 +372,8 @@ def fig_data_scaling(t, ax, fig, data_dir):
         _fit_curve(ax, r, min(r["x"]) * 0.7, max(r["x"]) * 8, "C0",
                    f"L(D): E = {r['E']:.3f}, alpha = {r['alpha']:.2f}")
         shown = eff[(eff["recipe"] != "baseline") | eff["label"].str.startswith("asymptote")]
+        if not shown.empty:  # the main budget's points; the `tokens` figure has every budget's asymptotes
+            shown = shown[shown["token_budget"] == _main_budget(shown)]
         for i, (_, e) in enumerate(shown.iterrows()):
             what = f"{e['recipe']} {'asymptote' if e['label'].startswith('asymptote') else 'best run'} at D={e['token_budget']}"
             if not np.isfinite(e["effective_tokens"]):  # below the law's own asymptote

@@ -11,8 +11,10 @@ from .io import atomic_write_text, read_json
 
 
 def _num(x, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+    if x is None or (isinstance(x, float) and np.isnan(x)):
         return "n/a"
+    if isinstance(x, float) and np.isinf(x):
+        return "inf" if x > 0 else "-inf"
     return f"{x:.{digits}f}"
 
 
@@ -38,6 +40,27 @@ def _joint(fits) -> list[dict]:
                     "regularized_E": None if r is None else r["E"],
                     "regularized_ci_low": None if r is None else r["E_ci_low"],
                     "regularized_ci_high": None if r is None else r["E_ci_high"]})
+    return out
+
+
+def _token_scaling(fits, efficiency) -> list[dict]:
+    """Per recipe asymptote (N -> inf, joint N, K -> inf), its E and multiplier at every token budget."""
+    ok = fits[(fits["status"] == "ok") & fits["fit"].isin(["params", "joint"])]
+    out = []
+    for (fit, recipe), g in ok.groupby(["fit", "recipe"], sort=True):
+        label = "asymptote E (N -> inf)" if fit == "params" else "joint asymptote (N, K -> inf)"
+        points = []
+        for _, f in g.sort_values("token_budget").iterrows():
+            e = efficiency[(efficiency["recipe"] == recipe) & (efficiency["label"] == label)
+                           & (efficiency["token_budget"] == f["token_budget"])]
+            e = e.iloc[0] if not e.empty else None
+            points.append({"token_budget": int(f["token_budget"]), "E": f["E"], "E_ci_low": f["E_ci_low"],
+                           "E_ci_high": f["E_ci_high"], "n_points": int(f["n_points"]),
+                           "baseline_loss": None if e is None else e["baseline_loss"],
+                           "multiplier": None if e is None else e["data_efficiency"],
+                           "ci_low": None if e is None else e["data_efficiency_ci_low"],
+                           "ci_high": None if e is None else e["data_efficiency_ci_high"]})
+        out.append({"recipe": recipe, "limit": "N -> inf" if fit == "params" else "N, K -> inf", "points": points})
     return out
 
 
@@ -73,6 +96,7 @@ def context(results: str, data_dir: str, baseline_wd: float) -> dict:
         "distillation": _records(t["distillation"]),
         "efficiency": _records(t["efficiency"]),
         "joint": _joint(fits),
+        "token_scaling": _token_scaling(fits, t["efficiency"]),
         "families": _records(families),
         "diverged": _records(runs[runs["diverged"]]),
     }
