@@ -94,6 +94,18 @@ def ensemble_members(name):
         return ens.member_ids(json.load(f)["best"])
 
 
+def teacher_members(name):
+    """A distillation teacher's run ids; known only once its search has ended for an ensemble of a
+    search or a search's selected run (self-distillation from the tuned model)."""
+    d = PLAN.distillations[name]
+    if d.teacher_kind == "ensemble":
+        return ensemble_members(d.teacher_name)
+    if d.teacher_kind == "search":
+        with open(final_round(types.SimpleNamespace(cell=d.teacher_cell))) as f:
+            return [json.load(f)["best"]["run_id"]]
+    return list(d.teacher_members)
+
+
 def ensemble_info(wc):
     """What the ensembles table reports beside the losses: its recipe and its members' settings."""
     ens = PLAN.ensembles[wc.name]

@@ -1,7 +1,7 @@
 rule sample_teacher:
-    """A synthetic corpus sampled from the teacher (the mixture of an ensemble's members)."""
+    """A synthetic corpus sampled from the teacher (the mixture of an ensemble's members, or one model)."""
     input:
-        teachers=lambda wc: [f for r in PLAN.distillations[wc.name].teacher_members for f in model_files(r)],
+        teachers=lambda wc: [f for r in teacher_members(wc.name) for f in model_files(r)],
         tokenizer=rules.train_tokenizer.output,
     output:
         "results/samples/{name}.npz",

@@ -29,7 +29,7 @@ def test_runs_are_shared_not_duplicated(smoke_config):
     shared = "t1-d8k-ep2-lr0.01-wd0.1-s0"  # ensemble member 0, and a point of two search cells
     d = plan_to_dict(plan)
     assert d["membership"][shared] == {"sweeps": [], "ensembles": ["t1-ens"]}
-    assert len(plan.runs) == 4  # 3 members and the student; the searches' runs are found as they go
+    assert len(plan.runs) == 6  # 3 members and 3 students; the searches' runs are found as they go
     for cell in ("base-t1-d8k", "reg-t1-d8k"):
         assert shared in [plan.point_run(cell, p) for p in plan.cells[cell].first_round()]
     assert plan.spec(shared) == plan.runs[shared]
@@ -43,6 +43,17 @@ def test_steps_follow_budget_epochs_and_synthetic_share(smoke_config):
     # share 0.5: as many synthetic tokens as real ones, so twice the steps of the real data
     assert student.num_train_steps == 2 * r.num_train_steps
     assert plan.distillations["ens-distill"].teacher_members == plan.ensembles["t1-ens"].members
+
+
+def test_teachers_known_only_from_a_search_are_named_not_listed(smoke_config):
+    plan = build_plan(smoke_config)
+    ens, self_ = plan.distillations["reg-ens-distill"], plan.distillations["self-distill"]
+    assert (ens.teacher_kind, ens.teacher_name, ens.teacher_cell) == ("ensemble", "reg-ens-t1-d8k", "reg-t1-d8k")
+    assert (self_.teacher_kind, self_.teacher_name, self_.teacher_cell) == ("search", "reg-t1-d8k", "reg-t1-d8k")
+    assert ens.teacher_members == () and self_.teacher_members == ()
+    assert self_.sampling_params()["teacher"] == ["search", "reg-t1-d8k"]
+    # the student is planned like any run: the teacher's budget of real data, the rest synthetic
+    assert plan.runs[self_.student].token_budget == 8192 and plan.runs[self_.student].teacher == "self-distill"
 
 
 def test_non_embedding_params_of_a_known_shape():
@@ -73,8 +84,10 @@ def test_run_override_changes_only_that_run(smoke_config):
         (lambda c: c["ensemble_recipes"][0].update(search="nope"), "ensemble_recipes[0].search"),
         (lambda c: c["ensemble_recipes"][0].update(models=["t1", "t9"]), "ensemble_recipes[0].models"),
         (lambda c: c["ensemble_recipes"][0].update(token_budgets=[4096]), "ensemble_recipes[0].token_budgets"),
-        (lambda c: c["distillation"][0].update(teacher={"ensemble": "reg-ens-t1-d8k"}),
-         "distillation[0].teacher.ensemble"),
+        (lambda c: c["distillation"][0].update(teacher={"search": "nope", "model": "t1", "token_budget": 8192}),
+         "distillation[0].teacher.search"),
+        (lambda c: c["distillation"][0].update(teacher={"search": "reg", "model": "t1", "token_budget": 4096}),
+         "distillation[0].teacher"),
     ],
 )
 def test_semantic_errors_name_the_key(edit, key):

@@ -211,6 +211,24 @@ def test_ensembles_of_a_search_follow_its_selected_runs(smoke):
     np.testing.assert_allclose(joint.iloc[0]["y"], ok["E"])
 
 
+def test_teachers_from_a_search_are_its_selection_and_its_ensemble(smoke):
+    dist = table(smoke, "distillation").set_index("distillation")
+    ens = table(smoke, "ensembles")
+    runs = table(smoke, "runs").set_index("run_id")
+    selected = final(smoke, "reg-t1-d8k")["best"]["run_id"]
+    # self-distillation: one teacher, the tuned single model, whose loss is the "single model" too
+    s = dist.loc["self-distill"]
+    assert (s["teacher_kind"], s["teacher"], s["teacher_size"]) == ("search", selected, 1)
+    assert s["teacher_loss"] == pytest.approx(runs.loc[selected, "loss"]) == pytest.approx(s["single_model_loss"])
+    e = dist.loc["reg-ens-distill"]
+    top = ens[ens["ensemble"] == "reg-ens-t1-d8k"].sort_values("ensemble_size").iloc[-1]
+    assert (e["teacher_kind"], e["teacher"], e["teacher_size"]) == ("ensemble", "reg-ens-t1-d8k", 3)
+    assert e["teacher_loss"] == pytest.approx(top["loss"])
+    for name in ("self-distill", "reg-ens-distill"):
+        student = runs.loc[dist.loc[name, "student_id"]]
+        assert student["role"] == "student" and np.isfinite(student["loss"])
+
+
 def test_adding_an_ensemble_member_trains_only_it(smoke):
     cfg = yaml.safe_load(open(os.path.join(smoke, ".test", "config.yaml")))
     cfg["ensemble_recipes"][0]["members"] = 4
@@ -223,9 +241,10 @@ def test_adding_an_ensemble_member_trains_only_it(smoke):
     for name in ("reg-ens-t1-d8k", "reg-ens-t2-d8k", "reg-ens-t3-d8k"):
         first = runs.loc[[r for r in runs.index if name in runs.loc[r, "ensembles"]]].sort_values("seed").iloc[0]
         new.append("run=" + first.name.removesuffix("-s0") + "-s3")
-    # only the fourth members train; the student of the fixed ensemble follows its teacher
-    student = "run=t1-d8k-ep2-lr0.01-wd0.1-s0-distill-ens-distill"
-    assert sorted(jobs["train_model"]) == sorted(new + [student])
+    # only the fourth members train; the students of the grown ensembles follow their teachers
+    students = ["run=t1-d8k-ep2-lr0.01-wd0.1-s0-distill-ens-distill", "run=t1-d8k-ep2-lr0.01-wd0.4-s0-distill-reg-ens-distill"]
+    assert sorted(jobs["train_model"]) == sorted(new + students)
+    assert sorted(jobs["sample_teacher"]) == ["name=ens-distill", "name=reg-ens-distill"]
     assert sorted(jobs["ensemble_curve"]) == sorted(["name=t1-ens", "name=reg-ens-t1-d8k", "name=reg-ens-t2-d8k",
                                                      "name=reg-ens-t3-d8k"])
     assert "tune_round" not in jobs and not {"prepare_corpus", "train_tokenizer", "build_cache"} & set(jobs)

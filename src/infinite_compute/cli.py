@@ -291,19 +291,23 @@ def cmd_results(a) -> None:
                                "task": "next-line", "loss": row["loss_first"],
                                **{key: b[key] for key in ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
                                                           "n_items", "chance")}})
+    selected = {f["cell"]: f["best"]["run_id"] for f in finals}
     for name, d in sorted(plan["distillations"].items()):
         if d["teacher_kind"] == "ensemble":
-            curve = ens_json[d["teacher_name"]]["curve"]
+            e = ens_json[d["teacher_name"]]
+            curve, teacher = e["curve"], e["members"]
             teacher_loss = curve[-1]["loss_first"]
             single = curve[0]["loss_mean"]  # the mean member: a single model of the same recipe
-        else:
-            teacher_loss = single = evals[d["teacher_members"][0]]["loss"]
+        else:  # one model: a given run, or a search cell's selected run (self-distillation)
+            teacher = [selected[d["teacher_cell"]]] if d["teacher_kind"] == "search" else d["teacher_members"]
+            teacher_loss = single = evals[teacher[0]]["loss"]
         student_loss = evals[d["student"]]["loss"]
         gain = single - teacher_loss
         dist_rows.append(
             {
-                "distillation": name, "teacher_kind": d["teacher_kind"], "teacher": d["teacher_name"],
-                "teacher_size": len(d["teacher_members"]), "teacher_loss": teacher_loss,
+                "distillation": name, "teacher_kind": d["teacher_kind"],
+                "teacher": d["teacher_name"] if d["teacher_kind"] == "ensemble" else teacher[0],
+                "teacher_size": len(teacher), "teacher_loss": teacher_loss,
                 "single_model_loss": single, "student_id": d["student"], "student_loss": student_loss,
                 "synthetic_share": d["synthetic_share"], "teacher_tokens": d["teacher_tokens"],
                 # self-distillation has no teacher gain to keep: report nan, the figure shows losses

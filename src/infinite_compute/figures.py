@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
 
 from .io import atomic_path, read_json
 
@@ -390,24 +391,41 @@ def fig_data_scaling(t, ax, fig, data_dir):
 
 
 def fig_distillation(t, ax, fig, data_dir):
-    dist = t["distillation"]
+    """Claims 5-6: per student size and budget, the baseline and regularized single models, each
+    teacher, and the distilled (ensemble teacher) and self-distilled (single teacher) students."""
+    dist, runs, tuning = t["distillation"], t["runs"], t["tuning"]
     if dist.empty:
         return _empty(ax, "distillation")
+    student = runs.set_index("run_id").loc[dist["student_id"], ["model", "token_budget"]].reset_index(drop=True)
+    dist = pd.concat([dist.reset_index(drop=True), student], axis=1)
     labels, values, colors = [], [], []
-    for _, d in dist.iterrows():
-        for lab, v, c in (("single", d["single_model_loss"], "C0"), (f"teacher ({d['teacher_kind']})", d["teacher_loss"], "C1"),
-                          ("student", d["student_loss"], "C2")):
-            labels.append(f"{d['distillation']}\n{lab}")
-            values.append(v)
-            colors.append(c)
+
+    def bar(label, value, color):
+        labels.append(label)
+        values.append(value)
+        colors.append(color)
+
+    for (model, budget), g in dist.groupby(["model", "token_budget"], sort=True):
+        where = f"{model} D={budget}"
+        for i, recipe in enumerate(("baseline", "regularized")):
+            sel = tuning[(tuning["recipe"] == recipe) & (tuning["model"] == model) & (tuning["token_budget"] == budget)]
+            if not sel.empty:
+                bar(f"{where}\n{recipe}", sel["loss"].min(), f"C{i}")
+        for _, d in g.iterrows():
+            if d["teacher_kind"] == "ensemble":
+                bar(f"{where}\nteacher {d['teacher']}\n(K={d['teacher_size']})", d["teacher_loss"], "C2")
+                kept = f"\n{d['fraction_of_gain_kept']:.0%} of gain" if np.isfinite(d["fraction_of_gain_kept"]) else ""
+                bar(f"{where}\ndistilled: {d['distillation']}{kept}", d["student_loss"], "C3")
+            else:
+                bar(f"{where}\nself-distilled: {d['distillation']}", d["student_loss"], "C4")
     ax.bar(range(len(values)), values, color=colors)
-    ax.set_xticks(range(len(values)), labels, fontsize=6, rotation=30)
+    ax.set_xticks(range(len(values)), labels, fontsize=5, rotation=30, ha="right")
+    for i, v in enumerate(values):
+        ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=5)
     lo = min(values)
     ax.set_ylim(lo - 0.1 * (max(values) - lo + 1e-3) - 0.05, max(values) + 0.05)
     ax.set_ylabel("validation loss")
-    kept = ", ".join(f"{d['distillation']}: {d['fraction_of_gain_kept']:.0%} of gain kept"
-                     for _, d in dist.iterrows() if np.isfinite(d["fraction_of_gain_kept"]))
-    ax.set_title(f"Distillation {kept}")
+    ax.set_title("Distillation: single models, teachers and students (same size and real data)", fontsize=9)
 
 
 def fig_benchmarks(t, ax, fig, data_dir):

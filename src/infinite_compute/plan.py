@@ -127,20 +127,24 @@ class EnsembleSpec:
 @dataclass(frozen=True)
 class DistillSpec:
     name: str
-    teacher_members: tuple[str, ...]  # one run id (self-distillation) or an ensemble's members
-    teacher_kind: str  # "ensemble" or "single"
-    teacher_name: str
+    # one run id (self-distillation) or an ensemble's members; empty when they are known only once a
+    # search has ended (an ensemble of a search, or a search's selected run)
+    teacher_members: tuple[str, ...]
+    teacher_kind: str  # "ensemble", "single" (a given run) or "search" (the selected run of `teacher_cell`)
+    teacher_name: str  # the ensemble's name, the run id, or the cell id
     student: str
     synthetic_share: float
     teacher_tokens: int
     temperature: float
     token_budget: int
     seed: int
+    teacher_cell: str | None = None  # the search cell the teacher comes from, if any
 
     def sampling_params(self) -> dict:
-        """What determines the synthetic corpus (the sampling job's params)."""
+        """What determines the synthetic corpus (the sampling job's params); the members' files are
+        the job's inputs, so a teacher known only from a search is named, not listed."""
         return {
-            "teacher_members": list(self.teacher_members),
+            "teacher": list(self.teacher_members) if self.teacher_members else [self.teacher_kind, self.teacher_name],
             "teacher_tokens": self.teacher_tokens,
             "temperature": self.temperature,
             "seed": self.seed,
@@ -379,10 +383,19 @@ def build_plan(config: dict) -> Plan:
                     f"{key}.teacher.ensemble", f"unknown ensemble '{teacher['ensemble']}'; defined: {sorted(ensembles)}"
                 )
             ens = ensembles[teacher["ensemble"]]
-            if ens.cell is not None:
-                raise ConfigError(f"{key}.teacher.ensemble",
-                                  f"'{ens.name}' is an ensemble of a search; a teacher must be an entry of `ensembles`")
-            members, kind, tname, budget = ens.members, "ensemble", ens.name, ens.token_budget
+            members, kind, tname, budget, tcell = ens.members, "ensemble", ens.name, ens.token_budget, ens.cell
+        elif "search" in teacher:
+            found = [c for c in cells.values() if c.search == teacher["search"]]
+            if not found:
+                raise ConfigError(f"{key}.teacher.search",
+                                  f"no search named '{teacher['search']}'; tuning.searches has {sorted({c.search for c in cells.values()})}")
+            match = [c for c in found if c.model == teacher["model"] and c.token_budget == teacher["token_budget"]]
+            if not match:
+                have = sorted((c.model, c.token_budget) for c in found)
+                raise ConfigError(f"{key}.teacher", f"search '{teacher['search']}' has no cell for model "
+                                  f"{teacher['model']} at {teacher['token_budget']} tokens; its cells are {have}")
+            c = match[0]
+            members, kind, tname, budget, tcell = (), "search", c.cell_id, c.token_budget, c.cell_id
         else:
             rid = real_run(
                 f"{key}.teacher",
@@ -393,7 +406,7 @@ def build_plan(config: dict) -> Plan:
                 teacher["weight_decay"],
                 teacher.get("seed", 0),
             )
-            members, kind, tname, budget = (rid,), "single", rid, teacher["token_budget"]
+            members, kind, tname, budget, tcell = (rid,), "single", rid, teacher["token_budget"], None
         st = dist["student"]
         shape = check_model(f"{key}.student.model", st["model"])
         share = dist["synthetic_share"]
@@ -429,6 +442,7 @@ def build_plan(config: dict) -> Plan:
             temperature=dist["temperature"],
             token_budget=budget,
             seed=config["seed"],
+            teacher_cell=tcell,
         )
 
     for rid in overrides:
