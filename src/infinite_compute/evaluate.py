@@ -123,7 +123,60 @@ def score_choices(choice_loglik: np.ndarray, req_item, req_choice, choice_bytes,
 
 
 @functools.lru_cache(maxsize=None)
+def _decode_fn(n_members: int):
+    """Sampling with levanter's paged KV cache: each step feeds one new token per sequence through
+    every member (`LlamaLMHeadModel.decode`), attending to the cached keys and values of the tokens
+    before it, so a sequence of T tokens costs T one-token steps instead of T full forward passes."""
+    import equinox as eqx
+    import haliax as hax
+    import jax
+    import jax.numpy as jnp
+    from levanter.inference.page_table import PageBatchInfo, PageTableSpec
+
+    @eqx.filter_jit
+    def fn(models, start, key, temperature):
+        B, T = start.shape
+        # one page of T slots per sequence: sequence i owns page i
+        spec = PageTableSpec(num_pages=B, page_size=T)
+        caches = tuple(m.initial_cache(spec, dtype=jnp.float32) for m in models)
+        Seq, Position = hax.Axis("seq", B), hax.Axis("position", B)
+        slot_ids = hax.arange(Seq, dtype=jnp.int32)
+        page_indices = hax.named(jnp.arange(B, dtype=jnp.int32)[:, None], (Seq, hax.Axis("page", 1)))
+        cu_q_lens = hax.named(jnp.arange(B + 1, dtype=jnp.int32), hax.Axis("seq", B + 1))
+
+        def step(t, carry):
+            tokens, caches, key = carry  # tokens[:, :t+1] are written; feed position t, predict t+1
+            info = PageBatchInfo(
+                slot_ids=slot_ids,
+                page_indices=page_indices,
+                seq_lens=hax.full(Seq, t + 1, dtype=jnp.int32),
+                cu_q_lens=cu_q_lens,
+                num_seqs=jnp.asarray(B, jnp.int32),
+                new_token_dests=hax.named(jnp.arange(B, dtype=jnp.int32) * T + t, Position),
+                page_size=T,
+            )
+            x = hax.named(tokens[:, t], Position)
+            pos = hax.full(Position, t, dtype=jnp.int32)
+            member_logp, new_caches = [], []
+            for m, c in zip(models, caches):
+                logits, c = m.decode(x, c, info, pos)
+                member_logp.append(jax.nn.log_softmax(logits.array.astype(jnp.float32), axis=-1))
+                new_caches.append(c)
+            mix = jax.nn.logsumexp(jnp.stack(member_logp), axis=0) - jnp.log(n_members)
+            key, sub = jax.random.split(key)
+            nxt = jax.random.categorical(sub, mix / temperature, axis=-1)
+            return tokens.at[:, t + 1].set(nxt.astype(tokens.dtype)), tuple(new_caches), key
+
+        tokens, _, _ = jax.lax.fori_loop(0, T - 1, step, (start, caches, key))
+        return tokens
+
+    return fn
+
+
+@functools.lru_cache(maxsize=None)
 def _sample_fn(n_members: int):
+    """The reference sampler: a full causal forward pass of every member for each new token
+    (O(T) passes per sequence); `_decode_fn` must draw the same tokens."""
     import equinox as eqx
     import haliax as hax
     import jax
@@ -157,12 +210,13 @@ def _sample_fn(n_members: int):
 
 
 def sample_sequences(models: list, n_sequences: int, seq_len: int, eot_id: int, temperature: float, seed: int,
-                     batch_size: int) -> np.ndarray:
+                     batch_size: int, kv_cache: bool = True) -> np.ndarray:
     """Sequences of `seq_len` tokens, each starting at <|endoftext|>, sampled from the mean of the
-    members' next-token distributions (a single model is a one-member mixture)."""
+    members' next-token distributions (a single model is a one-member mixture). With `kv_cache`
+    (the default) each token is one cached decode step; without, a full forward pass (reference)."""
     import jax
 
-    fn = _sample_fn(len(models))
+    fn = (_decode_fn if kv_cache else _sample_fn)(len(models))
     key = jax.random.PRNGKey(seed)
     out = []
     for a in range(0, n_sequences, batch_size):
