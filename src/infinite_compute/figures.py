@@ -260,9 +260,9 @@ def fig_joint(t, ax, fig, data_dir):
 def fig_asymptotes(t, ax, fig, data_dir):
     """The N x D table of asymptotes: K -> inf per (N, D), and per D the N -> inf and joint ones."""
     fits = t["fits"]
-    ok = fits[fits["status"] == "ok"]
-    per_k = ok[(ok["fit"] == "ensemble") & (ok["recipe"] != "fixed")]
-    overall = ok[ok["fit"].isin(["params", "joint"])]
+    fitted = fits[~fits["status"].str.startswith("too few")]  # a failed fit is shown as failed
+    per_k = fitted[(fitted["fit"] == "ensemble") & (fitted["recipe"] != "fixed")]
+    overall = fitted[fitted["fit"].isin(["params", "joint"])]
     if per_k.empty and overall.empty:
         return _empty(ax, "asymptotes (fits with 3+ points)")
     budgets = sorted({int(b) for b in pd_values(per_k["token_budget"]) + pd_values(overall["token_budget"])})
@@ -271,6 +271,8 @@ def fig_asymptotes(t, ax, fig, data_dir):
         if f.empty:
             return "-"
         r = f.iloc[0]
+        if r["status"] != "ok":
+            return f"fit failed\n({len(r['x'])} points)"
         ci = f"\n[{r['E_ci_low']:.2f}, {r['E_ci_high']:.2f}]" if np.isfinite(r["E_ci_low"]) else ""
         return f"{r['E']:.3f}{ci}"
 
@@ -290,7 +292,7 @@ def fig_asymptotes(t, ax, fig, data_dir):
     table.auto_set_font_size(False)
     table.set_fontsize(6)
     table.scale(1, 2.2)
-    ax.set_title("Asymptotes E (bootstrap CI) per model and token budget", fontsize=9)
+    ax.set_title("Asymptotes E (bootstrap CI) per model and token budget; -: not fitted", fontsize=9)
 
 
 def pd_values(col) -> list:
