@@ -1,0 +1,104 @@
+"""The second domain for continued pre-training: arithmetic and word problems with exact answers.
+
+Problems are drawn from a seed, so the corpus is the same on every machine. Each problem is
+held out or not by a stable hash of its question text, not by its position in the stream. A
+held-out question therefore never appears in the training text, however many problems are drawn.
+A problem is written as
+
+    Question: Ada has 17 pens and buys 25 more. How many pens does Ada have now?
+    Answer: 42
+
+and an answer is scored by exact match of the integer after "Answer:".
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from .data import stable_unit
+
+KINDS = ("add", "sub", "mul", "buy", "share", "rate")
+_NAMES = ("Ada", "Ben", "Chen", "Dara", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lena")
+_THINGS = ("pens", "apples", "books", "coins", "stamps", "marbles", "cards", "shells")
+_ANSWER = re.compile(r"Answer:\s*(-?\d+)")
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    question: str
+    answer: int
+
+    def text(self) -> str:
+        """The problem as it appears in the corpus (question and answer, newline-terminated)."""
+        return f"Question: {self.question}\nAnswer: {self.answer}\n"
+
+    def prompt(self) -> str:
+        """What a model is given at evaluation: the question and the answer's cue."""
+        return f"Question: {self.question}\nAnswer:"
+
+
+def _problem(rng: random.Random, kind: str) -> Problem:
+    name, thing = rng.choice(_NAMES), rng.choice(_THINGS)
+    if kind == "add":
+        a, b = rng.randint(10, 999), rng.randint(10, 999)
+        return Problem(kind, f"What is {a} + {b}?", a + b)
+    if kind == "sub":
+        a, b = sorted((rng.randint(10, 999), rng.randint(10, 999)), reverse=True)
+        return Problem(kind, f"What is {a} - {b}?", a - b)
+    if kind == "mul":
+        a, b = rng.randint(2, 99), rng.randint(2, 30)
+        return Problem(kind, f"What is {a} * {b}?", a * b)
+    if kind == "buy":
+        a, b = rng.randint(2, 60), rng.randint(2, 60)
+        return Problem(kind, f"{name} has {a} {thing} and buys {b} more. How many {thing} does {name} have now?", a + b)
+    if kind == "share":
+        per, people = rng.randint(2, 20), rng.randint(2, 12)
+        return Problem(kind, f"{name} shares {per * people} {thing} equally among {people} friends. "
+                             f"How many {thing} does each friend get?", per)
+    if kind == "rate":
+        per, days = rng.randint(2, 25), rng.randint(2, 14)
+        return Problem(kind, f"{name} collects {per} {thing} every day for {days} days. "
+                             f"How many {thing} does {name} collect?", per * days)
+    raise ValueError(f"unknown problem kind '{kind}'; known: {KINDS}")
+
+
+def is_held_out(problem: Problem, held_out_fraction: float) -> bool:
+    """Whether a question belongs to the held-out set: a stable hash of its text alone."""
+    return stable_unit(f"math:{problem.question}") < held_out_fraction
+
+
+def generate(seed: int, n_train: int, n_held_out: int, held_out_fraction: float = 0.1) -> tuple[list, list]:
+    """`n_train` training problems and `n_held_out` distinct held-out ones, drawn from one seeded
+    stream. A held-out question never appears among the training problems. Training problems can
+    repeat (the stream is random), as text on the web does; held-out ones are deduplicated."""
+    if not 0.0 < held_out_fraction < 1.0:
+        raise ValueError(f"held_out_fraction must be in (0, 1), got {held_out_fraction}")
+    rng = random.Random(seed)
+    train: list[Problem] = []
+    held: dict[str, Problem] = {}
+    # a generous cap: every draw is held out with probability held_out_fraction
+    for _ in range(50 * (n_train + n_held_out) + 1000):
+        if len(train) >= n_train and len(held) >= n_held_out:
+            return train, list(held.values())
+        p = _problem(rng, rng.choice(KINDS))
+        if is_held_out(p, held_out_fraction):
+            if len(held) < n_held_out:
+                held.setdefault(p.question, p)
+        elif len(train) < n_train:
+            train.append(p)
+    raise ValueError(f"could not draw {n_held_out} distinct held-out problems; raise held_out_fraction")
+
+
+def parse_answer(text: str) -> int | None:
+    """The integer after the first "Answer:" in `text`, or None."""
+    m = _ANSWER.search(text)
+    return int(m.group(1)) if m else None
+
+
+def exact_match(completion: str, problem: Problem) -> bool:
+    """A completion of `problem.prompt()` is right when its leading integer is the answer."""
+    m = re.match(r"\s*(-?\d+)", completion)
+    return m is not None and int(m.group(1)) == problem.answer

@@ -1,0 +1,58 @@
+"""The math CPT domain: seeded problems, exact answers, held-out questions never in training."""
+
+import re
+from collections import Counter
+
+import pytest
+
+from infinite_compute.math_data import KINDS, Problem, exact_match, generate, is_held_out, parse_answer
+
+
+def recompute(p: Problem) -> int:
+    """The answer from the question's own numbers, independently of the generator."""
+    nums = [int(v) for v in re.findall(r"\d+", p.question)]
+    if p.kind in ("add", "buy"):
+        return nums[0] + nums[1]
+    if p.kind == "sub":
+        return nums[0] - nums[1]
+    if p.kind in ("mul", "rate"):
+        return nums[0] * nums[1]
+    if p.kind == "share":
+        assert nums[0] % nums[1] == 0
+        return nums[0] // nums[1]
+    raise AssertionError(p.kind)
+
+
+def test_same_seed_same_problems_other_seed_differs():
+    a, b, c = generate(3, 200, 50), generate(3, 200, 50), generate(4, 200, 50)
+    assert a == b
+    assert a[0] != c[0]
+
+
+def test_answers_are_exact_and_every_kind_occurs():
+    train, held = generate(0, 600, 100)
+    assert len(train) == 600 and len(held) == 100
+    for p in train + held:
+        assert p.answer == recompute(p), p
+        assert parse_answer(p.text()) == p.answer
+    assert set(Counter(p.kind for p in train)) == set(KINDS)
+
+
+def test_held_out_questions_never_appear_in_training():
+    train, held = generate(1, 3000, 200, held_out_fraction=0.2)
+    train_questions = {p.question for p in train}
+    assert len({p.question for p in held}) == 200  # distinct
+    assert not train_questions & {p.question for p in held}
+    assert all(is_held_out(p, 0.2) for p in held) and not any(is_held_out(p, 0.2) for p in train)
+
+
+def test_exact_match_scores_the_leading_integer():
+    p = Problem("add", "What is 2 + 3?", 5)
+    assert p.prompt() + " 5\n" == p.text()
+    assert exact_match(" 5\nQuestion: ...", p) and exact_match("5", p)
+    assert not exact_match(" 55", p) and not exact_match(" five", p) and not exact_match(" -5", p)
+
+
+def test_bad_fraction_is_an_error():
+    with pytest.raises(ValueError, match="held_out_fraction"):
+        generate(0, 10, 10, held_out_fraction=0.0)
