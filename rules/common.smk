@@ -85,13 +85,16 @@ def round_evals(wc):
     return [f"{eval_dir(PLAN.point_run(wc.cell, p))}/eval.json" for p in round_points(wc)]
 
 
+def selected_run(cell):
+    """The best point of a search cell once its search has ended (a Snakemake checkpoint)."""
+    with open(final_round(types.SimpleNamespace(cell=cell))) as f:
+        return json.load(f)["best"]
+
+
 def ensemble_members(name):
     """An ensemble's member run ids; for an ensemble of a search, from its cell's selected run."""
     ens = PLAN.ensembles[name]
-    if ens.cell is None:
-        return ens.member_ids()
-    with open(final_round(types.SimpleNamespace(cell=ens.cell))) as f:
-        return ens.member_ids(json.load(f)["best"])
+    return ens.member_ids() if ens.cell is None else ens.member_ids(selected_run(ens.cell))
 
 
 def teacher_members(name):
@@ -101,8 +104,7 @@ def teacher_members(name):
     if d.teacher_kind == "ensemble":
         return ensemble_members(d.teacher_name)
     if d.teacher_kind == "search":
-        with open(final_round(types.SimpleNamespace(cell=d.teacher_cell))) as f:
-            return [json.load(f)["best"]["run_id"]]
+        return [selected_run(d.teacher_cell)["run_id"]]
     return list(d.teacher_members)
 
 

@@ -231,7 +231,7 @@ def test_data_efficiency_interval_hand_checkable():
 def test_bootstrap_laws_are_the_refits_behind_the_cis():
     y = noisy(X6)
     fit = fit_power_law(X6, y, n_bootstrap=60, ci_level=0.9, seed=3)
-    laws = bootstrap_laws(X6, y, fit, n_bootstrap=60, seed=3)
+    laws = bootstrap_laws(fit)
     assert len(laws) == fit.n_bootstrap_used > 40
     E = np.array([law.E for law in laws])
     assert np.percentile(E, 5) == pytest.approx(fit.E_ci_low, abs=1e-6)

@@ -28,6 +28,9 @@ def best_per(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 RECIPES = ("baseline", "regularized")
+# the limit each asymptote fit takes, and the label of its row in the efficiency table
+LIMITS = {"params": "N -> inf", "joint": "N, K -> inf"}
+ASYMPTOTE_LABELS = {"params": "asymptote E (N -> inf)", "joint": "joint asymptote (N, K -> inf)"}
 
 
 def recipe_points(tuning: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -46,8 +49,21 @@ def data_scaling_points(tuning: pd.DataFrame, models: list[str]) -> pd.DataFrame
     return best_per(base, ["token_budget"])
 
 
+def _fit(x, y, x_name, n_bootstrap, ci_level, seed) -> tuple[PowerLawFit | None, str]:
+    """The power-law fit of (x, y) and its status: "ok", too few points (no fit) or failed (the
+    optimiser's last values are kept)."""
+    if len(set(x)) < 3:
+        return None, f"too few points ({len(set(x))} distinct {x_name}; a fit needs 3)"
+    try:
+        f = fit_power_law(np.asarray(x, float), np.asarray(y, float), n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)
+    except ValueError as e:
+        return None, f"failed: {e}"
+    return f, "ok" if f.success else f"failed: {f.message}"
+
+
 def _fit_row(fit: str, recipe: str, group: str, x_name: str, x, y, ids, n_bootstrap, ci_level, seed, *,
-             token_budget=None, model=None, non_embedding_params=None) -> dict:
+             token_budget=None, model=None, non_embedding_params=None, result=None) -> dict:
+    """A row of the fits table; `result` is the `_fit` of these points when the caller made it already."""
     row = {
         "fit": fit,
         "recipe": recipe,
@@ -62,26 +78,9 @@ def _fit_row(fit: str, recipe: str, group: str, x_name: str, x, y, ids, n_bootst
         "ci_level": ci_level,
         "n_points": len(x),
     }
-    nan = {k: float("nan") for k in FIT_FIELDS}
-    if len(set(x)) < 3:
-        return {**row, **nan, "status": f"too few points ({len(set(x))} distinct {x_name}; a fit needs 3)"}
-    try:
-        f = fit_power_law(np.asarray(x, float), np.asarray(y, float), n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)
-    except ValueError as e:
-        return {**row, **nan, "status": f"failed: {e}"}
-    return {**row, **{k: float(getattr(f, k)) for k in FIT_FIELDS}, "status": "ok" if f.success else f"failed: {f.message}"}
-
-
-def fit_from_row(row) -> PowerLawFit | None:
-    if row is None or row["status"] != "ok":
-        return None
-    return PowerLawFit(
-        **{k: float(row[k]) for k in FIT_FIELDS},
-        n_points=int(row["n_points"]),
-        ci_level=float(row["ci_level"]),
-        success=True,
-        message="",
-    )
+    f, status = result or _fit(x, y, x_name, n_bootstrap, ci_level, seed)
+    values = {k: float("nan") if f is None else float(getattr(f, k)) for k in FIT_FIELDS}
+    return {**row, **values, "status": status}
 
 
 def compute_fits(
@@ -116,16 +115,15 @@ def compute_fits(
                      [f["E"] for f in group], [f["group"] for f in group], token_budget=budget, **kw)
         )
     data_points = data_scaling_points(tuning, data_scaling_models)
-    data_fit = _fit_row("data", "baseline", "all", "token_budget", data_points["token_budget"], data_points["loss"],
-                        data_points["run_id"], **kw)
-    fits.append(data_fit)
+    data_fit = _fit(data_points["token_budget"], data_points["loss"], "token_budget", **kw)
+    fits.append(_fit_row("data", "baseline", "all", "token_budget", data_points["token_budget"], data_points["loss"],
+                         data_points["run_id"], result=data_fit, **kw))
 
     efficiency: list[dict] = []
-    law = fit_from_row(data_fit)
+    law = data_fit[0] if data_fit[1] == "ok" else None
     if law is not None:
         best_base = dict(zip(data_points["token_budget"], data_points["loss"]))
-        # the law's own uncertainty: its bootstrap refits (the resamples behind its CIs)
-        laws = bootstrap_laws(data_points["token_budget"], data_points["loss"], law, n_bootstrap=n_bootstrap, seed=seed)
+        laws = bootstrap_laws(law)  # the law's own uncertainty: the refits behind its CIs
 
         def add(recipe: str, label: str, budget: int, loss: float, loss_ci=(math.nan, math.nan)) -> None:
             if budget not in best_base:
@@ -155,14 +153,13 @@ def compute_fits(
             add("ensemble", f"{name} (K={int(top['ensemble_size'])})", int(top["token_budget"]), top["loss"])
         # the paper's comparison: a recipe's asymptote against the baseline's L(D): N -> inf for the
         # single-model recipes, K -> inf for a fixed ensemble, N, K -> inf for an ensemble recipe
-        labels = {"params": "asymptote E (N -> inf)", "joint": "joint asymptote (N, K -> inf)"}
         for f in fits:
             if f["status"] != "ok" or f["fit"] not in ("params", "joint", "ensemble"):
                 continue
             if f["fit"] == "ensemble" and f["recipe"] != "fixed":
                 continue
             recipe = "ensemble" if f["fit"] == "ensemble" else f["recipe"]
-            label = labels.get(f["fit"], f"{f['group']} asymptote (K -> inf)")
+            label = ASYMPTOTE_LABELS.get(f["fit"], f"{f['group']} asymptote (K -> inf)")
             add(recipe, label, f["token_budget"], f["E"], (f["E_ci_low"], f["E_ci_high"]))
     return fits, efficiency
 

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from .analysis import ASYMPTOTE_LABELS, LIMITS
 from .io import atomic_path, read_json
 
 FIGURES = ("data", "training", "epochs", "weight_decay", "params", "ensembles", "joint", "asymptotes", "tokens", "data_scaling",
@@ -342,17 +343,15 @@ def fig_tokens(t, ax, fig, data_dir):
         if r["status"] == "ok":
             _fit_curve(ax, r, min(r["x"]) * 0.7, max(r["x"]) * 1.5, "k",
                        f"baseline L(D): E = {r['E']:.3f}, alpha = {r['alpha']:.2f}")
-    labels = {"params": "N -> inf", "joint": "N, K -> inf"}
     for i, ((fit, recipe), g) in enumerate(asym.groupby(["fit", "recipe"])):
         g = g.sort_values("token_budget")
         color = f"C{i + 1}"
         x, y = g["token_budget"].to_numpy(float), g["E"].to_numpy(float)
         err = np.array([y - g["E_ci_low"].to_numpy(float), g["E_ci_high"].to_numpy(float) - y])
         ax.errorbar(x, y, yerr=np.where(np.isfinite(err), np.abs(err), 0), fmt="s-", color=color, capsize=2, ms=4,
-                    label=f"{recipe}: asymptote {labels[fit]} (bootstrap CI)")
-        want = "asymptote E (N -> inf)" if fit == "params" else "joint asymptote (N, K -> inf)"
+                    label=f"{recipe}: asymptote {LIMITS[fit]} (bootstrap CI)")
         for xi, yi in zip(x, y):
-            m = eff[(eff["recipe"] == recipe) & (eff["label"] == want) & (eff["token_budget"] == xi)]
+            m = eff[(eff["recipe"] == recipe) & (eff["label"] == ASYMPTOTE_LABELS[fit]) & (eff["token_budget"] == xi)]
             if not m.empty:
                 v = m.iloc[0]["data_efficiency"]
                 ax.annotate(f"x{v:.1f}" if np.isfinite(v) else "x inf", (xi, yi), textcoords="offset points",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
 
 import lmfit
@@ -57,6 +57,8 @@ class PowerLawFit:
     success: bool
     message: str
     n_bootstrap_used: int = 0
+    # (A, alpha, E) of each bootstrap refit behind the CIs, to carry the fit's uncertainty onwards
+    bootstrap_params: tuple = field(default=(), repr=False, compare=False)
 
     def predict(self, x):
         """Evaluate A / x**alpha + E (float for scalar x, array otherwise)."""
@@ -218,27 +220,24 @@ def _bootstrap_samples(u, y, x0, start, n_bootstrap, seed) -> np.ndarray:
 
 
 def _bootstrap(u, y, x0, start, n_bootstrap, ci_level, seed):
-    """Percentile CIs of (A, alpha, E) from pair-resampled refits."""
+    """Percentile CIs of (A, alpha, E) from pair-resampled refits, and the refits themselves."""
     arr = _bootstrap_samples(u, y, x0, start, n_bootstrap, seed)
     if len(arr) < 2:
-        return [(math.nan, math.nan)] * 3, len(arr)
+        return [(math.nan, math.nan)] * 3, arr
     tail = 100.0 * (1.0 - ci_level) / 2.0
     lo, hi = np.percentile(arr, [tail, 100.0 - tail], axis=0)
-    return [(float(lo[i]), float(hi[i])) for i in range(3)], len(arr)
+    return [(float(lo[i]), float(hi[i])) for i in range(3)], arr
 
 
-def bootstrap_laws(x, y, fit: PowerLawFit, *, n_bootstrap: int = 200, seed: int = 0) -> list[PowerLawFit]:
-    """The pair-resampled refits behind ``fit``'s CIs (same resamples for the same ``seed``), as laws
-    with only A, alpha and E set: to carry the fit's uncertainty into what is computed from it."""
-    x, y = _validate(x, y)
-    x0 = float(np.exp(np.mean(np.log(x))))
-    start = (fit.A / math.exp(fit.alpha * math.log(x0)), fit.alpha, fit.E)
+def bootstrap_laws(fit: PowerLawFit) -> list[PowerLawFit]:
+    """The pair-resampled refits behind ``fit``'s CIs, as laws with only A, alpha and E set: to
+    carry the fit's uncertainty into what is computed from it."""
     nan = math.nan
     return [
         PowerLawFit(A=float(A), alpha=float(alpha), E=float(E), A_stderr=nan, alpha_stderr=nan, E_stderr=nan,
                     E_ci_low=nan, E_ci_high=nan, alpha_ci_low=nan, alpha_ci_high=nan, A_ci_low=nan, A_ci_high=nan,
-                    n_points=int(x.size), ci_level=fit.ci_level, success=True, message="bootstrap refit")
-        for A, alpha, E in _bootstrap_samples(x / x0, y, x0, start, n_bootstrap, seed)
+                    n_points=fit.n_points, ci_level=fit.ci_level, success=True, message="bootstrap refit")
+        for A, alpha, E in fit.bootstrap_params
     ]
 
 
@@ -286,7 +285,7 @@ def fit_power_law(
     A = _unscale(a, alpha, x0)
     A_se, alpha_se, E_se = _stderrs(result, x0, x.size)
 
-    (A_ci, alpha_ci, E_ci), n_used = _bootstrap(u, y, x0, (a, alpha, E), n_bootstrap, ci_level, seed)
+    (A_ci, alpha_ci, E_ci), refits = _bootstrap(u, y, x0, (a, alpha, E), n_bootstrap, ci_level, seed)
 
     return PowerLawFit(
         A=A,
@@ -305,7 +304,8 @@ def fit_power_law(
         ci_level=float(ci_level),
         success=bool(result.success),
         message=str(result.message),
-        n_bootstrap_used=n_used,
+        n_bootstrap_used=len(refits),
+        bootstrap_params=tuple(tuple(float(v) for v in r) for r in refits),
     )
 
 

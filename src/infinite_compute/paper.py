@@ -7,6 +7,7 @@ import os
 import jinja2
 import numpy as np
 
+from .analysis import ASYMPTOTE_LABELS, LIMITS
 from .io import atomic_write_text, read_json
 
 
@@ -45,10 +46,10 @@ def _joint(fits) -> list[dict]:
 
 def _token_scaling(fits, efficiency) -> list[dict]:
     """Per recipe asymptote (N -> inf, joint N, K -> inf), its E and multiplier at every token budget."""
-    ok = fits[(fits["status"] == "ok") & fits["fit"].isin(["params", "joint"])]
+    ok = fits[(fits["status"] == "ok") & fits["fit"].isin(list(LIMITS))]
     out = []
     for (fit, recipe), g in ok.groupby(["fit", "recipe"], sort=True):
-        label = "asymptote E (N -> inf)" if fit == "params" else "joint asymptote (N, K -> inf)"
+        label = ASYMPTOTE_LABELS[fit]
         points = []
         for _, f in g.sort_values("token_budget").iterrows():
             e = efficiency[(efficiency["recipe"] == recipe) & (efficiency["label"] == label)
@@ -60,7 +61,7 @@ def _token_scaling(fits, efficiency) -> list[dict]:
                            "multiplier": None if e is None else e["data_efficiency"],
                            "ci_low": None if e is None else e["data_efficiency_ci_low"],
                            "ci_high": None if e is None else e["data_efficiency_ci_high"]})
-        out.append({"recipe": recipe, "limit": "N -> inf" if fit == "params" else "N, K -> inf", "points": points})
+        out.append({"recipe": recipe, "limit": LIMITS[fit], "points": points})
     return out
 
 

@@ -385,10 +385,7 @@ def build_plan(config: dict) -> Plan:
             ens = ensembles[teacher["ensemble"]]
             members, kind, tname, budget, tcell = ens.members, "ensemble", ens.name, ens.token_budget, ens.cell
         elif "search" in teacher:
-            found = [c for c in cells.values() if c.search == teacher["search"]]
-            if not found:
-                raise ConfigError(f"{key}.teacher.search",
-                                  f"no search named '{teacher['search']}'; tuning.searches has {sorted({c.search for c in cells.values()})}")
+            found = _cells_of_search(cells, teacher["search"], f"{key}.teacher.search")
             match = [c for c in found if c.model == teacher["model"] and c.token_budget == teacher["token_budget"]]
             if not match:
                 have = sorted((c.model, c.token_budget) for c in found)
@@ -496,15 +493,20 @@ def _cells(config: dict, budgets, check_model, check_budget) -> dict[str, Cell]:
     return cells
 
 
+def _cells_of_search(cells: dict[str, Cell], search: str, key: str) -> list[Cell]:
+    """The cells of the search named `search`; a ConfigError at `key` if there is none."""
+    of = [c for c in cells.values() if c.search == search]
+    if not of:
+        raise ConfigError(key, f"no search named '{search}'; tuning.searches has {sorted({c.search for c in cells.values()})}")
+    return of
+
+
 def _search_ensembles(config: dict, cells: dict[str, Cell]) -> dict[str, EnsembleSpec]:
     """The ensembles of `ensemble_recipes`: one per (model, budget) cell of the named search."""
     out: dict[str, EnsembleSpec] = {}
-    searches = sorted({c.search for c in cells.values()})
     for i, er in enumerate(config["ensemble_recipes"]):
         key = f"ensemble_recipes[{i}]"
-        of = [c for c in cells.values() if c.search == er["search"]]
-        if not of:
-            raise ConfigError(f"{key}.search", f"no search named '{er['search']}'; tuning.searches has {searches}")
+        of = _cells_of_search(cells, er["search"], f"{key}.search")
         for axis, attr in (("models", "model"), ("token_budgets", "token_budget")):
             known = sorted({getattr(c, attr) for c in of})
             extra = [v for v in er[axis] if v not in known]
