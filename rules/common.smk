@@ -6,6 +6,7 @@ import types
 
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
+from infinite_compute.benchmarks import ITEM_KEYS as BENCHMARK_ITEM_KEYS
 from infinite_compute.figures import FIGURES
 from infinite_compute.plan import build_plan, plan_to_dict
 
@@ -17,8 +18,17 @@ PLAN = build_plan(config)
 shell.prefix(
     f'export PATH="{os.path.dirname(sys.executable)}:$PATH"; '
     'export JAX_COMPILATION_CACHE_DIR="${{JAX_COMPILATION_CACHE_DIR:-$PWD/results/jax-cache}}"; '
+    # Hugging Face's caches (lm-eval's datasets) stay in the project unless the user has one
+    'export HF_HOME="${{HF_HOME:-$PWD/results/hf}}"; '
 )
 DATA = "results/data"
+# what lm-eval needs besides the items: which tasks, how many few-shot examples (seeded), how many docs
+BENCHMARK_SETTINGS = {
+    "tasks": config["benchmark"]["tasks"],
+    "num_fewshot": config["benchmark"]["num_fewshot"],
+    "limit": config["benchmark"]["limit"],
+    "seed": config["seed"],
+}
 CHECKPOINTS = "results/checkpoints"  # resumable state, outside declared outputs
 
 
@@ -116,6 +126,25 @@ def ensemble_info(wc):
             "non_embedding_params": first.model.non_embedding_params(), "epochs": first.epochs,
             "learning_rate": first.learning_rate, "weight_decay": first.weight_decay}
     return json.dumps(info, sort_keys=True)
+
+
+# --- continued pre-training (rules/cpt.smk) ---
+
+
+def cpt_eval(run):
+    return f"results/cpt/evals/{run}/eval.json"
+
+
+def cpt_members():
+    """The CPT ensemble: members of the regularized weight decay selected (a checkpoint)."""
+    with open(checkpoints.cpt_select.get().output[0]) as f:
+        return list(PLAN.cpt.members[json.load(f)["selected"]])
+
+
+def init_from(wc):
+    """A CPT run's starting point: the model files of its base cell's selected run; else nothing."""
+    cell = PLAN.spec(wc.run).init_from
+    return [] if cell is None else model_files(selected_run(cell)["run_id"])
 
 
 def final_round(wc):

@@ -72,13 +72,15 @@ rule build_cache:
 
 
 rule benchmark_items:
+    """The default study's multiple-choice items from held-out text, and their lm-eval task YAML."""
     input:
         rules.prepare_corpus.output.validation,
     output:
-        f"{DATA}/benchmark.jsonl",
+        questions=f"{DATA}/benchmark.jsonl",
+        tasks=directory(f"{DATA}/lm_eval_tasks"),
     params:
         corpus=lambda wc, input: parent(input[0]),
-        benchmark=json.dumps(config["benchmark"], sort_keys=True),
+        benchmark=json.dumps({k: config["benchmark"][k] for k in BENCHMARK_ITEM_KEYS}, sort_keys=True),
         seed=config["seed"],
     log:
         "logs/data/benchmark_items.log",
@@ -86,4 +88,22 @@ rule benchmark_items:
         "../envs/study.yaml"
     shell:
         "python -m infinite_compute benchmark-items --corpus {params.corpus} --params {params.benchmark:q} "
-        "--seed {params.seed} --out {output} > {log} 2>&1"
+        "--seed {params.seed} --out {output.questions} --tasks-dir {output.tasks} > {log} 2>&1"
+
+
+rule benchmark_requests:
+    """Every (context, continuation) pair lm-eval-harness asks of a model on `benchmark.tasks`:
+    each evaluation job scores these, and the results job turns the scores into lm-eval's metrics."""
+    input:
+        questions=rules.benchmark_items.output.questions,
+    output:
+        f"{DATA}/benchmark_requests.json",
+    params:
+        settings=json.dumps(BENCHMARK_SETTINGS, sort_keys=True),
+    log:
+        "logs/data/benchmark_requests.log",
+    conda:
+        "../envs/study.yaml"
+    shell:
+        "python -m infinite_compute benchmark-requests --items {input.questions} --settings {params.settings:q} "
+        "--out {output} > {log} 2>&1"

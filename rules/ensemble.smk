@@ -1,8 +1,7 @@
 rule ensemble_curve:
-    """Ensemble loss and benchmark scores for K = 1..Kmax from the members' saved log-probs."""
+    """Ensemble loss for K = 1..Kmax from the members' saved log-probs."""
     input:
         evals=lambda wc: [f"{eval_dir(r)}/logprobs.npz" for r in ensemble_members(wc.name)],
-        benchmark=rules.benchmark_items.output,
     output:
         "results/ensembles/{name}.json",
     params:
@@ -16,4 +15,4 @@ rule ensemble_curve:
         "../envs/study.yaml"
     shell:
         "python -m infinite_compute ensemble --name {wildcards.name} --evals {params.evals} --member-ids {params.members} --info {params.info:q} "
-        "--benchmark {input.benchmark} --seed {params.seed} --out {output} > {log} 2>&1"
+        "--seed {params.seed} --out {output} > {log} 2>&1"

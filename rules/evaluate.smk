@@ -1,9 +1,10 @@
 rule evaluate_model:
-    """Validation loss and per-token log-probs, and the benchmark's choice log-probs, saved once."""
+    """Validation loss and per-token log-probs, and the per-token log-probs of every benchmark
+    request, saved once (ensembles and lm-eval's metrics are computed from them)."""
     input:
         model=lambda wc: model_files(wc.run),
         validation=rules.tokenize_corpus.output.validation,
-        benchmark=rules.benchmark_items.output,
+        requests=rules.benchmark_requests.output,
         tokenizer=rules.train_tokenizer.output,
     output:
         eval="results/evals/{run}/eval.json",
@@ -20,5 +21,5 @@ rule evaluate_model:
     conda:
         "../envs/study.yaml"
     shell:
-        "python -m infinite_compute --threads {threads} evaluate --model {params.model} --validation {input.validation} --benchmark {input.benchmark} "
+        "python -m infinite_compute --threads {threads} evaluate --model {params.model} --validation {input.validation} --requests {input.requests} "
         "--tokenizer {input.tokenizer} --batch-size {params.batch_size} --out {params.out} > {log} 2>&1"

@@ -1,7 +1,8 @@
 RESULT_TABLES = [
     f"results/{k}.parquet"
     for k in ("runs", "ensembles", "distillation", "benchmarks", "tuning", "fits", "efficiency")
-]
+] + (["results/cpt.parquet", "results/cpt_fits.parquet"] if PLAN.cpt else [])
+STUDY_FIGURES = [f for f in FIGURES if f != "cpt" or PLAN.cpt]  # the CPT figure only with a CPT stage
 
 
 rule draw_figure:
@@ -26,7 +27,7 @@ rule draw_figure:
 rule all_figures:
     """`snakemake figures/all`: every figure and the paper, with a checksum index of the figures."""
     input:
-        figures=expand("figures/{figure}.png", figure=FIGURES),
+        figures=expand("figures/{figure}.png", figure=STUDY_FIGURES),
         paper="paper/paper.md",
     output:
         "figures/all",

@@ -6,7 +6,6 @@ import pytest
 
 from infinite_compute import data
 from infinite_compute.benchmarks import build_items
-from infinite_compute.evaluate import score_choices
 
 
 def test_split_long_cuts_at_lines_and_keeps_text():
@@ -107,12 +106,3 @@ def test_benchmark_items_are_deterministic_and_hold_the_true_next_line():
         k, i = last.split()[1], int(last.split()[-1])
         assert it["choices"][it["label"]] == f"doc {k} line number {i + 1}"
         assert len(set(it["choices"])) == 4
-
-
-def test_score_choices_by_hand():
-    # two items, two choices each; item 0's right answer (0) is likelier, item 1's (1) only per byte
-    ll = np.array([-1.0, -2.0, -3.0, -4.0])
-    req_item, req_choice = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
-    nbytes = np.array([1, 1, 1, 10])
-    s = score_choices(ll, req_item, req_choice, nbytes, [0, 1])
-    assert s["acc"] == 0.5 and s["acc_norm"] == 1.0 and s["chance"] == 0.5

@@ -5,6 +5,7 @@ from collections import Counter
 
 import pytest
 
+from infinite_compute import math_data as md
 from infinite_compute.math_data import KINDS, Problem, exact_match, generate, is_held_out, parse_answer
 
 
@@ -56,3 +57,38 @@ def test_exact_match_scores_the_leading_integer():
 def test_bad_fraction_is_an_error():
     with pytest.raises(ValueError, match="held_out_fraction"):
         generate(0, 10, 10, held_out_fraction=0.0)
+
+
+def test_cpt_multiplier_on_a_known_law():
+    """Default-recipe points on L(D) = 10 / D^0.3 + 2: a recipe reaching, at budget D, the loss
+    the law gives at 4D has a multiplier of 4."""
+    from infinite_compute import cpt
+
+    law = lambda d: 10.0 / d**0.3 + 2.0  # noqa: E731
+    rows = [{"recipe": "default", "model_id": f"d{d}", "token_budget": d, "loss": law(d)} for d in (1000, 2000, 4000, 8000)]
+    rows.append({"recipe": "regularized", "model_id": "r", "token_budget": 2000, "loss": law(8000)})
+    fit, out = cpt.efficiency(rows, n_bootstrap=20, ci_level=0.9, seed=0)
+    assert fit["status"] == "ok" and abs(fit["alpha"] - 0.3) < 1e-3 and abs(fit["E"] - 2.0) < 1e-3
+    by = {r["model_id"]: r for r in out}
+    assert abs(by["r"]["data_efficiency"] - 4.0) < 1e-2 and abs(by["r"]["effective_tokens"] - 8000) < 10
+    assert abs(by["d2000"]["data_efficiency"] - 1.0) < 1e-9
+
+
+def test_regularized_selection_skips_diverged_runs():
+    from infinite_compute import cpt
+
+    assert cpt.select_regularized({"a": 3.0, "b": float("nan"), "c": 2.5}) == "c"
+    with pytest.raises(ValueError, match="diverged"):
+        cpt.select_regularized({"a": float("nan")})
+
+
+def test_corpus_files_keep_held_out_questions_out_of_training(tmp_path):
+    import json
+
+    info = md.write_corpus({"seed": 1, "train": 200, "held_out": 30, "held_out_fraction": 0.2, "per_document": 4},
+                           str(tmp_path / "math"))
+    train = "".join(json.loads(l)["text"] for l in open(tmp_path / "math" / "train.jsonl"))
+    held = md.read_held_out(str(tmp_path / "math" / "held_out.jsonl"))
+    assert info["train_problems"] == 200 and len(held) == 30
+    assert sum(1 for _ in open(tmp_path / "math" / "train.jsonl")) == 50
+    assert not any(f"Question: {p.question}\n" in train for p in held)

@@ -88,6 +88,11 @@ def test_run_override_changes_only_that_run(smoke_config):
          "distillation[0].teacher.search"),
         (lambda c: c["distillation"][0].update(teacher={"search": "reg", "model": "t1", "token_budget": 4096}),
          "distillation[0].teacher"),
+        (lambda c: c["benchmark"].update(tasks=["heldout_next_line", "arc_eazy"]), "benchmark.tasks"),
+        (lambda c: c["cpt"].update(token_budget=3000), "cpt.token_budget"),
+        (lambda c: c["cpt"]["base"].update(search="nope"), "cpt.base.search"),
+        (lambda c: c["cpt"]["base"].update(token_budget=4096), "cpt.base"),
+        (lambda c: c["cpt"].update(token_budgets=[256, 2048]), "cpt.token_budgets"),
     ],
 )
 def test_semantic_errors_name_the_key(edit, key):
@@ -115,6 +120,27 @@ def test_schema_errors_name_the_key(edit, words):
         validate(cfg, SCHEMA)
     for w in words:
         assert w in str(e.value)
+
+
+def test_cpt_runs_start_from_the_base_cell_and_ensemble_each_weight_decay(smoke_config):
+    plan = build_plan(smoke_config)
+    c = plan.cpt
+    assert c.base_cell == "reg-t1-d8k" and sorted(c.scaling) == [1024, 2048, 4096]
+    assert all(plan.spec(r).init_from == "reg-t1-d8k" for r in c.runs)
+    assert plan.spec(c.small_batch).batch_size == 2 and plan.spec(c.default).batch_size == 8
+    for rid in c.regularized:
+        members = c.members[rid]
+        assert members[0] == rid and [plan.spec(m).seed for m in members] == [0, 1]
+        assert {plan.spec(m).weight_decay for m in members} == {plan.spec(rid).weight_decay}
+    # CPT runs are not pre-training runs: they never enter the main evaluation or results
+    assert not set(plan.cpt_runs) & set(plan.runs)
+    assert "init_from" not in plan.runs[sorted(plan.runs)[0]].to_dict()  # old specs are unchanged
+
+
+def test_benchmark_tasks_may_be_lm_evals_own():
+    cfg = raw_smoke_config()
+    cfg["benchmark"]["tasks"] = ["arc_easy", "piqa", "sciq"]  # config/paper.yaml's
+    build_plan(validated(cfg))
 
 
 def test_schema_sets_defaults_in_list_items():

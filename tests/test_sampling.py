@@ -39,3 +39,26 @@ def test_lower_temperature_concentrates_the_samples():
         cold = evaluate.sample_sequences(models, temperature=0.05, **kw)
     # near-greedy: the same context gives the same next token, so far fewer distinct tokens
     assert len(np.unique(cold[:, 1:])) < len(np.unique(hot[:, 1:]))
+
+
+def test_greedy_completions_follow_full_forward_argmax_after_each_prompt():
+    """Prompts of different lengths, one batch: each completion is the step-by-step argmax of the
+    mixture computed by full forward passes, and the prompt's own tokens are never replaced."""
+    import haliax as hax
+    import jax
+    import jax.numpy as jnp
+    from levanter.layers.attention import AttentionMask
+
+    from infinite_compute import evaluate
+
+    with evaluate.device_mesh():
+        models = tiny_llamas(2)
+        prompts = [[0, 5, 9, 13], [0, 7], [0, 3, 3, 3, 3, 8]]
+        got = evaluate.greedy_completions(models, prompts, n_new=5, eot_id=0, batch_size=2, seq_len=24)
+        for prompt, completion in zip(prompts, got):
+            seq = list(prompt)
+            for _ in range(5):
+                x = hax.named(jnp.array([seq], jnp.int32), (hax.Axis("batch", 1), models[0].Pos.resize(len(seq))))
+                logp = jnp.stack([jax.nn.log_softmax(m(x, attn_mask=AttentionMask.causal()).array[0, -1]) for m in models])
+                seq.append(int((jax.nn.logsumexp(logp, axis=0)).argmax()))
+            assert completion == seq[len(prompt):]

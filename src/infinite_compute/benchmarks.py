@@ -2,12 +2,14 @@
 
 Each item shows `context_lines` consecutive lines of a held-out document; the options are the
 true next line and lines drawn from other held-out documents. Models score options by
-log-likelihood, as lm-eval-harness does (acc, and acc_norm per byte).
+log-likelihood through lm-eval-harness (lm_harness.py: a local task YAML over these items).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+ITEM_KEYS = ("items", "choices", "context_lines", "min_line_chars")  # the `benchmark` keys items depend on
 
 
 def _lines(text: str, min_chars: int) -> list[str]:

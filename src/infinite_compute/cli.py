@@ -53,9 +53,10 @@ def cmd_tokenizer(a) -> None:
 def cmd_tokenize(a) -> None:
     from . import data
 
-    for split, limit, out in (("train", a.train_tokens, a.out_train), ("validation", a.validation_tokens, a.out_validation)):
+    for split, limit, out in (("train", a.train_tokens, a.out_train),
+                              ("validation", a.validation_tokens or None, a.out_validation)):  # 0: all of it
         stream, offsets = data.tokenize_stream(os.path.join(a.corpus, f"{split}.jsonl"), a.tokenizer, limit)
-        if len(stream) < limit:
+        if limit is not None and len(stream) < limit:
             raise SystemExit(
                 f"config key '{'data.token_budgets' if split == 'train' else 'data.validation_tokens'}': "
                 f"{limit} tokens asked, but the {split} split of the corpus has only {len(stream)}"
@@ -70,15 +71,27 @@ def cmd_cache(a) -> None:
 
 
 def cmd_benchmark_items(a) -> None:
-    from . import benchmarks, data
+    from . import benchmarks, data, lm_harness
 
     params = json.loads(a.params)
     docs = list(data.read_jsonl(os.path.join(a.corpus, "validation.jsonl")))
-    items = benchmarks.build_items(docs, seed=a.seed, **params)
+    items = benchmarks.build_items(docs, seed=a.seed, **{k: params[k] for k in benchmarks.ITEM_KEYS})
     with atomic_path(a.out) as tmp:
         with open(tmp, "w") as f:
             for it in items:
                 f.write(json.dumps(it) + "\n")
+    lm_harness.write_local_tasks(a.out, a.tasks_dir)
+
+
+def cmd_benchmark_requests(a) -> None:
+    """Every (context, continuation) pair lm-eval asks of a model on the configured tasks."""
+    from . import lm_harness
+
+    s = json.loads(a.settings)
+    tasks = lm_harness.task_dict(s["tasks"], a.items, s["num_fewshot"], s["seed"])
+    pairs = lm_harness.requests(tasks, s["limit"])
+    atomic_write_json(a.out, {"tasks": s["tasks"], "requests": [list(p) for p in pairs]})
+    print(json.dumps({"tasks": s["tasks"], "requests": len(pairs)}))
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -99,6 +112,7 @@ def cmd_train(a) -> None:
         evals_per_run=settings["evals_per_run"],
         checkpoint_minutes=settings["checkpoint_minutes"],
         wandb=settings.get("wandb"),
+        init_from=a.init_from,
     )
     print(json.dumps({k: metrics[k] for k in ("run_id", "final_eval_loss", "wall_seconds", "tokens_per_second")}))
 
@@ -110,49 +124,37 @@ def _spec(model_dir: str):
 
 
 def cmd_evaluate(a) -> None:
-    from . import data, evaluate
+    from . import data, evaluate, lm_harness
 
     spec = _spec(a.model)
     tok = data.load_tokenizer(a.tokenizer)
     seqs = data.evaluation_sequences(a.validation, spec.model.seq_len)
-    items = list(data.read_jsonl(a.benchmark))
-    bseqs, bmask, req_item, req_choice, nbytes = evaluate.encode_choices(items, tok, spec.model.seq_len, tok.eos_token_id)
+    pairs = lm_harness.read_requests(a.requests)
+    bseqs, bmask = evaluate.encode_requests(pairs, tok, spec.model.seq_len, tok.eos_token_id)
     with evaluate.device_mesh():
         model = evaluate.load_model(os.path.join(a.model, "hf"), spec, a.tokenizer)
         val = evaluate.token_logprobs(model, seqs, a.batch_size)
-        blp = evaluate.token_logprobs(model, bseqs, a.batch_size)
+        bench = evaluate.score_requests(model, bseqs, bmask, a.batch_size)
     loss = float(-val.astype(np.float64).mean())
-    choice_ll = np.where(bmask, blp, 0.0).sum(1)
-    scores = evaluate.score_choices(choice_ll, req_item, req_choice, nbytes, [it["label"] for it in items])
     os.makedirs(a.out, exist_ok=True)
     with atomic_path(os.path.join(a.out, "logprobs.npz")) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, validation=val, benchmark=blp, benchmark_mask=bmask, req_item=req_item,
-                     req_choice=req_choice, choice_bytes=nbytes)
+            np.savez(f, validation=val, **bench)
     atomic_write_json(
         os.path.join(a.out, "eval.json"),
-        {"run_id": spec.run_id, "loss": loss, "validation_tokens": int(val.size), "benchmark": scores},
+        {"run_id": spec.run_id, "loss": loss, "validation_tokens": int(val.size), "benchmark_requests": len(pairs)},
     )
 
 
 def cmd_ensemble(a) -> None:
-    from . import ensemble, evaluate
+    from . import ensemble
 
     members = [np.load(os.path.join(d, "logprobs.npz")) for d in a.evals]
     val = np.stack([m["validation"] for m in members])
     curve = ensemble.ensemble_loss_curve(val, seed=a.seed)
-    labels = [json.loads(line)["label"] for line in open(a.benchmark) if line.strip()]
-    m0 = members[0]
-    bench = []
-    for k in range(1, len(members) + 1):
-        lp = ensemble.ensemble_logprobs(np.stack([m["benchmark"] for m in members[:k]]))
-        ll = np.where(m0["benchmark_mask"], lp, 0.0).sum(1)
-        bench.append({"ensemble_size": k, **evaluate.score_choices(ll, m0["req_item"], m0["req_choice"],
-                                                                   m0["choice_bytes"], labels)})
     for row in curve:
         row["subsets"] = [list(map(int, s)) for s in row["subsets"]]
-    atomic_write_json(a.out, {"ensemble": a.name, "members": a.member_ids, "info": json.loads(a.info), "curve": curve,
-                              "benchmark": bench})
+    atomic_write_json(a.out, {"ensemble": a.name, "members": a.member_ids, "info": json.loads(a.info), "curve": curve})
 
 
 def cmd_sample(a) -> None:
@@ -195,6 +197,82 @@ def cmd_distill_cache(a) -> None:
                           {"real_tokens": a.budget, "synthetic_tokens": int(need), "synthetic_share": a.share})
 
 
+# --- continued pre-training (math) ------------------------------------------------------------
+
+
+def cmd_math_corpus(a) -> None:
+    from . import math_data
+
+    print(json.dumps(math_data.write_corpus(json.loads(a.params), a.out)))
+
+
+def _load_models(model_dirs, tokenizer_dir):
+    from . import evaluate
+
+    specs = [_spec(d) for d in model_dirs]
+    return specs, [evaluate.load_model(os.path.join(d, "hf"), s, tokenizer_dir) for d, s in zip(model_dirs, specs)]
+
+
+def cmd_cpt_evaluate(a) -> None:
+    """A CPT run's held-out math loss (per-token log-probs saved) and answer accuracy."""
+    from . import cpt, data, evaluate, math_data
+
+    tok = data.load_tokenizer(a.tokenizer)
+    problems = math_data.read_held_out(a.held_out)
+    with evaluate.device_mesh():
+        (spec,), models = _load_models([a.model], a.tokenizer)
+        val = evaluate.token_logprobs(models[0], data.evaluation_sequences(a.validation, spec.model.seq_len), a.batch_size)
+        acc = cpt.answer_accuracy(models, tok, problems, a.answer_tokens, a.batch_size, spec.model.seq_len)
+    os.makedirs(a.out, exist_ok=True)
+    with atomic_path(os.path.join(a.out, "logprobs.npz")) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, validation=val)
+    atomic_write_json(os.path.join(a.out, "eval.json"),
+                      {"run_id": spec.run_id, "loss": float(-val.astype(np.float64).mean()), **acc})
+
+
+def cmd_cpt_select(a) -> None:
+    from . import cpt
+
+    losses = {read_json(p)["run_id"]: read_json(p)["loss"] for p in a.evals}
+    best = cpt.select_regularized(losses)
+    atomic_write_json(a.out, {"selected": best, "losses": losses})
+    print(best)
+
+
+def cmd_cpt_ensemble(a) -> None:
+    """The ensemble of the selected regularized CPT recipe at K = 1..members: loss from the saved
+    log-probs, accuracy by greedy answers from the mixture of the first K members."""
+    from . import cpt, data, ensemble, evaluate, math_data
+
+    tok = data.load_tokenizer(a.tokenizer)
+    problems = math_data.read_held_out(a.held_out)
+    val = np.stack([np.load(os.path.join(d, "logprobs.npz"))["validation"] for d in a.evals])
+    curve = []
+    with evaluate.device_mesh():
+        specs, models = _load_models(a.models, a.tokenizer)
+        for k in range(1, len(models) + 1):
+            acc = cpt.answer_accuracy(models[:k], tok, problems, a.answer_tokens, a.batch_size, specs[0].model.seq_len)
+            curve.append({"ensemble_size": k, "loss": ensemble.ensemble_loss(val[:k]), **acc})
+    atomic_write_json(a.out, {"members": [s.run_id for s in specs], "curve": curve})
+
+
+def cmd_cpt_results(a) -> None:
+    from . import cpt
+    from .results import with_provenance, write_table
+
+    plan = read_json(a.plan)
+    c, s = plan["cpt"], json.loads(a.settings)
+    specs = {r: read_json(os.path.join(a.root, "models", r, "spec.json"))
+             for r in {*c["scaling"].values(), c["small_batch"], *c["regularized"]}}
+    evals = {r: read_json(os.path.join(a.root, "cpt", "evals", r, "eval.json")) for r in specs}
+    selected = read_json(a.selected)["selected"]
+    rows = cpt.cpt_rows(c, specs, evals, selected, read_json(a.ensemble))
+    fit_row, rows = cpt.efficiency(rows, n_bootstrap=s["bootstrap"], ci_level=s["ci_level"], seed=s["seed"])
+    write_table("cpt", with_provenance(rows, plan["config_hash"]), a.out_table)
+    write_table("fits", with_provenance([fit_row], plan["config_hash"]), a.out_fits)
+
+
 # --- tuning ----------------------------------------------------------------------------------
 
 
@@ -225,12 +303,19 @@ def cmd_tune_final(a) -> None:
 
 
 def cmd_results(a) -> None:
+    from . import lm_harness
     from .results import with_provenance, write_table
 
     plan = read_json(a.plan)
     ch = plan["config_hash"]
     root = a.root
     runs_rows, bench_rows, ens_rows, dist_rows, tuning_rows = [], [], [], [], []
+    bs = json.loads(a.benchmark_settings)
+    pairs = lm_harness.read_requests(a.benchmark_requests)
+    tasks = lm_harness.task_dict(bs["tasks"], a.benchmark_items, bs["num_fewshot"], bs["seed"])
+
+    def scores(table, model_id):  # lm-eval's metrics per task, from the saved log-likelihoods
+        return lm_harness.score(tasks, table, model_id, bs["limit"])
     membership = plan["membership"]
     finals = [read_json(p) for p in a.tuning]
     searched: dict[str, list[str]] = {}
@@ -270,12 +355,12 @@ def cmd_results(a) -> None:
         )
         family = (role if role not in ("sweep", "search")
                   else "baseline" if np.isclose(spec["weight_decay"], a.baseline_wd) else "tuned-wd")
-        bench_rows.append({"model_id": rid, "kind": "run", "family": family, "task": "next-line",
-                           "loss": ev["loss"], **{k: ev["benchmark"][k] for k in
-                           ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "n_items", "chance")}})
+        logprobs = np.load(os.path.join(root, "evals", rid, "logprobs.npz"))
+        for task, m in scores(lm_harness.run_table(pairs, logprobs), rid).items():
+            bench_rows.append({"model_id": rid, "kind": "run", "family": family, "task": task, "loss": ev["loss"], **m})
     for name, e in ens_json.items():
         info = e["info"]
-        for row, b in zip(e["curve"], e["benchmark"]):
+        for row in e["curve"]:
             k = row["ensemble_size"]
             ens_rows.append(
                 {
@@ -287,10 +372,10 @@ def cmd_results(a) -> None:
                     "loss_mean": row["loss_mean"], "loss_std": row["loss_std"], "n_subsets": row["n_subsets"],
                 }
             )
-            bench_rows.append({"model_id": f"{name}:K={k}", "kind": "ensemble", "family": "ensemble",
-                               "task": "next-line", "loss": row["loss_first"],
-                               **{key: b[key] for key in ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
-                                                          "n_items", "chance")}})
+            members = [np.load(os.path.join(root, "evals", r, "logprobs.npz")) for r in e["members"][:k]]
+            for task, m in scores(lm_harness.ensemble_table(pairs, members), f"{name}:K={k}").items():
+                bench_rows.append({"model_id": f"{name}:K={k}", "kind": "ensemble", "family": "ensemble",
+                                   "task": task, "loss": row["loss_first"], **m})
     selected = {f["cell"]: f["best"]["run_id"] for f in finals}
     for name, d in sorted(plan["distillations"].items()):
         if d["teacher_kind"] == "ensemble":
@@ -371,6 +456,9 @@ def cmd_paper(a) -> None:
     paper.render(a.template, a.results, a.out, data_dir=a.data_dir, baseline_wd=a.baseline_wd)
 
 
+LM_EVAL_COMMANDS = ("benchmark-requests", "results")
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     p = argparse.ArgumentParser(prog="infinite-compute", description=__doc__)
@@ -389,12 +477,23 @@ def main(argv: list[str] | None = None) -> None:
     cmd("tokenize", cmd_tokenize, "--corpus", "--tokenizer", ("--train-tokens", {"type": int}),
         ("--validation-tokens", {"type": int}), "--out-train", "--out-validation")
     cmd("cache", cmd_cache, "--train", "--validation", "--tokenizer", ("--budget", {"type": int}), "--out")
-    cmd("benchmark-items", cmd_benchmark_items, "--corpus", "--params", ("--seed", {"type": int}), "--out")
-    cmd("train", cmd_train, "--spec", "--cache", "--tokenizer", "--out", "--checkpoints", "--settings")
-    cmd("evaluate", cmd_evaluate, "--model", "--validation", "--benchmark", "--tokenizer",
+    cmd("benchmark-items", cmd_benchmark_items, "--corpus", "--params", ("--seed", {"type": int}), "--out", "--tasks-dir")
+    cmd("benchmark-requests", cmd_benchmark_requests, "--items", "--settings", "--out")
+    cmd("train", cmd_train, "--spec", "--cache", "--tokenizer", "--out", "--checkpoints", "--settings",
+        ("--init-from", {"required": False, "default": None}))
+    cmd("math-corpus", cmd_math_corpus, "--params", "--out")
+    cmd("cpt-evaluate", cmd_cpt_evaluate, "--model", "--validation", "--held-out", "--tokenizer",
+        ("--answer-tokens", {"type": int}), ("--batch-size", {"type": int}), "--out")
+    cmd("cpt-select", cmd_cpt_select, ("--evals", {"nargs": "+", "required": True}), "--out")
+    cmd("cpt-ensemble", cmd_cpt_ensemble, ("--models", {"nargs": "+", "required": True}),
+        ("--evals", {"nargs": "+", "required": True}), "--held-out", "--tokenizer",
+        ("--answer-tokens", {"type": int}), ("--batch-size", {"type": int}), "--out")
+    cmd("cpt-results", cmd_cpt_results, "--plan", "--root", "--selected", "--ensemble", "--settings",
+        "--out-table", "--out-fits")
+    cmd("evaluate", cmd_evaluate, "--model", "--validation", "--requests", "--tokenizer",
         ("--batch-size", {"type": int}), "--out")
     cmd("ensemble", cmd_ensemble, "--name", ("--evals", {"nargs": "+", "required": True}),
-        ("--member-ids", {"nargs": "+", "required": True}), "--info", "--benchmark", ("--seed", {"type": int}), "--out")
+        ("--member-ids", {"nargs": "+", "required": True}), "--info", ("--seed", {"type": int}), "--out")
     cmd("sample", cmd_sample, ("--teachers", {"nargs": "+", "required": True}), "--tokenizer", "--params",
         ("--batch-size", {"type": int}), "--out")
     cmd("distill-cache", cmd_distill_cache, "--train", "--validation", "--samples", "--tokenizer",
@@ -403,12 +502,17 @@ def main(argv: list[str] | None = None) -> None:
         ("--evals", {"nargs": "+", "required": True}), "--out")
     cmd("tune-final", cmd_tune_final, "--round", "--out")
     cmd("results", cmd_results, "--plan", ("--tuning", {"nargs": "*"}), "--root", ("--baseline-wd", {"type": float}),
-        "--out-dir")
+        "--benchmark-items", "--benchmark-settings", "--benchmark-requests", "--out-dir")
     cmd("fits", cmd_fits, "--tuning", "--ensembles", "--settings", "--out-fits", "--out-efficiency", "--out-json")
     cmd("figure", cmd_figure, "--name", "--results", "--data-dir", ("--baseline-wd", {"type": float}), "--out")
     cmd("figures-index", cmd_figures_index, ("--figures", {"nargs": "+", "required": True}), "--out")
     cmd("paper", cmd_paper, "--template", "--results", "--data-dir", ("--baseline-wd", {"type": float}), "--out")
     a = p.parse_args(argv)
+    if a.cmd not in LM_EVAL_COMMANDS:
+        # levanter's __init__ imports its lm-eval adapter, which imports lm-eval when installed (with
+        # torch: ~7 s per job, and broken under USE_TORCH=0); jobs that do not use lm-eval hide it,
+        # and levanter falls back as when lm-eval is not installed
+        sys.modules.setdefault("lm_eval", None)
     _env_defaults(a.threads)
     a.fn(a)
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
-
 import numpy as np
 
 from .plan import RunSpec
@@ -50,75 +48,76 @@ def _logprob_fn():
         x = hax.named(tokens, (Batch, Pos))
         logits = model(x, attn_mask=AttentionMask.causal()).array.astype(jnp.float32)
         logp = jax.nn.log_softmax(logits[:, :-1, :], axis=-1)
-        return jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
+        target = tokens[:, 1:]
+        # is the target the argmax (lm-eval's is_greedy, per token)
+        return jnp.take_along_axis(logp, target[..., None], axis=-1)[..., 0], logp.argmax(-1) == target
 
     return fn
 
 
-def token_logprobs(model, sequences: np.ndarray, batch_size: int) -> np.ndarray:
-    """log p(x_t | x_<t) for t = 1..T-1 of each sequence: shape [n, T-1], float32."""
+def token_logprobs(model, sequences: np.ndarray, batch_size: int, greedy: bool = False):
+    """log p(x_t | x_<t) for t = 1..T-1 of each sequence: shape [n, T-1], float32; with `greedy`
+    also whether each x_t is the model's argmax."""
     fn = _logprob_fn()
     n, T = sequences.shape
     out = np.empty((n, T - 1), np.float32)
+    top = np.empty((n, T - 1), bool)
     for a in range(0, n, batch_size):
         chunk = sequences[a : a + batch_size]
         pad = batch_size - len(chunk)
         if pad:  # one compiled shape for every batch
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)])
-        res = np.asarray(fn(model, chunk.astype(np.int32)))
-        out[a : a + batch_size] = res[: batch_size - pad]
-    return out
+        lp, g = fn(model, chunk.astype(np.int32))
+        out[a : a + batch_size] = np.asarray(lp)[: batch_size - pad]
+        top[a : a + batch_size] = np.asarray(g)[: batch_size - pad]
+    return (out, top) if greedy else out
 
 
-def encode_choices(items: list[dict], tokenizer, seq_len: int, eot_id: int):
-    """lm-eval-harness style requests: [EOT] + context, scored on the continuation's tokens.
+def encode_requests(pairs, tokenizer, seq_len: int, eot_id: int):
+    """Log-likelihood requests (context, continuation) as lm-eval's HF model encodes them: trailing
+    spaces of the context move to the continuation, and the continuation's tokens are those of
+    context + continuation after the context's (BPE may merge across the seam). Each sequence is
+    <|endoftext|> + context + continuation, cut from the left to `seq_len`.
 
-    Returns (sequences [n_req, seq_len], cont_mask [n_req, seq_len-1] marking the positions of
-    continuation tokens among the predicted ones, req_item, req_choice, choice_bytes).
+    Returns (sequences [n, seq_len], cont_mask [n, seq_len-1] marking the predicted positions
+    that are continuation tokens).
     """
-    seqs, masks, req_item, req_choice, nbytes = [], [], [], [], []
-    for i, item in enumerate(items):
-        ctx_ids = tokenizer(item["context"], add_special_tokens=False)["input_ids"]
-        for j, choice in enumerate(item["choices"]):
-            whole = tokenizer(item["context"] + choice, add_special_tokens=False)["input_ids"]
-            # the context's tokens as they appear in the whole (BPE may merge across the seam)
-            k = len(ctx_ids)
-            while k > 0 and whole[:k] != ctx_ids[:k]:
-                k -= 1
-            cont = whole[k:]
-            ids = [eot_id] + whole[:k] + cont
-            ids = ids[-seq_len:]  # keep the continuation, drop context from the left
-            n_cont = min(len(cont), seq_len - 1)
-            seq = np.full(seq_len, eot_id, np.int32)
-            seq[: len(ids)] = ids
-            mask = np.zeros(seq_len - 1, bool)
-            mask[len(ids) - 1 - n_cont : len(ids) - 1] = True
-            seqs.append(seq)
-            masks.append(mask)
-            req_item.append(i)
-            req_choice.append(j)
-            nbytes.append(len(choice.encode("utf-8")))
-    return np.stack(seqs), np.stack(masks), np.array(req_item), np.array(req_choice), np.array(nbytes)
+    seqs, masks = [], []
+    for context, continuation in pairs:
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+        ctx_ids = tokenizer(context, add_special_tokens=False)["input_ids"] if context else []
+        whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+        k = len(ctx_ids)
+        while k > 0 and whole[:k] != ctx_ids[:k]:
+            k -= 1
+        cont = whole[k:]
+        ids = ([eot_id] + whole)[-seq_len:]  # keep the continuation, drop context from the left
+        n_cont = min(len(cont), seq_len - 1)
+        seq = np.full(seq_len, eot_id, np.int32)
+        seq[: len(ids)] = ids
+        mask = np.zeros(seq_len - 1, bool)
+        mask[len(ids) - 1 - n_cont : len(ids) - 1] = True
+        seqs.append(seq)
+        masks.append(mask)
+    if not seqs:
+        return np.zeros((0, seq_len), np.int32), np.zeros((0, seq_len - 1), bool)
+    return np.stack(seqs), np.stack(masks)
 
 
-def score_choices(choice_loglik: np.ndarray, req_item, req_choice, choice_bytes, labels) -> dict:
-    """acc (argmax of log-likelihood) and acc_norm (argmax of log-likelihood per byte), as lm-eval."""
-    n_items = len(labels)
-    n_choices = int(req_choice.max()) + 1
-    ll = np.full((n_items, n_choices), -np.inf)
-    llb = np.full((n_items, n_choices), -np.inf)
-    ll[req_item, req_choice] = choice_loglik
-    llb[req_item, req_choice] = choice_loglik / np.maximum(choice_bytes, 1)
-    labels = np.asarray(labels)
-    acc = (ll.argmax(1) == labels).astype(float)
-    acc_norm = (llb.argmax(1) == labels).astype(float)
+def score_requests(model, sequences: np.ndarray, cont_mask: np.ndarray, batch_size: int) -> dict:
+    """Per-token log-probs of every request's continuation, flat, with offsets (request i owns
+    [offsets[i], offsets[i+1])), and whether each continuation is the model's greedy choice."""
+    if len(sequences) == 0:
+        return {"bench_logprobs": np.zeros(0, np.float32), "bench_offsets": np.zeros(1, np.int64),
+                "bench_greedy": np.zeros(0, bool)}
+    lp, top = token_logprobs(model, sequences, batch_size, greedy=True)
+    counts = cont_mask.sum(1)
     return {
-        "acc": float(acc.mean()),
-        "acc_stderr": float(acc.std(ddof=1) / math.sqrt(n_items)) if n_items > 1 else float("nan"),
-        "acc_norm": float(acc_norm.mean()),
-        "acc_norm_stderr": float(acc_norm.std(ddof=1) / math.sqrt(n_items)) if n_items > 1 else float("nan"),
-        "n_items": n_items,
-        "chance": 1.0 / n_choices,
+        "bench_logprobs": lp[cont_mask],  # row-major: request by request, tokens in order
+        "bench_offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        "bench_greedy": np.array([bool(t[m].all()) for t, m in zip(top, cont_mask)]),
     }
 
 
@@ -134,7 +133,7 @@ def _decode_fn(n_members: int):
     from levanter.inference.page_table import PageBatchInfo, PageTableSpec
 
     @eqx.filter_jit
-    def fn(models, start, key, temperature):
+    def fn(models, start, key, temperature, prompt_lens, greedy=False):
         B, T = start.shape
         # one page of T slots per sequence: sequence i owns page i
         spec = PageTableSpec(num_pages=B, page_size=T)
@@ -164,8 +163,10 @@ def _decode_fn(n_members: int):
                 new_caches.append(c)
             mix = jax.nn.logsumexp(jnp.stack(member_logp), axis=0) - jnp.log(n_members)
             key, sub = jax.random.split(key)
-            nxt = jax.random.categorical(sub, mix / temperature, axis=-1)
-            return tokens.at[:, t + 1].set(nxt.astype(tokens.dtype)), tuple(new_caches), key
+            nxt = mix.argmax(-1) if greedy else jax.random.categorical(sub, mix / temperature, axis=-1)
+            # a prompt's own tokens are fed, not replaced: generation starts after each prompt
+            nxt = jnp.where(t + 1 < prompt_lens, tokens[:, t + 1], nxt.astype(tokens.dtype))
+            return tokens.at[:, t + 1].set(nxt), tuple(new_caches), key
 
         tokens, _, _ = jax.lax.fori_loop(0, T - 1, step, (start, caches, key))
         return tokens
@@ -216,11 +217,40 @@ def sample_sequences(models: list, n_sequences: int, seq_len: int, eot_id: int, 
     (the default) each token is one cached decode step; without, a full forward pass (reference)."""
     import jax
 
-    fn = (_decode_fn if kv_cache else _sample_fn)(len(models))
     key = jax.random.PRNGKey(seed)
     out = []
     for a in range(0, n_sequences, batch_size):
         key, sub = jax.random.split(key)
         start = np.full((batch_size, seq_len), eot_id, np.int32)
-        out.append(np.asarray(fn(tuple(models), start, sub, float(temperature))))
+        if kv_cache:
+            ones = np.ones(batch_size, np.int32)  # the prompt is the <|endoftext|> alone
+            out.append(np.asarray(_decode_fn(len(models))(tuple(models), start, sub, float(temperature), ones)))
+        else:
+            out.append(np.asarray(_sample_fn(len(models))(tuple(models), start, sub, float(temperature))))
     return np.concatenate(out)[:n_sequences]
+
+
+def greedy_completions(models: list, prompts: list[list[int]], n_new: int, eot_id: int, batch_size: int,
+                       seq_len: int) -> list[list[int]]:
+    """`n_new` greedy tokens after each prompt (token ids, <|endoftext|> first), from the mean of
+    the members' next-token distributions, with the KV cache. Prompts longer than seq_len - n_new
+    are cut from the left."""
+    import jax
+
+    room = seq_len - n_new
+    if room < 2:
+        raise ValueError(f"answer tokens {n_new} leave no room for a prompt in sequences of {seq_len}")
+    prompts = [p[-room:] for p in prompts]
+    T = max(len(p) for p in prompts) + n_new
+    fn = _decode_fn(len(models))
+    out: list[list[int]] = []
+    for a in range(0, len(prompts), batch_size):
+        chunk = prompts[a : a + batch_size]
+        chunk = chunk + [chunk[-1]] * (batch_size - len(chunk))  # one compiled shape
+        start = np.full((batch_size, T), eot_id, np.int32)
+        lens = np.array([len(p) for p in chunk], np.int32)
+        for i, p in enumerate(chunk):
+            start[i, : len(p)] = p
+        tokens = np.asarray(fn(tuple(models), start, jax.random.PRNGKey(0), 1.0, lens, greedy=True))
+        out.extend(tokens[i, lens[i] : lens[i] + n_new].tolist() for i in range(len(prompts[a : a + batch_size])))
+    return out

@@ -12,7 +12,7 @@ from .analysis import ASYMPTOTE_LABELS, LIMITS
 from .io import atomic_path, read_json
 
 FIGURES = ("data", "training", "epochs", "weight_decay", "params", "ensembles", "joint", "asymptotes", "tokens", "data_scaling",
-           "efficiency", "distillation", "benchmarks")
+           "efficiency", "distillation", "benchmarks", "cpt")
 
 
 def _plt():
@@ -45,6 +45,7 @@ def _fit_curve(ax, row, x_lo, x_hi, color, label):
 
 
 TABLES = ("runs", "ensembles", "distillation", "benchmarks", "tuning", "fits", "efficiency")
+OPTIONAL_TABLES = ("cpt", "cpt_fits")  # only in a study with a CPT stage
 
 
 def _search_runs(t, recipe: str):
@@ -60,6 +61,9 @@ def _tables(results: str):
 
     t = {k: read_table(os.path.join(results, f"{k}.parquet"))
          for k in TABLES}
+    for k in OPTIONAL_TABLES:
+        path = os.path.join(results, f"{k}.parquet")
+        t[k] = read_table(path) if os.path.exists(path) else None
     return t
 
 
@@ -430,15 +434,64 @@ def fig_distillation(t, ax, fig, data_dir):
 
 
 def fig_benchmarks(t, ax, fig, data_dir):
+    """Accuracy against validation loss per model family; with several tasks, their mean (the
+    paper's average downstream accuracy), its stderr from the tasks' own."""
     b = t["benchmarks"]
-    for i, (fam, g) in enumerate(b.groupby("family")):
-        ax.errorbar(g["loss"], g["acc"], yerr=g["acc_stderr"], fmt="o", color=f"C{i}", label=fam, capsize=2)
-    if not b.empty:
-        ax.axhline(b["chance"].iloc[0], color="grey", ls="--", lw=1, label="chance")
+    tasks = sorted(b["task"].unique())
+    per_model = (b.assign(var=b["acc_stderr"] ** 2)
+                 .groupby(["model_id", "family"], as_index=False)
+                 .agg(loss=("loss", "first"), acc=("acc", "mean"), var=("var", "mean"), n=("task", "count"),
+                      chance=("chance", "mean")))
+    per_model["se"] = (per_model["var"] / per_model["n"]) ** 0.5
+    for i, (fam, g) in enumerate(per_model.groupby("family")):
+        ax.errorbar(g["loss"], g["acc"], yerr=g["se"], fmt="o", ms=3, color=f"C{i}", label=fam, capsize=2, alpha=0.8)
+    if not per_model.empty:
+        ax.axhline(per_model["chance"].mean(), color="grey", ls="--", lw=1, label="chance")
     ax.set_xlabel("validation loss")
-    ax.set_ylabel("accuracy (next-line multiple choice)")
-    ax.set_title("Benchmark accuracy vs loss")
+    ax.set_ylabel("accuracy" if len(tasks) == 1 else f"mean accuracy over {len(tasks)} tasks")
+    ax.set_title(f"lm-eval-harness: {', '.join(tasks)} vs loss", fontsize=9)
     ax.legend(fontsize=7)
+
+
+def fig_cpt(t, ax, fig, data_dir):
+    """CPT on math: held-out answer accuracy per recipe at the recipes' budget, labelled with the
+    loss and its data-efficiency multiplier against the default recipe's math L(D); beside it the
+    default recipe at every budget."""
+    c = t.get("cpt")
+    if c is None or c.empty:
+        _empty(ax, "continued pre-training (config key `cpt`)")
+        return
+    top = c[c["recipe"] == "ensemble"]
+    top = top[top["ensemble_size"] == top["ensemble_size"].max()]
+    budget = int(top["token_budget"].iloc[0]) if not top.empty else int(c["token_budget"].max())
+    at = c[c["token_budget"] == budget]
+    bars = [("default", at[at["recipe"] == "default"]), ("small batch", at[at["recipe"] == "small-batch"]),
+            ("more epochs + wd", at[(at["recipe"] == "regularized") & at["selected"]]),
+            (f"ensemble K={int(top['ensemble_size'].iloc[0]) if not top.empty else 0}", top)]
+    bars = [(name, g.iloc[0]) for name, g in bars if not g.empty]
+    xs = np.arange(len(bars))
+    ax.bar(xs, [r["accuracy"] for _, r in bars], yerr=[r["accuracy_stderr"] for _, r in bars],
+           color=[f"C{i}" for i in range(len(bars))], capsize=3)
+    for x, (_, r) in zip(xs, bars):
+        m = r["data_efficiency"]
+        mult = "n/a" if not np.isfinite(m) else f"{m:.2f}x"
+        ax.text(x, r["accuracy"], f"loss {r['loss']:.3f}\n{mult}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(xs, [name for name, _ in bars], fontsize=8)
+    ax.set_ylabel(f"held-out answer accuracy (exact match, {int(bars[0][1]['n_questions'])} questions)")
+    ax.set_title(f"CPT on math from {c['base_cell'].iloc[0]}, {budget} math tokens\n"
+                 "(label: held-out loss and data-efficiency multiplier vs the default recipe's L(D))", fontsize=8)
+    ax.set_ylim(0, max(0.05, max(r["accuracy"] + r["accuracy_stderr"] for _, r in bars) * 1.35))
+    d = c[c["recipe"] == "default"].sort_values("token_budget")
+    inset = ax.inset_axes([0.70, 0.62, 0.28, 0.3])
+    inset.plot(d["token_budget"], d["loss"], "o", color="C0", ms=3)
+    fits = t.get("cpt_fits")
+    if fits is not None and not fits.empty and fits["status"].iloc[0] == "ok":
+        f = fits.iloc[0]
+        xs_ = np.geomspace(d["token_budget"].min(), d["token_budget"].max(), 50)
+        inset.plot(xs_, f["A"] / xs_ ** f["alpha"] + f["E"], color="C0", lw=1)
+    inset.set_xscale("log")
+    inset.set_title("default recipe: L(D)", fontsize=6)
+    inset.tick_params(labelsize=5)
 
 
 def draw(name: str, results: str, out: str, data_dir: str, baseline_wd: float) -> None:

@@ -102,3 +102,37 @@ def exact_match(completion: str, problem: Problem) -> bool:
     """A completion of `problem.prompt()` is right when its leading integer is the answer."""
     m = re.match(r"\s*(-?\d+)", completion)
     return m is not None and int(m.group(1)) == problem.answer
+
+
+def write_corpus(params: dict, out_dir: str) -> dict:
+    """The math domain as a corpus directory: train.jsonl (`per_document` problems per document),
+    validation.jsonl (each held-out problem, question and answer: the CPT validation loss) and
+    held_out.jsonl (question, answer and prompt: the answer accuracy)."""
+    import json
+    import os
+
+    from .io import atomic_dir, atomic_write_json
+
+    train, held = generate(params["seed"], params["train"], params["held_out"], params["held_out_fraction"])
+    k = params["per_document"]
+    with atomic_dir(out_dir) as tmp:
+        with open(os.path.join(tmp, "train.jsonl"), "w") as f:
+            for i in range(0, len(train), k):
+                f.write(json.dumps({"id": f"math-{i // k}", "text": "".join(p.text() for p in train[i : i + k])}) + "\n")
+        with open(os.path.join(tmp, "validation.jsonl"), "w") as f:
+            for i, p in enumerate(held):
+                f.write(json.dumps({"id": f"held-{i}", "text": p.text()}) + "\n")
+        with open(os.path.join(tmp, "held_out.jsonl"), "w") as f:
+            for p in held:
+                f.write(json.dumps({"kind": p.kind, "question": p.question, "answer": p.answer}) + "\n")
+        info = {"params": params, "train_problems": len(train), "held_out_problems": len(held),
+                "kinds": {kd: sum(p.kind == kd for p in train) for kd in KINDS}}
+        atomic_write_json(os.path.join(tmp, "info.json"), info)
+    return info
+
+
+def read_held_out(path: str) -> list[Problem]:
+    import json
+
+    with open(path) as f:
+        return [Problem(r["kind"], r["question"], r["answer"]) for r in map(json.loads, f) if r]

@@ -65,6 +65,19 @@ def _token_scaling(fits, efficiency) -> list[dict]:
     return out
 
 
+def _cpt(results: str) -> dict | None:
+    """The CPT table's rows and its math L(D) fit, if the study has a CPT stage."""
+    from .results import read_table
+
+    path = os.path.join(results, "cpt.parquet")
+    if not os.path.exists(path):
+        return None
+    c = read_table(path)
+    fit = read_table(os.path.join(results, "cpt_fits.parquet")).iloc[0].to_dict()
+    return {"rows": _records(c), "fit": fit, "base_cell": c["base_cell"].iloc[0],
+            "budget": int(c.loc[c["recipe"] == "ensemble", "token_budget"].iloc[0])}
+
+
 def context(results: str, data_dir: str, baseline_wd: float) -> dict:
     from .figures import TABLES
     from .results import read_table
@@ -75,8 +88,9 @@ def context(results: str, data_dir: str, baseline_wd: float) -> dict:
     fits = t["fits"]
     manifest = read_json(os.path.join(data_dir, "corpus", "manifest.json"))
     bench = t["benchmarks"]
-    families = (bench.groupby("family").agg(acc=("acc", "mean"), acc_norm=("acc_norm", "mean"), loss=("loss", "mean"),
-                                            n=("model_id", "count")).reset_index())
+    families = (bench.groupby(["task", "family"]).agg(acc=("acc", "mean"), acc_norm=("acc_norm", "mean"),
+                                                      loss=("loss", "mean"), n=("model_id", "count"),
+                                                      chance=("chance", "mean")).reset_index())
     return {
         "manifest": manifest,
         "n_runs": len(runs),
@@ -99,6 +113,7 @@ def context(results: str, data_dir: str, baseline_wd: float) -> dict:
         "joint": _joint(fits),
         "token_scaling": _token_scaling(fits, t["efficiency"]),
         "families": _records(families),
+        "cpt": _cpt(results),
         "diverged": _records(runs[runs["diverged"]]),
     }
 

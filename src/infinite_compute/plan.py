@@ -78,9 +78,13 @@ class RunSpec:
     tokens_per_epoch: int
     synthetic_share: float = 0.0
     teacher: str | None = None
+    init_from: str | None = None  # CPT: the search cell whose selected run's weights it starts from
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["init_from"] is None:  # absent unless set: specs (and run hashes) from before CPT are unchanged
+            del d["init_from"]
+        return d
 
     @property
     def cache_name(self) -> str:
@@ -152,6 +156,33 @@ class DistillSpec:
 
 
 @dataclass(frozen=True)
+class CptSpec:
+    """Continued pre-training on the math domain (math_data.py), from a search cell's selected run."""
+
+    base_cell: str
+    model: str
+    token_budget: int  # the recipes' math budget
+    scaling: dict[int, str]  # math budget -> the default recipe's run there (its L(D))
+    default: str  # the default recipe's run at token_budget
+    small_batch: str
+    regularized: tuple[str, ...]  # one per weight decay of the grid, seed 0
+    members: dict[str, tuple[str, ...]]  # a regularized run -> its ensemble (seeds 0..K-1, itself first)
+    problems: dict
+    answer_tokens: int
+    seed: int
+
+    @property
+    def runs(self) -> list[str]:
+        """Every run known before training (ensembles only of the selected weight decay are trained)."""
+        return sorted({*self.scaling.values(), self.default, self.small_batch, *self.regularized})
+
+
+def cpt_run_id(model: str, budget: int, epochs: int, lr: float, wd: float, batch: int, seed: int) -> str:
+    return (f"cpt-{model}-m{format_tokens(budget)}-ep{epochs}-lr{format_number(lr)}-wd{format_number(wd)}"
+            f"-bs{batch}-s{seed}")
+
+
+@dataclass(frozen=True)
 class Plan:
     runs: dict[str, RunSpec]  # every run known before training (sweeps, ensembles, students)
     sweeps: dict[str, tuple[str, ...]]
@@ -162,6 +193,8 @@ class Plan:
     models: dict[str, ModelShape] = field(default_factory=dict)
     cells: dict[str, Cell] = field(default_factory=dict)  # hyperparameter searches (tuning.py)
     make_spec: Any = None  # (model, budget, epochs, lr, wd, seed) -> RunSpec
+    cpt: CptSpec | None = None
+    cpt_runs: dict[str, RunSpec] = field(default_factory=dict)  # every CPT run, ensembles' included
 
     @property
     def trained_runs(self) -> list[str]:
@@ -178,6 +211,8 @@ class Plan:
         its hyperparameters (an ensemble member derived from a search) on a known model and budget."""
         if rid in self.runs:
             return self.runs[rid]
+        if rid in self.cpt_runs:
+            return self.cpt_runs[rid]
         lattice = _lattice_index(self)
         if rid in lattice:
             c, (lr, wd, ep) = lattice[rid]
@@ -442,6 +477,8 @@ def build_plan(config: dict) -> Plan:
             teacher_cell=tcell,
         )
 
+    _check_benchmark_tasks(config["benchmark"]["tasks"])
+    cpt, cpt_runs = _cpt(config, cells, shapes, optimizer)
     for rid in overrides:
         if rid not in overridden:
             raise ConfigError(f"run_overrides.{rid}", "no run of the plan has this id")
@@ -457,7 +494,77 @@ def build_plan(config: dict) -> Plan:
         models=shapes,
         cells=cells,
         make_spec=make_spec,
+        cpt=cpt,
+        cpt_runs=cpt_runs,
     )
+
+
+def _cpt(config: dict, cells: dict[str, Cell], shapes: dict[str, ModelShape], optimizer: dict):
+    """The CPT stage's runs: the default recipe at each math budget, and at the recipes' budget a
+    smaller batch, more epochs at each weight decay of a grid, and their ensembles."""
+    c = config.get("cpt")
+    if not c:
+        return None, {}
+    base = c["base"]
+    found = _cells_of_search(cells, base["search"], "cpt.base.search")
+    match = [x for x in found if x.model == base["model"] and x.token_budget == base["token_budget"]]
+    if not match:
+        have = sorted((x.model, x.token_budget) for x in found)
+        raise ConfigError("cpt.base", f"search '{base['search']}' has no cell for model {base['model']} at "
+                          f"{base['token_budget']} tokens; its cells are {have}")
+    cell, shape = match[0], shapes[base["model"]]
+    budgets = sorted(set(c["token_budgets"]))
+    if c["token_budget"] not in budgets:
+        raise ConfigError("cpt.token_budget", f"{c['token_budget']} is not one of cpt.token_budgets {budgets}")
+    runs: dict[str, RunSpec] = {}
+
+    def spec(budget, epochs, lr, wd, batch, seed, key) -> str:
+        per_step = batch * shape.seq_len
+        if budget < per_step:
+            raise ConfigError(key, f"math budget {budget} is smaller than one batch ({batch} x {shape.seq_len} tokens)")
+        rid = cpt_run_id(shape.name, budget, epochs, lr, wd, batch, seed)
+        runs[rid] = RunSpec(
+            run_id=rid, model=shape, token_budget=budget, epochs=epochs, learning_rate=float(lr),
+            weight_decay=float(wd), seed=seed, batch_size=batch, optimizer=optimizer, data=f"math/d{budget}",
+            num_train_steps=budget // per_step * epochs, tokens_per_epoch=budget // per_step * per_step,
+            init_from=cell.cell_id,
+        )
+        return rid
+
+    d, D = c["default"], c["token_budget"]
+    default = dict(epochs=d["epochs"], lr=d["learning_rate"], wd=d["weight_decay"], batch=d["batch_size"])
+    scaling = {b: spec(b, **default, seed=0, key="cpt.token_budgets") for b in budgets}
+    small = spec(D, **{**default, "batch": c["small_batch"]}, seed=0, key="cpt.small_batch")
+    reg = c["regularized"]
+    grid = tuple(spec(D, reg["epochs"], d["learning_rate"], wd, d["batch_size"], 0, "cpt.regularized")
+                 for wd in sorted(set(reg["weight_decays"])))
+    members = {
+        rid: tuple(spec(D, reg["epochs"], d["learning_rate"], runs[rid].weight_decay, d["batch_size"], k, "cpt.members")
+                   for k in range(c["members"]))
+        for rid in grid
+    }
+    p = c["problems"]
+    cpt = CptSpec(
+        base_cell=cell.cell_id, model=shape.name, token_budget=D, scaling=scaling, default=scaling[D],
+        small_batch=small, regularized=grid, members=members,
+        problems={**p, "seed": config["seed"]}, answer_tokens=c["answer_tokens"], seed=config["seed"],
+    )
+    return cpt, runs
+
+
+def _check_benchmark_tasks(tasks: list[str]) -> None:
+    """Each benchmark task is a local one or a task of the installed lm-eval-harness."""
+    from .lm_harness import LOCAL_TASKS, known_task_names
+
+    other = [t for t in tasks if t not in LOCAL_TASKS]
+    if len(set(tasks)) != len(tasks):
+        raise ConfigError("benchmark.tasks", f"a task is named twice in {tasks}")
+    if other:
+        known = known_task_names()
+        unknown = [t for t in other if t not in known]
+        if unknown:
+            raise ConfigError("benchmark.tasks", f"{unknown} are neither local tasks {list(LOCAL_TASKS)} nor "
+                              f"tasks of the installed lm-eval-harness ({len(known)} known)")
 
 
 def _cells(config: dict, budgets, check_model, check_budget) -> dict[str, Cell]:
@@ -562,4 +669,5 @@ def plan_to_dict(plan: Plan) -> dict:
         "ensembles": {k: dataclasses.asdict(v) for k, v in plan.ensembles.items()},
         "distillations": {k: dataclasses.asdict(v) for k, v in plan.distillations.items()},
         "cells": {k: dataclasses.asdict(v) for k, v in sorted(plan.cells.items())},
+        "cpt": None if plan.cpt is None else dataclasses.asdict(plan.cpt),
     }

@@ -128,6 +128,30 @@ SCHEMAS: dict[str, pa.Schema] = {
             *PROVENANCE,
         ]
     ),
+    "cpt": pa.schema(
+        [
+            pa.field("recipe", pa.string()),  # default / small-batch / regularized / ensemble
+            pa.field("model_id", pa.string()),  # a run id, or "<run>:K=<k>" for an ensemble
+            pa.field("base_cell", pa.string()),  # the search cell whose selected run CPT starts from
+            pa.field("model", pa.string()),
+            pa.field("token_budget", pa.int64()),  # math tokens
+            pa.field("epochs", pa.int64()),
+            pa.field("learning_rate", pa.float64()),
+            pa.field("weight_decay", pa.float64()),
+            pa.field("batch_size", pa.int64()),
+            pa.field("ensemble_size", pa.int64()),
+            pa.field("selected", pa.bool_()),  # the regularized weight decay selected (and its ensemble)
+            pa.field("loss", pa.float64()),  # held-out math loss
+            pa.field("accuracy", pa.float64()),  # exact-match answers, greedy
+            pa.field("accuracy_stderr", pa.float64()),
+            pa.field("n_questions", pa.int64()),
+            pa.field("effective_tokens", pa.float64()),  # D_eff under the default recipe's math L(D)
+            pa.field("data_efficiency", pa.float64()),
+            pa.field("data_efficiency_ci_low", pa.float64()),
+            pa.field("data_efficiency_ci_high", pa.float64()),
+            *PROVENANCE,
+        ]
+    ),
     "fits": pa.schema(
         [
             pa.field("fit", pa.string()),  # params (L(N)) / ensemble (L(K)) / joint (E_K over N) / data (L(D))

@@ -68,6 +68,7 @@ def levanter_config(
     evals_per_run: int,
     checkpoint_minutes: float,
     wandb: dict | None,
+    init_from: str | None = None,
 ):
     """The `TrainLmConfig` of one run: the paper's AdamW recipe, cosine to `min_lr_ratio`."""
     import jmp
@@ -138,6 +139,8 @@ def levanter_config(
         data_seed=spec.seed,
         hf_save_path=export_dir,
         hf_save_steps=steps,
+        # CPT: start from a pretrained model's HF export (a resumed run starts from its checkpoint)
+        initialize_from_hf=init_from or False,
     )
 
 
@@ -185,8 +188,12 @@ def train(
     evals_per_run: int = 8,
     checkpoint_minutes: float = 1.0,
     wandb: dict | None = None,
+    init_from: str | None = None,
 ) -> dict:
-    """Train `spec`, export it to `out_dir`/hf and write spec.json and metrics.json beside it."""
+    """Train `spec` (from the HF export at `init_from`, if given), export it to `out_dir`/hf and
+    write spec.json and metrics.json beside it."""
+    if (init_from is None) != (spec.init_from is None):
+        raise ValueError(f"{spec.run_id}: init_from is {spec.init_from!r} in its spec but {init_from!r} was given")
     import levanter.main.train_lm as train_lm
 
     ckpt = os.path.join(checkpoint_root, f"{spec.run_id}-{spec_hash(spec)}")
@@ -201,6 +208,7 @@ def train(
         evals_per_run=evals_per_run,
         checkpoint_minutes=checkpoint_minutes,
         wandb=wandb,
+        init_from=init_from,
     )
     collector = _MetricsCollector()
     json_log = logging.getLogger("levanter.json_logger")
