@@ -141,10 +141,8 @@ def cpt_members():
         return list(PLAN.cpt.members[json.load(f)["selected"]])
 
 
-def init_from(wc):
-    """A CPT run's starting point: the model files of its base cell's selected run; else nothing."""
-    cell = PLAN.spec(wc.run).init_from
-    return [] if cell is None else model_files(selected_run(cell)["run_id"])
+def cpt_model_files(run):
+    return [f"results/cpt/models/{run}/spec.json", f"results/cpt/models/{run}/hf"]
 
 
 def final_round(wc):

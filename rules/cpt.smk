@@ -60,10 +60,40 @@ rule math_cache:
         "--tokenizer {input.tokenizer} --budget {wildcards.budget} --out {output} > {log} 2>&1"
 
 
+rule train_cpt:
+    """A CPT run: levanter continues training the base cell's selected model on a math budget."""
+    input:
+        cache=lambda wc: cache_dir(wc.run),
+        tokenizer=rules.train_tokenizer.output,
+        base=lambda wc: model_files(selected_run(PLAN.spec(wc.run).init_from)["run_id"]),
+    output:
+        spec="results/cpt/models/{run}/spec.json",
+        hf=directory("results/cpt/models/{run}/hf"),
+        metrics="results/cpt/models/{run}/metrics.json",
+    params:
+        spec=run_spec,
+        out=lambda wc, output: parent(output.spec),
+        base=lambda wc, input: f"{parent(input.base[0])}/hf",
+        checkpoints=CHECKPOINTS,
+        settings=rules.train_model.params.settings,
+    threads: config["resources"]["train_threads"]
+    resources:
+        mem_mb=config["resources"]["train_mem_mb"],
+    log:
+        "logs/cpt/train/{run}.log",
+    benchmark:
+        "benchmarks/cpt/train/{run}.tsv"
+    conda:
+        "../envs/study.yaml"
+    shell:
+        "python -m infinite_compute --threads {threads} train --spec {params.spec:q} --cache {input.cache} --tokenizer {input.tokenizer} "
+        "--out {params.out} --checkpoints {params.checkpoints} --settings {params.settings:q} --init-from {params.base} > {log} 2>&1"
+
+
 rule cpt_evaluate:
     """A CPT run's held-out math loss (per-token log-probs saved) and greedy answer accuracy."""
     input:
-        model=lambda wc: model_files(wc.run),
+        model=lambda wc: cpt_model_files(wc.run),
         validation=rules.math_tokens.output.validation,
         held_out=rules.math_corpus.output.held_out,
         tokenizer=rules.train_tokenizer.output,
@@ -105,7 +135,7 @@ checkpoint cpt_select:
 rule cpt_ensemble:
     """The selected regularized recipe's ensemble at K = 1..members: loss and answers of the mixture."""
     input:
-        models=lambda wc: [f for r in cpt_members() for f in model_files(r)],
+        models=lambda wc: [f for r in cpt_members() for f in cpt_model_files(r)],
         evals=lambda wc: [cpt_eval(r) for r in cpt_members()],
         held_out=rules.math_corpus.output.held_out,
         tokenizer=rules.train_tokenizer.output,

@@ -3,14 +3,12 @@ rule train_model:
     input:
         cache=lambda wc: cache_dir(wc.run),
         tokenizer=rules.train_tokenizer.output,
-        base=init_from,
     output:
         spec="results/models/{run}/spec.json",
         hf=directory("results/models/{run}/hf"),
         metrics="results/models/{run}/metrics.json",
     params:
         spec=run_spec,
-        init=lambda wc, input: f"--init-from {parent(input.base[0])}/hf" if input.base else "",
         out=lambda wc, output: parent(output.spec),
         checkpoints=CHECKPOINTS,
         settings=json.dumps(
@@ -36,4 +34,4 @@ rule train_model:
         "../envs/study.yaml"
     shell:
         "python -m infinite_compute --threads {threads} train --spec {params.spec:q} --cache {input.cache} --tokenizer {input.tokenizer} "
-        "--out {params.out} --checkpoints {params.checkpoints} --settings {params.settings:q} {params.init} > {log} 2>&1"
+        "--out {params.out} --checkpoints {params.checkpoints} --settings {params.settings:q} > {log} 2>&1"

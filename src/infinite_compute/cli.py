@@ -263,7 +263,7 @@ def cmd_cpt_results(a) -> None:
 
     plan = read_json(a.plan)
     c, s = plan["cpt"], json.loads(a.settings)
-    specs = {r: read_json(os.path.join(a.root, "models", r, "spec.json"))
+    specs = {r: read_json(os.path.join(a.root, "cpt", "models", r, "spec.json"))
              for r in {*c["scaling"].values(), c["small_batch"], *c["regularized"]}}
     evals = {r: read_json(os.path.join(a.root, "cpt", "evals", r, "eval.json")) for r in specs}
     selected = read_json(a.selected)["selected"]
