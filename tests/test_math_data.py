@@ -92,3 +92,18 @@ def test_corpus_files_keep_held_out_questions_out_of_training(tmp_path):
     assert info["train_problems"] == 200 and len(held) == 30
     assert sum(1 for _ in open(tmp_path / "math" / "train.jsonl")) == 50
     assert not any(f"Question: {p.question}\n" in train for p in held)
+
+
+def test_a_real_math_corpus_replaces_the_generated_problems(tmp_path):
+    import json
+
+    shard = tmp_path / "megamath-0.jsonl"
+    shard.write_text("".join(json.dumps({"text": f"Proof {i}: 2 + 2 = 4."}) + "\n" for i in range(7)))
+    params = {"seed": 1, "train": 10**9, "held_out": 5, "held_out_fraction": 0.2, "per_document": 4,
+              "files": [str(tmp_path / "megamath-*.jsonl")], "data": {"text_field": "text", "max_document_chars": 8000}}
+    info = md.write_corpus(params, str(tmp_path / "math"))
+    lines = [json.loads(l)["text"] for l in open(tmp_path / "math" / "train.jsonl")]
+    assert lines == [f"Proof {i}: 2 + 2 = 4." for i in range(7)] and info["train_problems"] == 0
+    assert len(md.read_held_out(str(tmp_path / "math" / "held_out.jsonl"))) == 5
+    with pytest.raises(FileNotFoundError, match="cpt.files"):
+        md.write_corpus({**params, "files": [str(tmp_path / "nothing-*.jsonl")]}, str(tmp_path / "m2"))

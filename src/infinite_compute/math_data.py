@@ -113,19 +113,34 @@ def write_corpus(params: dict, out_dir: str) -> dict:
 
     from .io import atomic_dir, atomic_write_json
 
-    train, held = generate(params["seed"], params["train"], params["held_out"], params["held_out_fraction"])
+    files = params.get("files")
+    train, held = generate(params["seed"], 0 if files else params["train"], params["held_out"],
+                           params["held_out_fraction"])
     k = params["per_document"]
+    if files:  # a real math corpus (e.g. MegaMath shards): its text replaces the generated problems
+        from .data import collect_documents
+
+        try:
+            docs, manifest = collect_documents({**params["data"], "source": "files", "files": files})
+        except (FileNotFoundError, ValueError) as e:
+            raise type(e)(str(e).replace("data.files", "cpt.files")) from None
+        train_docs = [{"id": d.doc_id, "text": d.text} for d in docs]
+    else:
+        manifest = []
+        train_docs = [{"id": f"math-{i // k}", "text": "".join(p.text() for p in train[i : i + k])}
+                      for i in range(0, len(train), k)]
     with atomic_dir(out_dir) as tmp:
         with open(os.path.join(tmp, "train.jsonl"), "w") as f:
-            for i in range(0, len(train), k):
-                f.write(json.dumps({"id": f"math-{i // k}", "text": "".join(p.text() for p in train[i : i + k])}) + "\n")
+            for d in train_docs:
+                f.write(json.dumps(d) + "\n")
         with open(os.path.join(tmp, "validation.jsonl"), "w") as f:
             for i, p in enumerate(held):
                 f.write(json.dumps({"id": f"held-{i}", "text": p.text()}) + "\n")
         with open(os.path.join(tmp, "held_out.jsonl"), "w") as f:
             for p in held:
                 f.write(json.dumps({"kind": p.kind, "question": p.question, "answer": p.answer}) + "\n")
-        info = {"params": params, "train_problems": len(train), "held_out_problems": len(held),
+        info = {"params": params, "train_documents": len(train_docs), "files": manifest,
+                "train_problems": 0 if manifest else len(train), "held_out_problems": len(held),
                 "kinds": {kd: sum(p.kind == kd for p in train) for kd in KINDS}}
         atomic_write_json(os.path.join(tmp, "info.json"), info)
     return info

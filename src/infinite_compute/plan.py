@@ -547,7 +547,9 @@ def _cpt(config: dict, cells: dict[str, Cell], shapes: dict[str, ModelShape], op
     cpt = CptSpec(
         base_cell=cell.cell_id, model=shape.name, token_budget=D, scaling=scaling, default=scaling[D],
         small_batch=small, regularized=grid, members=members,
-        problems={**p, "seed": config["seed"]}, answer_tokens=c["answer_tokens"], seed=config["seed"],
+        problems={**p, "seed": config["seed"],
+                  **({"files": c["files"], "data": {k: config["data"][k] for k in ("text_field", "max_document_chars")}}
+                     if c.get("files") else {})}, answer_tokens=c["answer_tokens"], seed=config["seed"],
     )
     return cpt, runs
 
