@@ -163,6 +163,41 @@ def test_fits_and_distillation_tables(smoke):
     assert f"{best:.3f}" in paper
 
 
+def test_benchmarks_through_lm_eval_for_runs_and_ensembles(smoke):
+    bench = table(smoke, "benchmarks")
+    assert set(bench["task"]) == {"heldout_next_line"} and (bench["chance"] == 0.25).all()
+    by_id = bench.set_index("model_id")
+    ens = table(smoke, "ensembles")
+    for name, g in ens.groupby("ensemble"):
+        first = g.loc[g["ensemble_size"] == 1, "member_ids"].iloc[0][0]
+        # a one-member mixture is its member: the same choices, so the same accuracy
+        assert by_id.loc[f"{name}:K=1", "acc"] == pytest.approx(by_id.loc[first, "acc"])
+        assert by_id.loc[f"{name}:K=1", "acc_norm"] == pytest.approx(by_id.loc[first, "acc_norm"])
+    assert os.path.exists(os.path.join(smoke, "results", "data", "lm_eval_tasks", "heldout_next_line.yaml"))
+
+
+def test_cpt_stage(smoke):
+    cpt = table(smoke, "cpt")
+    assert list(cpt[cpt["recipe"] == "default"]["token_budget"]) == [1024, 2048, 4096]
+    reg = cpt[cpt["recipe"] == "regularized"]
+    assert len(reg) == 2 and reg["selected"].sum() == 1
+    chosen = reg[reg["selected"]].iloc[0]
+    assert chosen["loss"] == reg["loss"].min()  # the grid's lowest held-out loss is selected
+    ens = cpt[cpt["recipe"] == "ensemble"].sort_values("ensemble_size")
+    assert list(ens["ensemble_size"]) == [1, 2]
+    assert ens.iloc[0]["loss"] == pytest.approx(chosen["loss"], abs=1e-6)
+    # the default recipe's multiplier at its own budget is 1 by definition; the others are read off L(D)
+    default = cpt[(cpt["recipe"] == "default") & (cpt["token_budget"] == 2048)].iloc[0]
+    assert default["data_efficiency"] == pytest.approx(1.0)
+    assert ((cpt["accuracy"] >= 0) & (cpt["accuracy"] <= 1)).all() and (cpt["n_questions"] == 20).all()
+    spec = json.load(open(os.path.join(smoke, "results", "cpt", "models", chosen["model_id"], "spec.json")))
+    assert spec["init_from"] == "reg-t1-d8k" and spec["data"] == "math/d2048"
+    held = [json.loads(line)["question"] for line in open(os.path.join(smoke, "results", "data", "math", "corpus",
+                                                                          "held_out.jsonl"))]
+    train = open(os.path.join(smoke, "results", "data", "math", "corpus", "train.jsonl")).read()
+    assert not any(q in train for q in held)
+
+
 def test_nothing_to_do_after_a_complete_run(smoke):
     assert dry_run_jobs(smoke, "figures/all", "--configfile", ".test/config.yaml") == {}
 

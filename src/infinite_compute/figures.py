@@ -453,6 +453,12 @@ def fig_benchmarks(t, ax, fig, data_dir):
     ax.legend(fontsize=7)
 
 
+def _ticker():
+    import matplotlib.ticker
+
+    return matplotlib.ticker
+
+
 def fig_cpt(t, ax, fig, data_dir):
     """CPT on math: held-out answer accuracy per recipe at the recipes' budget, labelled with the
     loss and its data-efficiency multiplier against the default recipe's math L(D); beside it the
@@ -490,6 +496,8 @@ def fig_cpt(t, ax, fig, data_dir):
         xs_ = np.geomspace(d["token_budget"].min(), d["token_budget"].max(), 50)
         inset.plot(xs_, f["A"] / xs_ ** f["alpha"] + f["E"], color="C0", lw=1)
     inset.set_xscale("log")
+    inset.xaxis.set_minor_locator(_ticker().NullLocator())
+    inset.set_xticks(list(d["token_budget"]), [f"{b / 1024:g}k" for b in d["token_budget"]])
     inset.set_title("default recipe: L(D)", fontsize=6)
     inset.tick_params(labelsize=5)
 
