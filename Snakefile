@@ -14,6 +14,19 @@ validate(config, "schemas/config.schema.yaml")
 report: "report/workflow.rst"
 
 
+# Light jobs run on the machine running Snakemake, whatever the executor (profiles/tpu, slurm).
+localrules:
+    write_plan,
+    tune_round,
+    tune_cell,
+    cpt_select,
+    results_tables,
+    fit_power_laws,
+    draw_figure,
+    render_paper,
+    all_figures,
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
