@@ -96,7 +96,7 @@ def test_the_tpu_profile_runs_jobs_on_ray_and_resumes_a_stopped_training(ray_hea
         yaml.safe_dump(cfg, f)
     env = {**os.environ, "RAY_ADDRESS": ray_head, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ['PATH']}"}
     smk = subprocess.Popen(
-        [os.path.join(BIN, "snakemake"), f"results/models/{RUN}/metrics.json", "--profile", "profiles/tpu",
+        [os.path.join(BIN, "snakemake"), f"results/models/{RUN}/metrics.json", "results/plan.json", "--profile", "profiles/tpu",
          "--configfile", "ray.yaml", "--set-threads", "train_model=1", "--retries", "1"],
         cwd=wd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -116,6 +116,8 @@ def test_the_tpu_profile_runs_jobs_on_ray_and_resumes_a_stopped_training(ray_hea
     jobs = _jobs(ray_head)
     rules = {j.metadata["rule"] for j in jobs}
     assert {"prepare_corpus", "train_tokenizer", "tokenize_corpus", "build_cache", "train_model"} <= rules
+    # a light rule (localrules) ran on this machine, not on Ray
+    assert os.path.exists(os.path.join(wd, "results", "plan.json")) and "write_plan" not in rules
     trains = [j for j in jobs if j.metadata["rule"] == "train_model"]
     assert sorted(str(getattr(j.status, "value", j.status)) for j in trains) == ["STOPPED", "SUCCEEDED"]
     # the resubmitted job resumed from the stopped one's checkpoint
@@ -124,3 +126,21 @@ def test_the_tpu_profile_runs_jobs_on_ray_and_resumes_a_stopped_training(ray_hea
     metrics = json.load(open(os.path.join(wd, "results", "models", RUN, "metrics.json")))
     assert metrics["steps"] == 2048 and not metrics["diverged"]
     shutil.rmtree(os.path.join(wd, "results", "checkpoints"), ignore_errors=True)
+
+
+def test_the_slurm_profile_gives_each_rule_its_resources(tmp_path):
+    """No SLURM here: a dry run through the slurm executor plugin, with the profile's per-rule resources."""
+    wd = project_copy(tmp_path / "project")
+    p = subprocess.run([os.path.join(BIN, "snakemake"), "-n", "figures/all", "--profile", "profiles/slurm",
+                        "--configfile", ".test/config.yaml"], cwd=wd, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    lines = p.stdout.splitlines()
+
+    def resources(rule):  # the resources line of each job of `rule` in the dry run
+        starts = [i for i, ln in enumerate(lines) if ln == f"rule {rule}:"]
+        return [next(ln for ln in lines[i + 1:] if ln.strip().startswith("resources:")) for i in starts]
+
+    train = resources("train_model")
+    assert train and all("gres=gpu:4" in r and "runtime=2880" in r for r in train)
+    prepare = resources("prepare_corpus")
+    assert prepare and "slurm_partition=gpu" in prepare[0] and "gres" not in prepare[0]
