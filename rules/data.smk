@@ -15,22 +15,39 @@ rule prepare_corpus:
         "python -m infinite_compute corpus --data {params.data:q} --seed {params.seed} --out {params.out} > {log} 2>&1"
 
 
-rule train_tokenizer:
-    input:
-        rules.prepare_corpus.output.train,
-    output:
-        directory(f"{DATA}/tokenizer"),
-    params:
-        corpus=lambda wc, input: parent(input[0]),
-        vocab_size=config["tokenizer"]["vocab_size"],
-        chars=config["tokenizer"]["training_chars"],
-    log:
-        "logs/data/train_tokenizer.log",
-    conda:
-        "../envs/study.yaml"
-    shell:
-        "python -m infinite_compute tokenizer --corpus {params.corpus} --vocab-size {params.vocab_size} "
-        "--training-chars {params.chars} --out {output} > {log} 2>&1"
+if config["tokenizer"].get("path"):
+
+    rule train_tokenizer:
+        """The given Hugging Face tokenizer (`tokenizer.path`, e.g. Llama-3's), checked and copied."""
+        output:
+            directory(f"{DATA}/tokenizer"),
+        params:
+            path=config["tokenizer"]["path"],
+        log:
+            "logs/data/train_tokenizer.log",
+        conda:
+            "../envs/study.yaml"
+        shell:
+            "python -m infinite_compute copy-tokenizer --path {params.path:q} --out {output} > {log} 2>&1"
+
+else:
+
+    rule train_tokenizer:
+        input:
+            rules.prepare_corpus.output.train,
+        output:
+            directory(f"{DATA}/tokenizer"),
+        params:
+            corpus=lambda wc, input: parent(input[0]),
+            vocab_size=config["tokenizer"]["vocab_size"],
+            chars=config["tokenizer"]["training_chars"],
+        log:
+            "logs/data/train_tokenizer.log",
+        conda:
+            "../envs/study.yaml"
+        shell:
+            "python -m infinite_compute tokenizer --corpus {params.corpus} --vocab-size {params.vocab_size} "
+            "--training-chars {params.chars} --out {output} > {log} 2>&1"
 
 
 rule tokenize_corpus:

@@ -106,3 +106,20 @@ def test_benchmark_items_are_deterministic_and_hold_the_true_next_line():
         k, i = last.split()[1], int(last.split()[-1])
         assert it["choices"][it["label"]] == f"doc {k} line number {i + 1}"
         assert len(set(it["choices"])) == 4
+
+
+def test_a_given_tokenizer_is_checked_and_copied(tmp_path):
+    from infinite_compute import data
+
+    corpus = tmp_path / "train.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"def f{i}(x):\n    return x + {i}\n"}) + "\n" for i in range(200)))
+    data.train_tokenizer(str(corpus), 300, 100_000, str(tmp_path / "given"))
+    info = data.copy_tokenizer(str(tmp_path / "given"), str(tmp_path / "study"))
+    tok = data.load_tokenizer(str(tmp_path / "study"))
+    assert info["vocab_size"] == len(tok) == 300 and tok.eos_token == info["eos_token"]
+    assert tok("def f1(x):")["input_ids"] == data.load_tokenizer(str(tmp_path / "given"))("def f1(x):")["input_ids"]
+    with pytest.raises(FileNotFoundError, match="tokenizer.path"):
+        data.copy_tokenizer(str(tmp_path / "nowhere"), str(tmp_path / "x"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="tokenizer.path"):
+        data.copy_tokenizer(str(tmp_path / "empty"), str(tmp_path / "y"))

@@ -50,6 +50,12 @@ def cmd_tokenizer(a) -> None:
     data.train_tokenizer(os.path.join(a.corpus, "train.jsonl"), a.vocab_size, a.training_chars, a.out)
 
 
+def cmd_copy_tokenizer(a) -> None:
+    from . import data
+
+    print(json.dumps(data.copy_tokenizer(a.path, a.out)))
+
+
 def cmd_tokenize(a) -> None:
     from . import data
 
@@ -474,6 +480,7 @@ def main(argv: list[str] | None = None) -> None:
 
     cmd("corpus", cmd_corpus, "--data", ("--seed", {"type": int}), "--out")
     cmd("tokenizer", cmd_tokenizer, "--corpus", ("--vocab-size", {"type": int}), ("--training-chars", {"type": int}), "--out")
+    cmd("copy-tokenizer", cmd_copy_tokenizer, "--path", "--out")
     cmd("tokenize", cmd_tokenize, "--corpus", "--tokenizer", ("--train-tokens", {"type": int}),
         ("--validation-tokens", {"type": int}), "--out-train", "--out-validation")
     cmd("cache", cmd_cache, "--train", "--validation", "--tokenizer", ("--budget", {"type": int}), "--out")

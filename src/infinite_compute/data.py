@@ -181,6 +181,22 @@ def read_jsonl(path: str) -> Iterator[dict]:
                 yield json.loads(line)
 
 
+def copy_tokenizer(path: str, out_dir: str) -> dict:
+    """A given Hugging Face tokenizer (e.g. Llama-3's) as the study's tokenizer directory, checked to
+    load offline and to define the end-of-sequence token every document ends with."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"config key 'tokenizer.path': '{path}' is not a directory")
+    try:
+        tok = load_tokenizer(path)
+    except Exception as e:  # noqa: BLE001 - any load failure is a bad config value
+        raise ValueError(f"config key 'tokenizer.path': '{path}' is not a loadable Hugging Face tokenizer: {e}") from None
+    if tok.eos_token_id is None:
+        raise ValueError(f"config key 'tokenizer.path': the tokenizer at '{path}' has no end-of-sequence token")
+    with atomic_dir(out_dir) as tmp:
+        tok.save_pretrained(tmp)
+    return {"path": path, "vocab_size": len(tok), "eos_token": tok.eos_token, "bos_token": tok.bos_token}
+
+
 def train_tokenizer(train_jsonl: str, vocab_size: int, training_chars: int, out_dir: str) -> None:
     """Byte-level BPE on the first `training_chars` of the training split, as a local HF tokenizer dir.
 
