@@ -20,6 +20,8 @@ rule train_model:
                     "project": config["logging"]["wandb_project"],
                     "mode": config["logging"]["wandb_mode"],
                 },
+                # levanter's TrainerConfig settings for accelerators (absent by default)
+                **({"trainer": config["training"]["levanter"]} if config["training"].get("levanter") else {}),
             },
             sort_keys=True,
         ),

@@ -123,3 +123,16 @@ def test_a_given_tokenizer_is_checked_and_copied(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="tokenizer.path"):
         data.copy_tokenizer(str(tmp_path / "empty"), str(tmp_path / "y"))
+
+
+def test_corpus_files_may_be_urls(tmp_path):
+    """data.files accepts URLs and buckets through fsspec (here file:// URLs): the same documents."""
+    from infinite_compute import data
+
+    for k in range(2):
+        (tmp_path / f"shard-{k}.jsonl").write_text("".join(json.dumps({"text": f"doc {k}.{i}"}) + "\n" for i in range(3)))
+    cfg = {"source": "files", "text_field": "text", "max_document_chars": 8000}
+    local, _ = data.collect_documents({**cfg, "files": [str(tmp_path / "shard-*.jsonl")]})
+    remote, manifest = data.collect_documents({**cfg, "files": [f"file://{tmp_path}/shard-*.jsonl"]})
+    assert [d.text for d in remote] == [d.text for d in local] and len(remote) == 6
+    assert all(f["path"].startswith("file://") for f in manifest)

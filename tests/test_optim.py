@@ -66,3 +66,24 @@ def test_one_compiled_step_serves_every_sweep_point():
         results.append(float(u["w"][0, 0]))
     assert len(traces) == 1
     assert len(set(results)) == 3  # and the numbers did change the update
+
+
+def test_levanter_trainer_settings_pass_through(smoke_config, tmp_path):
+    """training.levanter: mesh, precision and parallelism reach levanter's TrainerConfig; without
+    it, the CPU defaults hold."""
+    import jmp
+
+    from infinite_compute.plan import build_plan
+    from infinite_compute.train import levanter_config
+
+    plan = build_plan(smoke_config)
+    spec = plan.runs[sorted(plan.runs)[0]]
+    kw = dict(cache_dir=str(tmp_path), tokenizer_dir=str(tmp_path), checkpoint_dir=str(tmp_path),
+              export_dir=str(tmp_path), evals_per_run=2, checkpoint_minutes=1.0, wandb=None)
+    default = levanter_config(spec, **kw).trainer
+    assert default.mp == jmp.get_policy("f32") and default.require_accelerator is False
+    tpu = levanter_config(spec, **kw, trainer={"mp": "p=f32,c=bfloat16", "model_axis_size": 2,
+                                               "per_device_parallelism": 4, "require_accelerator": True}).trainer
+    assert tpu.mp == jmp.get_policy("p=f32,c=bfloat16") and tpu.model_axis_size == 2
+    assert tpu.per_device_parallelism == 4 and tpu.require_accelerator is True
+    assert tpu.train_batch_size == default.train_batch_size == spec.batch_size

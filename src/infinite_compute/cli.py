@@ -119,6 +119,7 @@ def cmd_train(a) -> None:
         checkpoint_minutes=settings["checkpoint_minutes"],
         wandb=settings.get("wandb"),
         init_from=a.init_from,
+        trainer=settings.get("trainer"),
     )
     print(json.dumps({k: metrics[k] for k in ("run_id", "final_eval_loss", "wall_seconds", "tokens_per_second")}))
 

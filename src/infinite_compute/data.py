@@ -78,6 +78,17 @@ def stdlib_sources() -> list[tuple[str, str]]:
     return sorted(out)
 
 
+def _glob(pattern: str) -> list[str]:
+    """Local paths, or URLs of a bucket (gs://, s3://, ...) through fsspec, matching `pattern`."""
+    if "://" not in pattern:
+        return glob.glob(pattern, recursive=True)
+    import fsspec
+
+    fs, _, _ = fsspec.get_fs_token_paths(pattern)
+    protocol = pattern.split("://", 1)[0]
+    return [p if "://" in p else f"{protocol}://{p}" for p in fs.glob(pattern)]
+
+
 def collect_documents(data_cfg: dict) -> tuple[list[Document], list[dict]]:
     """The corpus's documents and the manifest entries of the files they came from."""
     files: list[dict] = []
@@ -85,8 +96,14 @@ def collect_documents(data_cfg: dict) -> tuple[list[Document], list[dict]]:
     max_chars = data_cfg["max_document_chars"]
 
     def add_file(rel: str, path: str) -> bytes:
-        with open(path, "rb") as f:
-            raw = f.read()
+        if "://" in path:  # a URL or bucket (gs://, s3://, https://, file://): through fsspec
+            import fsspec
+
+            with fsspec.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            with open(path, "rb") as f:
+                raw = f.read()
         files.append({"path": rel, "sha256": _sha256_bytes(raw), "bytes": len(raw)})
         return raw
 
@@ -108,7 +125,7 @@ def collect_documents(data_cfg: dict) -> tuple[list[Document], list[dict]]:
             raise ValueError("config key 'data.files': source is 'files' but no file or pattern is given")
         paths: list[str] = []
         for pat in patterns:
-            hits = sorted(glob.glob(pat, recursive=True))
+            hits = sorted(_glob(pat))
             if not hits:
                 raise FileNotFoundError(f"config key 'data.files': no file matches '{pat}'")
             paths.extend(hits)

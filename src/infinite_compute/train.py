@@ -69,8 +69,10 @@ def levanter_config(
     checkpoint_minutes: float,
     wandb: dict | None,
     init_from: str | None = None,
+    trainer: dict | None = None,
 ):
-    """The `TrainLmConfig` of one run: the paper's AdamW recipe, cosine to `min_lr_ratio`."""
+    """The `TrainLmConfig` of one run: the paper's AdamW recipe, cosine to `min_lr_ratio`;
+    `trainer` overrides levanter's TrainerConfig for accelerators (mesh, precision, parallelism)."""
     import jmp
     from levanter.checkpoint import CheckpointerConfig
     from levanter.data.text import UrlSingleDatasetLMConfig
@@ -92,6 +94,7 @@ def levanter_config(
             WandbConfig(project=wandb["project"], mode=wandb["mode"], name=spec.run_id, tags=[spec.data])
         )
     steps = spec.num_train_steps
+    overrides = dict(trainer or {})  # what the explicit settings below do not take is passed as is
     return TrainLmConfig(
         data=UrlSingleDatasetLMConfig(
             cache_dir=cache_dir,
@@ -103,12 +106,12 @@ def levanter_config(
         trainer=TrainerConfig(
             id=spec.run_id,
             seed=spec.seed,
-            mp=jmp.get_policy("f32"),
+            mp=jmp.get_policy(overrides.pop("mp", "f32")),
             train_batch_size=spec.batch_size,
             num_train_steps=steps,
             steps_per_eval=max(1, math.ceil(steps / evals_per_run)),
             tracker=tuple(trackers),
-            require_accelerator=False,
+            require_accelerator=overrides.pop("require_accelerator", False),
             # a diverged run finishes and is recorded as diverged (NaN loss) instead of failing the study
             crash_on_nan=False,
             crash_on_inf=False,
@@ -123,6 +126,7 @@ def levanter_config(
                 keep=[],
                 append_run_id_to_base_path=False,
             ),
+            **overrides,
         ),
         optimizer=TracedAdamWConfig(
             learning_rate=spec.learning_rate,
@@ -189,6 +193,7 @@ def train(
     checkpoint_minutes: float = 1.0,
     wandb: dict | None = None,
     init_from: str | None = None,
+    trainer: dict | None = None,
 ) -> dict:
     """Train `spec` (from the HF export at `init_from`, if given), export it to `out_dir`/hf and
     write spec.json and metrics.json beside it."""
@@ -209,6 +214,7 @@ def train(
         checkpoint_minutes=checkpoint_minutes,
         wandb=wandb,
         init_from=init_from,
+        trainer=trainer,
     )
     collector = _MetricsCollector()
     json_log = logging.getLogger("levanter.json_logger")
