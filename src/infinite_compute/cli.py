@@ -130,6 +130,18 @@ def _spec(model_dir: str):
     return RunSpec.from_dict(read_json(os.path.join(model_dir, "spec.json")))
 
 
+def _write_eval(out: str, run_id: str, validation: np.ndarray, arrays: dict, **fields) -> None:
+    """An evaluation's outputs: logprobs.npz (the validation per-token log-probs and `arrays`) and
+    eval.json (the validation loss and `fields`)."""
+    os.makedirs(out, exist_ok=True)
+    with atomic_path(os.path.join(out, "logprobs.npz")) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, validation=validation, **arrays)
+    loss = float(-validation.astype(np.float64).mean())
+    atomic_write_json(os.path.join(out, "eval.json"),
+                      {"run_id": run_id, "loss": loss, "validation_tokens": int(validation.size), **fields})
+
+
 def cmd_evaluate(a) -> None:
     from . import data, evaluate, lm_harness
 
@@ -142,15 +154,7 @@ def cmd_evaluate(a) -> None:
         model = evaluate.load_model(os.path.join(a.model, "hf"), spec, a.tokenizer)
         val = evaluate.token_logprobs(model, seqs, a.batch_size)
         bench = evaluate.score_requests(model, bseqs, bmask, a.batch_size)
-    loss = float(-val.astype(np.float64).mean())
-    os.makedirs(a.out, exist_ok=True)
-    with atomic_path(os.path.join(a.out, "logprobs.npz")) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, validation=val, **bench)
-    atomic_write_json(
-        os.path.join(a.out, "eval.json"),
-        {"run_id": spec.run_id, "loss": loss, "validation_tokens": int(val.size), "benchmark_requests": len(pairs)},
-    )
+    _write_eval(a.out, spec.run_id, val, bench, benchmark_requests=len(pairs))
 
 
 def cmd_ensemble(a) -> None:
@@ -230,18 +234,13 @@ def cmd_cpt_evaluate(a) -> None:
         (spec,), models = _load_models([a.model], a.tokenizer)
         val = evaluate.token_logprobs(models[0], data.evaluation_sequences(a.validation, spec.model.seq_len), a.batch_size)
         acc = cpt.answer_accuracy(models, tok, problems, a.answer_tokens, a.batch_size, spec.model.seq_len)
-    os.makedirs(a.out, exist_ok=True)
-    with atomic_path(os.path.join(a.out, "logprobs.npz")) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, validation=val)
-    atomic_write_json(os.path.join(a.out, "eval.json"),
-                      {"run_id": spec.run_id, "loss": float(-val.astype(np.float64).mean()), **acc})
+    _write_eval(a.out, spec.run_id, val, {}, **acc)
 
 
 def cmd_cpt_select(a) -> None:
     from . import cpt
 
-    losses = {read_json(p)["run_id"]: read_json(p)["loss"] for p in a.evals}
+    losses = {ev["run_id"]: ev["loss"] for ev in map(read_json, a.evals)}
     best = cpt.select_regularized(losses)
     atomic_write_json(a.out, {"selected": best, "losses": losses})
     print(best)
@@ -270,8 +269,7 @@ def cmd_cpt_results(a) -> None:
 
     plan = read_json(a.plan)
     c, s = plan["cpt"], json.loads(a.settings)
-    specs = {r: read_json(os.path.join(a.root, "cpt", "models", r, "spec.json"))
-             for r in {*c["scaling"].values(), c["small_batch"], *c["regularized"]}}
+    specs = {r: read_json(os.path.join(a.root, "cpt", "models", r, "spec.json")) for r in c["runs"]}
     evals = {r: read_json(os.path.join(a.root, "cpt", "evals", r, "eval.json")) for r in specs}
     selected = read_json(a.selected)["selected"]
     rows = cpt.cpt_rows(c, specs, evals, selected, read_json(a.ensemble))
@@ -323,6 +321,14 @@ def cmd_results(a) -> None:
 
     def scores(table, model_id):  # lm-eval's metrics per task, from the saved log-likelihoods
         return lm_harness.score(tasks, table, model_id, bs["limit"])
+
+    bench_logprobs: dict[str, dict] = {}
+
+    def bench_of(rid):  # a run's saved benchmark log-probs, read once (runs and ensembles share them)
+        if rid not in bench_logprobs:
+            with np.load(os.path.join(root, "evals", rid, "logprobs.npz")) as z:
+                bench_logprobs[rid] = {k: z[k] for k in lm_harness.BENCH_ARRAYS}
+        return bench_logprobs[rid]
     membership = plan["membership"]
     finals = [read_json(p) for p in a.tuning]
     searched: dict[str, list[str]] = {}
@@ -362,8 +368,7 @@ def cmd_results(a) -> None:
         )
         family = (role if role not in ("sweep", "search")
                   else "baseline" if np.isclose(spec["weight_decay"], a.baseline_wd) else "tuned-wd")
-        logprobs = np.load(os.path.join(root, "evals", rid, "logprobs.npz"))
-        for task, m in scores(lm_harness.run_table(pairs, logprobs), rid).items():
+        for task, m in scores(lm_harness.run_table(pairs, bench_of(rid)), rid).items():
             bench_rows.append({"model_id": rid, "kind": "run", "family": family, "task": task, "loss": ev["loss"], **m})
     for name, e in ens_json.items():
         info = e["info"]
@@ -379,7 +384,7 @@ def cmd_results(a) -> None:
                     "loss_mean": row["loss_mean"], "loss_std": row["loss_std"], "n_subsets": row["n_subsets"],
                 }
             )
-            members = [np.load(os.path.join(root, "evals", r, "logprobs.npz")) for r in e["members"][:k]]
+            members = [bench_of(r) for r in e["members"][:k]]
             for task, m in scores(lm_harness.ensemble_table(pairs, members), f"{name}:K={k}").items():
                 bench_rows.append({"model_id": f"{name}:K={k}", "kind": "ensemble", "family": "ensemble",
                                    "task": task, "loss": row["loss_first"], **m})

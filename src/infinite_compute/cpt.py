@@ -53,7 +53,7 @@ def cpt_rows(cpt: dict, specs: dict, evals: dict, selected: str, ensemble: dict)
             "accuracy_stderr": ev["accuracy_stderr"], "n_questions": int(ev["n_questions"]), **extra,
         })
 
-    for budget, rid in sorted(cpt["scaling"].items(), key=lambda kv: int(kv[0])):
+    for _, rid in sorted(cpt["scaling"].items(), key=lambda kv: int(kv[0])):
         add("default", rid, rid, evals[rid])
     add("small-batch", cpt["small_batch"], cpt["small_batch"], evals[cpt["small_batch"]])
     for rid in cpt["regularized"]:

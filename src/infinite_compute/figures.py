@@ -56,7 +56,8 @@ def _search_runs(t, recipe: str):
     return ok
 
 
-def _tables(results: str):
+def read_tables(results: str) -> dict:
+    """Every result table by kind (the optional ones None when the study does not make them)."""
     from .results import read_table
 
     t = {k: read_table(os.path.join(results, f"{k}.parquet"))
@@ -507,7 +508,7 @@ def draw(name: str, results: str, out: str, data_dir: str, baseline_wd: float) -
         raise ValueError(f"unknown figure '{name}'; known: {FIGURES}")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    tables = _tables(results)
+    tables = read_tables(results)
     tables["baseline_wd"] = baseline_wd
     globals()[f"fig_{name}"](tables, ax, fig, data_dir)
     if fig.get_layout_engine() is None:

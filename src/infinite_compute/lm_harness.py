@@ -23,6 +23,7 @@ whose datasets lm-eval downloads from the Hugging Face hub the first time.
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import logging
@@ -32,6 +33,7 @@ import re
 import numpy as np
 
 LOCAL_TASKS = ("heldout_next_line",)  # built by the study from its held-out text
+BENCH_ARRAYS = ("bench_logprobs", "bench_offsets", "bench_greedy")  # what an evaluation saves (evaluate.py)
 
 _LOCAL_TASK_YAML = """\
 # Written by the study (infinite_compute.lm_harness): "which line comes next?" on held-out text.
@@ -118,13 +120,6 @@ def _leaf_tasks(d: dict):
             yield v
 
 
-def _lm_base():
-    prepare_env()
-    from lm_eval.api.model import LM
-
-    return LM
-
-
 def _evaluate(lm, tasks: dict, limit: int | None) -> dict:
     from lm_eval.evaluator import evaluate
 
@@ -132,12 +127,10 @@ def _evaluate(lm, tasks: dict, limit: int | None) -> dict:
     return evaluate(lm, tasks, limit=limit, bootstrap_iters=1000, log_samples=True, verbosity="WARNING")
 
 
-class _Unsupported(NotImplementedError):
-    pass
-
-
-def _make_lm_class():
-    LM = _lm_base()
+@functools.lru_cache(maxsize=None)
+def _replay_lm_class():
+    prepare_env()
+    from lm_eval.api.model import LM
 
     class ReplayLM(LM):
         """An lm-eval model answering log-likelihood requests from a table computed beforehand:
@@ -158,17 +151,17 @@ def _make_lm_class():
             return out
 
         def loglikelihood_rolling(self, requests, disable_tqdm: bool = True):
-            raise _Unsupported("benchmark tasks must be multiple-choice or log-likelihood tasks")
+            raise NotImplementedError("benchmark tasks must be multiple-choice or log-likelihood tasks")
 
         def generate_until(self, requests, disable_tqdm: bool = True):
-            raise _Unsupported("benchmark tasks must be multiple-choice or log-likelihood tasks")
+            raise NotImplementedError("benchmark tasks must be multiple-choice or log-likelihood tasks")
 
     return ReplayLM
 
 
 def requests(tasks: dict, limit: int | None) -> list[tuple[str, str]]:
     """Every distinct (context, continuation) pair lm-eval asks of a model on `tasks`, in a fixed order."""
-    ReplayLM = _make_lm_class()
+    ReplayLM = _replay_lm_class()
 
     class Recorder(ReplayLM):
         def loglikelihood(self, requests, disable_tqdm: bool = True):
@@ -184,7 +177,7 @@ def requests(tasks: dict, limit: int | None) -> list[tuple[str, str]]:
 def score(tasks: dict, table: dict, name: str, limit: int | None) -> dict:
     """lm-eval's metrics for one model (or ensemble) whose log-likelihoods are in `table`:
     {task: {acc, acc_stderr, acc_norm, acc_norm_stderr, n_items, chance}}."""
-    lm = _make_lm_class()(table, name)
+    lm = _replay_lm_class()(table, name)
     res = _evaluate(lm, tasks, limit)
     out = {}
     for task, metrics in res["results"].items():

@@ -65,25 +65,19 @@ def _token_scaling(fits, efficiency) -> list[dict]:
     return out
 
 
-def _cpt(results: str) -> dict | None:
+def _cpt(c, fits) -> dict | None:
     """The CPT table's rows and its math L(D) fit, if the study has a CPT stage."""
-    from .results import read_table
-
-    path = os.path.join(results, "cpt.parquet")
-    if not os.path.exists(path):
+    if c is None:
         return None
-    c = read_table(path)
-    fit = read_table(os.path.join(results, "cpt_fits.parquet")).iloc[0].to_dict()
+    fit = fits.iloc[0].to_dict()
     return {"rows": _records(c), "fit": fit, "base_cell": c["base_cell"].iloc[0],
             "budget": int(c.loc[c["recipe"] == "ensemble", "token_budget"].iloc[0])}
 
 
 def context(results: str, data_dir: str, baseline_wd: float) -> dict:
-    from .figures import TABLES
-    from .results import read_table
+    from .figures import read_tables
 
-    t = {k: read_table(os.path.join(results, f"{k}.parquet"))
-         for k in TABLES}
+    t = read_tables(results)
     runs = t["runs"]
     fits = t["fits"]
     manifest = read_json(os.path.join(data_dir, "corpus", "manifest.json"))
@@ -113,7 +107,7 @@ def context(results: str, data_dir: str, baseline_wd: float) -> dict:
         "joint": _joint(fits),
         "token_scaling": _token_scaling(fits, t["efficiency"]),
         "families": _records(families),
-        "cpt": _cpt(results),
+        "cpt": _cpt(t["cpt"], t["cpt_fits"]),
         "diverged": _records(runs[runs["diverged"]]),
     }
 

@@ -163,7 +163,6 @@ class CptSpec:
     model: str
     token_budget: int  # the recipes' math budget
     scaling: dict[int, str]  # math budget -> the default recipe's run there (its L(D))
-    default: str  # the default recipe's run at token_budget
     small_batch: str
     regularized: tuple[str, ...]  # one per weight decay of the grid, seed 0
     members: dict[str, tuple[str, ...]]  # a regularized run -> its ensemble (seeds 0..K-1, itself first)
@@ -172,9 +171,14 @@ class CptSpec:
     seed: int
 
     @property
+    def default(self) -> str:
+        """The default recipe's run at the recipes' budget."""
+        return self.scaling[self.token_budget]
+
+    @property
     def runs(self) -> list[str]:
         """Every run known before training (ensembles only of the selected weight decay are trained)."""
-        return sorted({*self.scaling.values(), self.default, self.small_batch, *self.regularized})
+        return sorted({*self.scaling.values(), self.small_batch, *self.regularized})
 
 
 def cpt_run_id(model: str, budget: int, epochs: int, lr: float, wd: float, batch: int, seed: int) -> str:
@@ -420,13 +424,7 @@ def build_plan(config: dict) -> Plan:
             ens = ensembles[teacher["ensemble"]]
             members, kind, tname, budget, tcell = ens.members, "ensemble", ens.name, ens.token_budget, ens.cell
         elif "search" in teacher:
-            found = _cells_of_search(cells, teacher["search"], f"{key}.teacher.search")
-            match = [c for c in found if c.model == teacher["model"] and c.token_budget == teacher["token_budget"]]
-            if not match:
-                have = sorted((c.model, c.token_budget) for c in found)
-                raise ConfigError(f"{key}.teacher", f"search '{teacher['search']}' has no cell for model "
-                                  f"{teacher['model']} at {teacher['token_budget']} tokens; its cells are {have}")
-            c = match[0]
+            c = _cell_of_search(cells, teacher, f"{key}.teacher")
             members, kind, tname, budget, tcell = (), "search", c.cell_id, c.token_budget, c.cell_id
         else:
             rid = real_run(
@@ -505,14 +503,8 @@ def _cpt(config: dict, cells: dict[str, Cell], shapes: dict[str, ModelShape], op
     c = config.get("cpt")
     if not c:
         return None, {}
-    base = c["base"]
-    found = _cells_of_search(cells, base["search"], "cpt.base.search")
-    match = [x for x in found if x.model == base["model"] and x.token_budget == base["token_budget"]]
-    if not match:
-        have = sorted((x.model, x.token_budget) for x in found)
-        raise ConfigError("cpt.base", f"search '{base['search']}' has no cell for model {base['model']} at "
-                          f"{base['token_budget']} tokens; its cells are {have}")
-    cell, shape = match[0], shapes[base["model"]]
+    cell = _cell_of_search(cells, c["base"], "cpt.base")
+    shape = shapes[cell.model]
     budgets = sorted(set(c["token_budgets"]))
     if c["token_budget"] not in budgets:
         raise ConfigError("cpt.token_budget", f"{c['token_budget']} is not one of cpt.token_budgets {budgets}")
@@ -545,8 +537,8 @@ def _cpt(config: dict, cells: dict[str, Cell], shapes: dict[str, ModelShape], op
     }
     p = c["problems"]
     cpt = CptSpec(
-        base_cell=cell.cell_id, model=shape.name, token_budget=D, scaling=scaling, default=scaling[D],
-        small_batch=small, regularized=grid, members=members,
+        base_cell=cell.cell_id, model=shape.name, token_budget=D, scaling=scaling, small_batch=small,
+        regularized=grid, members=members,
         problems={**p, "seed": config["seed"],
                   **({"files": c["files"], "data": {k: config["data"][k] for k in ("text_field", "max_document_chars")}}
                      if c.get("files") else {})}, answer_tokens=c["answer_tokens"], seed=config["seed"],
@@ -610,6 +602,17 @@ def _cells_of_search(cells: dict[str, Cell], search: str, key: str) -> list[Cell
     return of
 
 
+def _cell_of_search(cells: dict[str, Cell], ref: dict, key: str) -> Cell:
+    """The cell `ref` ({search, model, token_budget}) names; a ConfigError at `key` if there is none."""
+    found = _cells_of_search(cells, ref["search"], f"{key}.search")
+    match = [c for c in found if c.model == ref["model"] and c.token_budget == ref["token_budget"]]
+    if not match:
+        have = sorted((c.model, c.token_budget) for c in found)
+        raise ConfigError(key, f"search '{ref['search']}' has no cell for model {ref['model']} at "
+                          f"{ref['token_budget']} tokens; its cells are {have}")
+    return match[0]
+
+
 def _search_ensembles(config: dict, cells: dict[str, Cell]) -> dict[str, EnsembleSpec]:
     """The ensembles of `ensemble_recipes`: one per (model, budget) cell of the named search."""
     out: dict[str, EnsembleSpec] = {}
@@ -671,5 +674,5 @@ def plan_to_dict(plan: Plan) -> dict:
         "ensembles": {k: dataclasses.asdict(v) for k, v in plan.ensembles.items()},
         "distillations": {k: dataclasses.asdict(v) for k, v in plan.distillations.items()},
         "cells": {k: dataclasses.asdict(v) for k, v in sorted(plan.cells.items())},
-        "cpt": None if plan.cpt is None else dataclasses.asdict(plan.cpt),
+        "cpt": None if plan.cpt is None else {**dataclasses.asdict(plan.cpt), "runs": plan.cpt.runs},
     }
