@@ -6,39 +6,16 @@ import glob
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
-import yaml
-
-from test_workflow import ROOT, project_copy
+from clusters import LONG_RUN as RUN, free_port, stop, write_long_run_config
+from test_workflow import project_copy
 
 pytestmark = pytest.mark.workflow
 BIN = os.path.dirname(sys.executable)
-RUN = "t1-d16k-ep64-lr0.01-wd0.1-s0"  # ~2,000 steps: long enough to stop it after a checkpoint
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pids_using(marker: str) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        out.append(int(d))
-            except OSError:
-                pass
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +23,7 @@ def ray_head(tmp_path_factory):
     temp = str(tmp_path_factory.mktemp("ray"))
     names = ["port", "dashboard-port", "node-manager-port", "object-manager-port", "ray-client-server-port",
              "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port"]
-    ports = {k: _free_port() for k in names}
+    ports = {k: free_port() for k in names}
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     head = subprocess.Popen(
         [os.path.join(BIN, "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
@@ -67,17 +44,7 @@ def ray_head(tmp_path_factory):
                 raise RuntimeError(f"the Ray head did not come up: {open(os.path.join(temp, 'head.log')).read()[-3000:]}")
             time.sleep(1)
     yield address
-    # stop only this head: its process group, then anything still running from its temp dir
-    os.killpg(head.pid, signal.SIGTERM)
-    try:
-        head.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(head.pid, signal.SIGKILL)
-    for pid in _pids_using(temp):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    stop([head], temp)
 
 
 def _jobs(address):
@@ -88,12 +55,7 @@ def _jobs(address):
 
 def test_the_tpu_profile_runs_jobs_on_ray_and_resumes_a_stopped_training(ray_head, tmp_path):
     wd = project_copy(tmp_path / "project")
-    cfg = yaml.safe_load(open(os.path.join(ROOT, ".test", "config.yaml")))
-    cfg["training"]["checkpoint_minutes"] = 0.05  # a checkpoint every 3 s
-    cfg["sweeps"] = [{"name": "long", "models": ["t1"], "token_budgets": [16384], "epochs": [64],
-                      "learning_rates": [0.01], "weight_decays": [0.1], "seeds": [0]}]
-    with open(os.path.join(wd, "ray.yaml"), "w") as f:
-        yaml.safe_dump(cfg, f)
+    write_long_run_config(wd, "ray.yaml")
     env = {**os.environ, "RAY_ADDRESS": ray_head, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ['PATH']}"}
     smk = subprocess.Popen(
         [os.path.join(BIN, "snakemake"), f"results/models/{RUN}/metrics.json", "results/plan.json", "--profile", "profiles/tpu",
@@ -126,21 +88,3 @@ def test_the_tpu_profile_runs_jobs_on_ray_and_resumes_a_stopped_training(ray_hea
     metrics = json.load(open(os.path.join(wd, "results", "models", RUN, "metrics.json")))
     assert metrics["steps"] == 2048 and not metrics["diverged"]
     shutil.rmtree(os.path.join(wd, "results", "checkpoints"), ignore_errors=True)
-
-
-def test_the_slurm_profile_gives_each_rule_its_resources(tmp_path):
-    """No SLURM here: a dry run through the slurm executor plugin, with the profile's per-rule resources."""
-    wd = project_copy(tmp_path / "project")
-    p = subprocess.run([os.path.join(BIN, "snakemake"), "-n", "figures/all", "--profile", "profiles/slurm",
-                        "--configfile", ".test/config.yaml"], cwd=wd, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    lines = p.stdout.splitlines()
-
-    def resources(rule):  # the resources line of each job of `rule` in the dry run
-        starts = [i for i, ln in enumerate(lines) if ln == f"rule {rule}:"]
-        return [next(ln for ln in lines[i + 1:] if ln.strip().startswith("resources:")) for i in starts]
-
-    train = resources("train_model")
-    assert train and all("gres=gpu:4" in r and "runtime=2880" in r for r in train)
-    prepare = resources("prepare_corpus")
-    assert prepare and "slurm_partition=gpu" in prepare[0] and "gres" not in prepare[0]

@@ -1,0 +1,64 @@
+"""Helpers for the tests that start a real cluster (a Ray head, a single-node SLURM) of their own:
+free ports, and stopping only the processes the test started (never `ray stop` or a system service)."""
+
+import os
+import signal
+import socket
+import subprocess
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pids_using(marker: str) -> list[int]:
+    """Processes whose command line mentions `marker` (the test's own temp dir)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) != os.getpid():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+def stop(procs: list[subprocess.Popen], marker: str) -> None:
+    """SIGTERM each process group the test started, then SIGKILL whatever still runs from its temp dir."""
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+    for pid in pids_using(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# one training of ~2,000 steps with a checkpoint every 3 s: long enough to preempt it after a checkpoint
+LONG_RUN = "t1-d16k-ep64-lr0.01-wd0.1-s0"
+
+
+def write_long_run_config(workdir: str, name: str) -> str:
+    """The smoke config with a single sweep: LONG_RUN. Returns the config file's name in `workdir`."""
+    import yaml
+
+    with open(os.path.join(workdir, ".test", "config.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    cfg["training"]["checkpoint_minutes"] = 0.05
+    cfg["sweeps"] = [{"name": "long", "models": ["t1"], "token_budgets": [16384], "epochs": [64],
+                      "learning_rates": [0.01], "weight_decays": [0.1], "seeds": [0]}]
+    with open(os.path.join(workdir, name), "w") as f:
+        yaml.safe_dump(cfg, f)
+    return name
