@@ -36,9 +36,30 @@ class _MetricsCollector(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.records.append(json.loads(record.getMessage()))
+            rec = json.loads(record.getMessage())
         except (json.JSONDecodeError, TypeError):
-            pass
+            return
+        if isinstance(rec, dict):
+            rec["_time"] = record.created
+            self.records.append(rec)
+
+
+def _process_start() -> float:
+    """When this process started (epoch seconds), for the start-up time to the first step."""
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # psutil missing: the interpreter's own start is close enough
+        return time.time() - time.perf_counter() + _PERF_AT_IMPORT
+
+
+_PERF_AT_IMPORT = time.perf_counter()
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else float("nan")
 
 
 def llama_config(m: ModelShape, tokenizer_dir: str, gradient_checkpointing: bool | None = None):
@@ -148,9 +169,10 @@ def levanter_config(
     )
 
 
-def _summarise(records: list[dict], spec: RunSpec, wall: float, vocab_size: int) -> dict:
+def _summarise(records: list[dict], spec: RunSpec, wall: float, vocab_size: int, started: float | None = None) -> dict:
     evals, train_loss = [], []
     summary: dict = {}
+    first_step_at, durations, loading = None, [], []
     for r in records:
         if r.get("event") == "log" and r.get("step") is not None:
             mets = r["metrics"]
@@ -158,6 +180,12 @@ def _summarise(records: list[dict], spec: RunSpec, wall: float, vocab_size: int)
                 evals.append({"step": int(r["step"]), "loss": float(mets["eval/loss"])})
             if "train/loss" in mets:
                 train_loss.append({"step": int(r["step"]), "loss": float(mets["train/loss"])})
+                if first_step_at is None:
+                    first_step_at = r.get("_time")
+            if "throughput/duration" in mets:
+                durations.append(float(mets["throughput/duration"]))
+            if "throughput/loading_time" in mets:
+                loading.append(float(mets["throughput/loading_time"]))
         elif r.get("event") == "summary":
             summary.update(r["metrics"])
     # one record per step at most (a resumed run may log a step twice)
@@ -177,6 +205,11 @@ def _summarise(records: list[dict], spec: RunSpec, wall: float, vocab_size: int)
         "wall_seconds": wall,
         "tokens_per_second": tokens / wall if wall > 0 else float("nan"),
         "parameter_count": summary.get("parameter_count"),
+        # speed: process start to the first step's end; median step compute and data-loading time
+        # after the first two steps (which compile)
+        "startup_seconds": (first_step_at - started) if (first_step_at and started) else float("nan"),
+        "step_seconds": _median(durations[2:]),
+        "loading_seconds": _median(loading[2:]),
         "non_embedding_params": spec.model.non_embedding_params(),
         "diverged": not math.isfinite(final) if evals else False,
     }
@@ -232,7 +265,7 @@ def train(
         raise RuntimeError(f"{spec.run_id}: levanter wrote no final HF export under {export_tmp}")
     from .data import load_tokenizer
 
-    metrics = _summarise(collector.records, spec, wall, len(load_tokenizer(tokenizer_dir)))
+    metrics = _summarise(collector.records, spec, wall, len(load_tokenizer(tokenizer_dir)), _process_start())
     with atomic_dir(out_dir) as tmp:
         shutil.copytree(exports[-1], os.path.join(tmp, "hf"))
         atomic_write_json(os.path.join(tmp, "spec.json"), spec.to_dict())
