@@ -1,12 +1,15 @@
 """The workflow run through Snakemake itself on .test/config.yaml, in a copy of the project."""
 
+import glob
 import json
 import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -321,3 +324,54 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, words):
     for w in words:
         assert w in p.stdout + p.stderr
     assert not os.path.exists(os.path.join(wd, "results")), "no job may run on a bad config"
+
+
+def _train_cmd(wd, spec, out, checkpoints, checkpoint_minutes):
+    settings = {"evals_per_run": 4, "checkpoint_minutes": checkpoint_minutes, "wandb": {"enabled": False}}
+    return [sys.executable, "-m", "infinite_compute", "--threads", "1", "train", "--spec", json.dumps(spec),
+            "--cache", os.path.join(wd, "results", "data", "cache", "d8192"),
+            "--tokenizer", os.path.join(wd, "results", "data", "tokenizer"),
+            "--out", out, "--checkpoints", checkpoints, "--settings", json.dumps(settings)]
+
+
+def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(smoke, tmp_path):
+    """SIGKILL a training job after its first checkpoint and run the same command again: it resumes
+    from that checkpoint and ends with exactly the weights and losses of an uninterrupted run."""
+    from safetensors.numpy import load_file
+
+    spec = json.load(open(os.path.join(smoke, "results", "models", "t1-d8k-ep1-lr0.01-wd0.1-s0", "spec.json")))
+    spec.update(epochs=32, num_train_steps=32 * 8192 // (8 * 64), run_id="t1-d8k-ep32-lr0.01-wd0.1-s0")
+    env = {**os.environ, "PYTHONPATH": os.path.join(smoke, "src")}
+    whole = tmp_path / "whole"
+    subprocess.run(_train_cmd(smoke, spec, str(whole / "out"), str(whole / "ck"), 0.02), env=env, check=True,
+                   capture_output=True, timeout=600)
+
+    killed = tmp_path / "killed"
+    cmd = _train_cmd(smoke, spec, str(killed / "out"), str(killed / "ck"), 0.02)
+    log = open(tmp_path / "killed.log", "w")
+    p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    # a checkpoint is complete once levanter has written its metadata
+    while not glob.glob(str(killed / "ck" / "*" / "checkpoints" / "step-*" / "metadata.json")):
+        assert p.poll() is None and time.time() < deadline, open(tmp_path / "killed.log").read()[-3000:]
+        time.sleep(0.2)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL and not (killed / "out").exists()
+    steps = [int(s.rsplit("-", 1)[1]) for s in glob.glob(str(killed / "ck" / "*" / "checkpoints" / "step-*"))]
+    assert 0 < max(steps) < spec["num_train_steps"] - 1
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "Resuming training from step" in rerun.stdout + rerun.stderr
+
+    a = load_file(str(whole / "out" / "hf" / "model.safetensors"))
+    b = load_file(str(killed / "out" / "hf" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    ma = json.load(open(whole / "out" / "metrics.json"))
+    mb = json.load(open(killed / "out" / "metrics.json"))
+    # the metrics hold the whole run, the steps before the kill included
+    assert ma["eval_loss"] == mb["eval_loss"] and ma["train_loss"] == mb["train_loss"]
+    assert [e["step"] for e in mb["eval_loss"]][0] == 0
+    assert not (killed / "ck" / f"{spec['run_id']}").exists() and not glob.glob(str(killed / "ck" / "*"))

@@ -28,11 +28,20 @@ def spec_hash(spec: RunSpec) -> str:
 
 
 class _MetricsCollector(logging.Handler):
-    """Collects levanter's json_logger records (one per step) in memory."""
+    """Collects levanter's json_logger records (one per step), in memory and appended to `path`
+    beside the run's checkpoints, so a resumed run's metrics still hold the steps before the resume."""
 
-    def __init__(self):
+    def __init__(self, path: str):
         super().__init__(logging.INFO)
         self.records: list[dict] = []
+        if os.path.exists(path):
+            with open(path) as f:
+                for line in f:
+                    try:
+                        self.records.append(json.loads(line))
+                    except json.JSONDecodeError:  # the last line of a killed run may be cut short
+                        pass
+        self._file = open(path, "a")
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -42,6 +51,12 @@ class _MetricsCollector(logging.Handler):
         if isinstance(rec, dict):
             rec["_time"] = record.created
             self.records.append(rec)
+            self._file.write(json.dumps(rec) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 def _process_start() -> float:
@@ -180,16 +195,17 @@ def _summarise(records: list[dict], spec: RunSpec, wall: float, vocab_size: int,
                 evals.append({"step": int(r["step"]), "loss": float(mets["eval/loss"])})
             if "train/loss" in mets:
                 train_loss.append({"step": int(r["step"]), "loss": float(mets["train/loss"])})
-                if first_step_at is None:
-                    first_step_at = r.get("_time")
+                if first_step_at is None and started is not None and r.get("_time", 0) >= started:
+                    first_step_at = r["_time"]  # this process's first step (not a resumed run's earlier one)
             if "throughput/duration" in mets:
                 durations.append(float(mets["throughput/duration"]))
             if "throughput/loading_time" in mets:
                 loading.append(float(mets["throughput/loading_time"]))
         elif r.get("event") == "summary":
             summary.update(r["metrics"])
-    # one record per step at most (a resumed run may log a step twice)
-    evals = list({e["step"]: e for e in evals}.values())
+    # one record per step, the latest (a resumed run logs again the steps after its checkpoint)
+    evals = sorted({e["step"]: e for e in evals}.values(), key=lambda e: e["step"])
+    train_loss = sorted({e["step"]: e for e in train_loss}.values(), key=lambda e: e["step"])
     tokens = spec.num_train_steps * spec.batch_size * spec.model.seq_len
     flops = spec.model.flops_per_token(vocab_size) * tokens
     final = evals[-1]["loss"] if evals else float("nan")
@@ -249,7 +265,7 @@ def train(
         init_from=init_from,
         trainer=trainer,
     )
-    collector = _MetricsCollector()
+    collector = _MetricsCollector(os.path.join(ckpt, "metrics.jsonl"))
     json_log = logging.getLogger("levanter.json_logger")
     json_log.addHandler(collector)
     json_log.setLevel(logging.INFO)
@@ -258,6 +274,7 @@ def train(
         train_lm.main(cfg)
     finally:
         json_log.removeHandler(collector)
+        collector.close()
     wall = time.time() - start
 
     exports = sorted(glob.glob(os.path.join(export_tmp, "**", "step-*"), recursive=True), key=_step_of)
