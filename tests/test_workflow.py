@@ -120,8 +120,9 @@ def test_runs_table_is_real_training(smoke):
                for m in json.load(open(os.path.join(smoke, "results", "ensembles", f"{e}.json")))["members"]}
     assert sorted(runs["run_id"]) == sorted(set(plan["runs"]) | searched | members)
     vocab = 512
+    assert runs.loc[runs["diverged"], "run_id"].tolist() == [DIVERGED]  # the smoke config's diverging sweep
+    runs = runs[~runs["diverged"]]
     assert (runs["loss"] < math.log(vocab)).all(), "every model beats the uniform distribution"
-    assert not runs["diverged"].any()
     # our evaluation of the exported weights matches levanter's own final eval on the same stream;
     # measured gaps are ~2e-3 of either sign (levanter masks a few positions differently), while
     # wrongly loaded weights would be off by tenths
@@ -134,6 +135,24 @@ def test_runs_table_is_real_training(smoke):
         assert r["parameter_count"] == shape.total_params(vocab)
     assert set(runs["code_version"]) and runs["config_hash"].nunique() == 1
     assert json.loads(runs["package_versions"].iloc[0])["levanter"] == "1.2.dev1644"
+
+
+DIVERGED = "t1-d4k-ep1-lr10000-wd0.1-s0"
+
+
+def test_a_diverged_run_is_recorded_and_excluded_from_fits_with_a_note(smoke):
+    """lr 1e4 makes the loss NaN: the job still succeeds, runs.parquet marks the run diverged, the
+    fits never see it, the paper lists it, and the rest of the study is complete."""
+    from infinite_compute.analysis import usable
+
+    runs = table(smoke, "runs").set_index("run_id")
+    assert runs.loc[DIVERGED, "diverged"] and not np.isfinite(runs.loc[DIVERGED, "loss"])
+    metrics = json.load(open(os.path.join(smoke, "results", "models", DIVERGED, "metrics.json")))
+    assert metrics["diverged"] and not math.isfinite(metrics["final_eval_loss"])
+    assert DIVERGED not in set(usable(runs.reset_index())["run_id"])
+    paper = open(os.path.join(smoke, "paper", "paper.md")).read()
+    assert f"Diverged runs (excluded from fits): `{DIVERGED}`" in paper
+    assert np.isfinite(table(smoke, "fits")["E"]).any()
 
 
 def test_ensemble_table_is_log_mean_exp_of_members(smoke):
