@@ -7,11 +7,19 @@ import types
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from infinite_compute.benchmarks import ITEM_KEYS as BENCHMARK_ITEM_KEYS
+from infinite_compute.data import check_local_files
 from infinite_compute.figures import FIGURES
 from infinite_compute.plan import build_plan, plan_to_dict
 
 # Bad values fail here, naming the config key, before any job is scheduled.
 PLAN = build_plan(config)
+
+
+onstart:
+    # Local corpus files that are missing, empty or too small for the token budgets fail here,
+    # before the first job. A dry run skips this: it shows the DAG anywhere, the paper's included.
+    check_local_files(config["data"])
+
 # Jobs run `python -m infinite_compute`: the interpreter running Snakemake comes first on PATH
 # (a conda env, when used, is put before it by Snakemake).
 # Every jax process shares one persistent compilation cache inside the project's results folder.

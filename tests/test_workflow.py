@@ -329,20 +329,35 @@ def test_report_has_every_figure(smoke):
         (lambda c: c["tuning"]["searches"][0].update(epochs=[0]), ["epochs", "0"]),
         (lambda c: c.update(learning_rat=0.1), ["learning_rat"]),
         (lambda c: c["ensembles"][0].update(model="nope"), ["ensembles[0].model", "nope"]),
+        (lambda c: c["data"].update(source="files", files=["corpus/*.txt", "missing/*.jsonl"]),
+         ["data.files[1]", "no file matches", "missing/*.jsonl"]),
+        (lambda c: c["data"].update(source="files", files=["corpus/empty.txt"]), ["data.files", "empty"]),
+        (lambda c: c["data"].update(source="files", files=["corpus/small.txt"]),
+         ["data.token_budgets", "16384", "2000 bytes"]),
+        (lambda c: "malformed: [", ["Config file is not valid JSON or YAML"]),  # Snakemake's own check
     ],
-    ids=["negative weight decay", "epochs 0", "unknown key", "unknown model"],
+    ids=["negative weight decay", "epochs 0", "unknown key", "unknown model", "missing corpus file",
+         "empty corpus", "budget larger than the corpus", "malformed yaml"],
 )
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, words):
+    """A bad config or corpus fails before any job runs, with an error that names the key or file;
+    nothing is written (and so nothing of an earlier study could be deleted)."""
     wd = project_copy(tmp_path)
+    os.makedirs(os.path.join(wd, "corpus"))
+    open(os.path.join(wd, "corpus", "a.txt"), "w").write("def f():\n    return 1\n" * 400)
+    open(os.path.join(wd, "corpus", "empty.txt"), "w").write(" \n\n")
+    open(os.path.join(wd, "corpus", "small.txt"), "w").write("x = 1\n" * 333 + "yy")  # 2000 bytes
     cfg = yaml.safe_load(open(os.path.join(wd, ".test", "config.yaml")))
-    edit(cfg)
+    text = edit(cfg)
     with open(os.path.join(wd, "bad.yaml"), "w") as f:
-        yaml.safe_dump(cfg, f)
+        f.write(text) if isinstance(text, str) else yaml.safe_dump(cfg, f)
+    before = sorted(os.listdir(wd))
     p = smk(wd, "figures/all", "--configfile", "bad.yaml", "--cores", "1", check=False)
     assert p.returncode != 0
     for w in words:
-        assert w in p.stdout + p.stderr
+        assert w in p.stdout + p.stderr, p.stdout[-2000:] + p.stderr[-2000:]
     assert not os.path.exists(os.path.join(wd, "results")), "no job may run on a bad config"
+    assert sorted(set(os.listdir(wd)) - {".snakemake"}) == before  # (.snakemake: Snakemake's own state)
 
 
 def _train_cmd(wd, spec, out, checkpoints, checkpoint_minutes):

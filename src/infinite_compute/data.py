@@ -89,6 +89,40 @@ def _glob(pattern: str) -> list[str]:
     return [p if "://" in p else f"{protocol}://{p}" for p in fs.glob(pattern)]
 
 
+def check_local_files(data_cfg: dict) -> None:
+    """Before any job runs (the Snakefile calls this): every local pattern of `data.files` matches a
+    file, the files hold text, and they are large enough for the largest token budget plus the
+    validation tokens. A token of a byte-level tokenizer covers at least one byte, and each document
+    adds one end-of-text token, so B bytes give at most 2B tokens; the tokenize job checks the exact
+    count. Raises ConfigError naming the key; URLs and buckets are checked by the corpus job."""
+    from .plan import ConfigError
+
+    if data_cfg["source"] != "files":
+        return
+    if not data_cfg["files"]:
+        raise ConfigError("data.files", "source is 'files' but no file or pattern is given")
+    paths: list[str] = []
+    for i, pat in enumerate(data_cfg["files"]):
+        if "://" in pat and not pat.startswith("file://"):
+            return  # a bucket: checked when the corpus job reads it
+        hits = sorted(_glob(pat.removeprefix("file://")))
+        if not hits:
+            raise ConfigError(f"data.files[{i}]", f"no file matches '{pat}'")
+        paths.extend(h for h in hits if os.path.isfile(h))
+    paths = sorted(set(paths))
+    size = sum(os.path.getsize(p) for p in paths)
+    if size < (1 << 20) and not any(open(p, "rb").read().strip() for p in paths):
+        raise ConfigError("data.files", f"the corpus is empty: {len(paths)} file(s) with no text ({paths[:3]})")
+    need = max(data_cfg["token_budgets"]) + data_cfg.get("validation_tokens", 0)
+    if need > 2 * size:
+        raise ConfigError(
+            "data.token_budgets",
+            f"the largest budget ({max(data_cfg['token_budgets'])} tokens) plus data.validation_tokens "
+            f"({data_cfg.get('validation_tokens', 0)}) is {need} tokens, more than the at most {2 * size} "
+            f"that data.files can give ({size} bytes in {len(paths)} file(s))",
+        )
+
+
 def collect_documents(data_cfg: dict) -> tuple[list[Document], list[dict]]:
     """The corpus's documents and the manifest entries of the files they came from."""
     files: list[dict] = []
