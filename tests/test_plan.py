@@ -29,7 +29,7 @@ def test_runs_are_shared_not_duplicated(smoke_config):
     shared = "t1-d8k-ep2-lr0.01-wd0.1-s0"  # ensemble member 0, and a point of two search cells
     d = plan_to_dict(plan)
     assert d["membership"][shared] == {"sweeps": [], "ensembles": ["t1-ens"]}
-    assert len(plan.runs) == 6  # 3 members and 3 students; the searches' runs are found as they go
+    assert len(plan.runs) == 7  # 3 members, 3 students and the diverging sweep run; the searches' runs are found as they go
     for cell in ("base-t1-d8k", "reg-t1-d8k"):
         assert shared in [plan.point_run(cell, p) for p in plan.cells[cell].first_round()]
     assert plan.spec(shared) == plan.runs[shared]
