@@ -10,12 +10,44 @@ import tempfile
 from typing import Iterator
 
 
+def _temp_prefix(path: str) -> str:
+    return f".{os.path.basename(path)}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(path: str) -> None:
+    """Temp files and dirs of `path` left by a writer that was killed (SIGKILL skips `finally`):
+    their names carry the writer's pid, and a writer that is still alive is left alone."""
+    parent, base = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+    try:
+        names = os.listdir(parent)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if not (name.startswith(f".{base}.") and (name.endswith(".tmp") or name.endswith(".tmp.old"))):
+            continue
+        pid = name[len(base) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale = os.path.join(parent, name)
+            shutil.rmtree(stale, ignore_errors=True) if os.path.isdir(stale) else os.unlink(stale)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=parent)
     os.close(fd)
     try:
         yield tmp
@@ -30,7 +62,8 @@ def atomic_dir(path: str) -> Iterator[str]:
     """Yield a temp directory beside `path`; it replaces `path` only if the block succeeds."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+    _remove_stale_temps(path)
+    tmp = tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=parent)
     try:
         yield tmp
         if os.path.isdir(path):

@@ -1,0 +1,107 @@
+"""Outputs are written atomically: a killed writer leaves no half file (and its temp is cleaned by
+the next write), concurrent writers and readers of one Parquet table never see a partial table,
+and two jobs compiling at once share the persistent JAX compilation cache without corrupting it."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from conftest import ROOT
+
+ENV = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "JAX_PLATFORMS": "cpu"}
+
+
+def _python(code: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=ENV, **kw)
+
+
+def test_a_killed_writer_leaves_no_half_file_and_its_temp_is_cleaned(tmp_path):
+    out = tmp_path / "table.bin"
+    out.write_bytes(b"the previous complete output")
+    started = tmp_path / "started"
+    p = _python(f"""
+        from infinite_compute.io import atomic_path
+        import time
+        with atomic_path({str(out)!r}) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(b"half of a new output")
+                f.flush()
+                open({str(started)!r}, "w").close()
+                time.sleep(60)
+                f.write(b" and the rest")
+    """)
+    deadline = time.time() + 60
+    while not started.exists():
+        assert p.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert out.read_bytes() == b"the previous complete output"  # never the half-written one
+    temps = [n for n in os.listdir(tmp_path) if n.startswith(".table.bin.")]
+    assert len(temps) == 1 and str(p.pid) in temps[0]  # SIGKILL skipped the cleanup...
+
+    from infinite_compute.io import atomic_write_text
+
+    atomic_write_text(str(out), "new")  # ...which the next write of the same output does
+    assert out.read_text() == "new" and not [n for n in os.listdir(tmp_path) if n.startswith(".table.bin.")]
+
+
+def test_concurrent_parquet_writers_and_a_reader_never_see_a_partial_table(tmp_path):
+    path = tmp_path / "runs.parquet"
+    writers = [_python(f"""
+        import numpy as np, pyarrow as pa
+        from infinite_compute.io import atomic_path
+        import pyarrow.parquet as pq
+        n = 200_000
+        table = pa.table({{"writer": np.full(n, {w}), "x": np.arange(n) * {w + 1}}})
+        for _ in range(15):
+            with atomic_path({str(path)!r}) as tmp:
+                pq.write_table(table, tmp)
+    """) for w in range(2)]
+    reads = 0
+    while any(w.poll() is None for w in writers):
+        if path.exists():
+            t = pq.read_table(path).to_pandas()  # raises on a partial file
+            assert len(t) == 200_000 and t["writer"].nunique() == 1
+            w = int(t["writer"].iloc[0])
+            np.testing.assert_array_equal(t["x"].to_numpy(), np.arange(200_000) * (w + 1))
+            reads += 1
+    assert all(w.returncode == 0 for w in writers) and reads > 0
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_two_jobs_compiling_at_once_share_the_compilation_cache(tmp_path):
+    """Both fill one persistent cache at the same time; a third process then compiles nothing."""
+    cache = tmp_path / "jax-cache"
+    code = f"""
+        import jax, jax.numpy as jnp, json, sys
+        jax.config.update("jax_compilation_cache_dir", {str(cache)!r})
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+        from jax._src import monitoring
+        misses = []
+        monitoring.register_event_listener(lambda e, **kw: misses.append(e) if e.endswith("cache_misses") else None)
+        outs = []
+        for k in range(8):
+            f = jax.jit(lambda x, k=k: jnp.tanh(x @ x.T + k).sum())
+            outs.append(float(f(jnp.arange(64.0).reshape(8, 8) / 64)))
+        print(json.dumps({{"outs": outs, "misses": len(misses)}}))
+    """
+    ps = [_python(code, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=300)[0] for p in ps]
+    assert all(p.returncode == 0 for p in ps)
+    import json
+
+    first, second = (json.loads(r.strip().splitlines()[-1]) for r in results)
+    assert first["outs"] == second["outs"]
+    assert first["misses"] + second["misses"] >= 8, (first, second)  # each function compiled by one of them
+    third = _python(code, stdout=subprocess.PIPE, text=True)
+    out = json.loads(third.communicate(timeout=300)[0].strip().splitlines()[-1])
+    assert out["outs"] == first["outs"] and out["misses"] == 0, out
+    assert len([f for f in os.listdir(cache) if not f.startswith(".")]) >= 8
