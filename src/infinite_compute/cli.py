@@ -15,7 +15,10 @@ from .io import atomic_path, atomic_write_json, read_json
 
 def _env_defaults(threads: int | None = None) -> None:
     """Offline, CPU-friendly defaults for every levanter/jax process (the user may override).
-    With `threads` 1, XLA runs single-threaded, so two jobs share two cores without contention."""
+    With `threads` 1 the XLA flags below ask for single-threaded Eigen, but jax 0.7.2's CPU runtime
+    still keeps ~1.95 cores busy on a large matmul. Pinning each of two concurrent jobs to its own
+    core was measured too (bench/train-before.md): steps 9% faster, start-up slower, the same job
+    time. So two jobs at once share the two cores, and neither is pinned."""
     if threads == 1:
         os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     for k, v in {
