@@ -10,7 +10,6 @@ import textwrap
 import time
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from conftest import ROOT
 
@@ -53,6 +52,8 @@ def test_a_killed_writer_leaves_no_half_file_and_its_temp_is_cleaned(tmp_path):
 
 
 def test_concurrent_parquet_writers_and_a_reader_never_see_a_partial_table(tmp_path):
+    from infinite_compute.results import read_table
+
     path = tmp_path / "runs.parquet"
     writers = [_python(f"""
         import numpy as np, pyarrow as pa
@@ -67,7 +68,7 @@ def test_concurrent_parquet_writers_and_a_reader_never_see_a_partial_table(tmp_p
     reads = 0
     while any(w.poll() is None for w in writers):
         if path.exists():
-            t = pq.read_table(path).to_pandas()  # raises on a partial file
+            t = read_table(str(path))  # the study's reader; raises on a partial or mixed file
             assert len(t) == 200_000 and t["writer"].nunique() == 1
             w = int(t["writer"].iloc[0])
             np.testing.assert_array_equal(t["x"].to_numpy(), np.arange(200_000) * (w + 1))

@@ -250,7 +250,10 @@ def write_table(kind: str, rows: list[dict], path: str) -> None:
 
 
 def read_table(path: str) -> pd.DataFrame:
-    return pq.read_table(path).to_pandas()
+    # one open file: pyarrow given a path opens it more than once, and a table replaced (renamed onto
+    # the path) in between would mix two versions (measured: "Invalid column metadata")
+    with open(path, "rb") as f:
+        return pq.read_table(f).to_pandas()
 
 
 def results_dir(path: str) -> str:
