@@ -89,27 +89,38 @@ def _glob(pattern: str) -> list[str]:
     return [p if "://" in p else f"{protocol}://{p}" for p in fs.glob(pattern)]
 
 
+def matching_files(patterns: list[str]) -> list[str]:
+    """The files `data.files` names, in order, each once; an error names the pattern that matches none."""
+    if not patterns:
+        raise ValueError("config key 'data.files': source is 'files' but no file or pattern is given")
+    paths: list[str] = []
+    for i, pat in enumerate(patterns):
+        hits = sorted(_glob(pat))
+        if not hits:
+            raise FileNotFoundError(f"config key 'data.files[{i}]': no file matches '{pat}'")
+        paths.extend(hits)
+    return sorted(dict.fromkeys(paths))
+
+
 def check_local_files(data_cfg: dict) -> None:
     """Before any job runs (the Snakefile calls this): every local pattern of `data.files` matches a
     file, the files hold text, and they are large enough for the largest token budget plus the
     validation tokens. A token of a byte-level tokenizer covers at least one byte, and each document
     adds one end-of-text token, so B bytes give at most 2B tokens; the tokenize job checks the exact
-    count. Raises ConfigError naming the key; URLs and buckets are checked by the corpus job."""
+    count. Raises ConfigError or FileNotFoundError naming the key; URLs and buckets are checked by
+    the corpus job."""
     from .plan import ConfigError
 
     if data_cfg["source"] != "files":
         return
-    if not data_cfg["files"]:
-        raise ConfigError("data.files", "source is 'files' but no file or pattern is given")
-    paths: list[str] = []
-    for i, pat in enumerate(data_cfg["files"]):
-        if "://" in pat and not pat.startswith("file://"):
-            return  # a bucket: checked when the corpus job reads it
-        hits = sorted(_glob(pat.removeprefix("file://")))
-        if not hits:
-            raise ConfigError(f"data.files[{i}]", f"no file matches '{pat}'")
-        paths.extend(h for h in hits if os.path.isfile(h))
-    paths = sorted(set(paths))
+    pats = data_cfg["files"]
+    first_remote = next((i for i, p in enumerate(pats) if "://" in p and not p.startswith("file://")), len(pats))
+    local = [p.removeprefix("file://") for p in pats[:first_remote]]
+    if first_remote < len(pats):  # a bucket: the corpus job, which reads it, checks it and the rest
+        if local:
+            matching_files(local)
+        return
+    paths = [p for p in matching_files(local) if os.path.isfile(p)]
     size = sum(os.path.getsize(p) for p in paths)
     if size < (1 << 20) and not any(open(p, "rb").read().strip() for p in paths):
         raise ConfigError("data.files", f"the corpus is empty: {len(paths)} file(s) with no text ({paths[:3]})")
@@ -154,16 +165,7 @@ def collect_documents(data_cfg: dict) -> tuple[list[Document], list[dict]]:
             text = raw.decode("utf-8", errors="replace")
             docs.extend(split_long(rel, text, max_chars))
     else:
-        patterns = data_cfg["files"]
-        if not patterns:
-            raise ValueError("config key 'data.files': source is 'files' but no file or pattern is given")
-        paths: list[str] = []
-        for pat in patterns:
-            hits = sorted(_glob(pat))
-            if not hits:
-                raise FileNotFoundError(f"config key 'data.files': no file matches '{pat}'")
-            paths.extend(hits)
-        for path in sorted(dict.fromkeys(paths)):
+        for path in matching_files(data_cfg["files"]):
             raw = add_file(path, path)
             if path.endswith(".jsonl"):
                 for i, line in enumerate(raw.decode("utf-8").splitlines()):
