@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import shutil
+import statistics
 import time
 from datetime import timedelta
 
@@ -61,20 +62,13 @@ class _MetricsCollector(logging.Handler):
 
 def _process_start() -> float:
     """When this process started (epoch seconds), for the start-up time to the first step."""
-    try:
-        import psutil
+    import psutil  # installed with snakemake (and orbax)
 
-        return psutil.Process().create_time()
-    except Exception:  # psutil missing: the interpreter's own start is close enough
-        return time.time() - time.perf_counter() + _PERF_AT_IMPORT
-
-
-_PERF_AT_IMPORT = time.perf_counter()
+    return psutil.Process().create_time()
 
 
 def _median(xs: list[float]) -> float:
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if xs else float("nan")
+    return statistics.median(xs) if xs else float("nan")
 
 
 def llama_config(m: ModelShape, tokenizer_dir: str, gradient_checkpointing: bool | None = None):
