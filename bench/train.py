@@ -32,10 +32,25 @@ TOKENIZER = os.path.join(ROOT, "results", "data", "tokenizer")
 
 
 def _env(threads: int) -> dict:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.path.join(ROOT, "src")}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.path.join(ROOT, "src"), "BENCH_THREADS": str(threads)}
     if threads == 1:
         env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     return env
+
+
+def bench_spec(config: str, model: str, steps: int, budget: int = 16384):
+    """The run the study's plan would make of `model` for `steps` steps on `budget` tokens (lr 0.01,
+    wd 0.1, the config's batch, sequence length and optimizer): a single sweep point."""
+    from infinite_compute.plan import build_plan, load_config
+
+    cfg = load_config(config, os.path.join(ROOT, "schemas", "config.schema.yaml"))
+    epochs = steps * cfg["training"]["batch_size"] * cfg["model"]["seq_len"] // budget
+    cfg["tuning"]["searches"] = []
+    cfg.update(ensembles=[], ensemble_recipes=[], distillation=[], cpt=None,
+               sweeps=[{"name": "bench", "models": [model], "token_budgets": [budget], "epochs": [epochs],
+                        "learning_rates": [0.01], "weight_decays": [0.1], "seeds": [0]}])
+    (spec,) = build_plan(cfg).runs.values()
+    return spec
 
 
 def _worker(args: list[str], threads: int) -> dict:
@@ -68,27 +83,31 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def worker_plain(shape: dict, steps: int, scan: int) -> dict:
+def worker_plain(spec: dict, vocab: int, steps: int, scan: int) -> dict:
     """levanter's Llama and next-token loss, optax AdamW, random tokens; `scan` steps per jitted call."""
     import equinox as eqx
     import haliax as hax
     import jax
     import jax.numpy as jnp
     import optax
-    from levanter.models.llama import LlamaConfig, LlamaLMHeadModel
+    from levanter.models.llama import LlamaLMHeadModel
     from levanter.models.lm_model import LmExample, compute_next_token_loss
 
     from infinite_compute import evaluate
+    from infinite_compute.plan import ModelShape
+    from infinite_compute.train import llama_config
 
-    batch, seq, vocab = 16, shape["seq_len"], shape["vocab"]
-    cfg = LlamaConfig(seq_len=seq, hidden_dim=shape["hidden_dim"], intermediate_dim=shape["intermediate_dim"],
-                      num_layers=shape["num_layers"], num_heads=shape["num_heads"], num_kv_heads=shape["num_heads"],
-                      gradient_checkpointing=False)
+    batch, seq = spec["batch_size"], spec["model"]["seq_len"]
+    cfg = llama_config(ModelShape(**spec["model"]), tokenizer_dir=TOKENIZER)
     Vocab, Pos, Batch = hax.Axis("vocab", vocab), hax.Axis("position", seq), hax.Axis("batch", batch)
     with evaluate.device_mesh():
         model = LlamaLMHeadModel.init(Vocab, cfg, key=jax.random.PRNGKey(0))
-        opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3, 0.9, 0.95, weight_decay=0.1))
+        o = spec["optimizer"]
+        opt = optax.chain(optax.clip_by_global_norm(o["max_grad_norm"]),
+                          optax.adamw(spec["learning_rate"], o["beta1"], o["beta2"], o["epsilon"],
+                                      weight_decay=spec["weight_decay"]))
         state = (model, opt.init(eqx.filter(model, eqx.is_array)))
+
         def loss_fn(m, tokens):
             return compute_next_token_loss(m, hax.vmap(LmExample.causal, Batch)(tokens)).scalar()
 
@@ -118,23 +137,13 @@ def worker_plain(shape: dict, steps: int, scan: int) -> dict:
     return {"first_call_seconds": first, "step_seconds": took / steps, "tokens_per_second": steps * batch * seq / took}
 
 
-def worker_levanter(shape: dict, steps: int, workdir: str) -> dict:
+def worker_levanter(spec: dict, workdir: str) -> dict:
     """The study's training job as the Snakefile runs it; its metrics.json has the timings."""
-    spec = {
-        "batch_size": 16, "data": "d16384", "epochs": steps * 16 * shape["seq_len"] // 16384,
-        "learning_rate": 0.01, "model": {k: shape[k] for k in ("hidden_dim", "intermediate_dim", "num_layers",
-                                                                "num_heads", "seq_len")}
-        | {"name": shape["name"], "num_kv_heads": shape["num_heads"], "gradient_checkpointing": False},
-        "num_train_steps": steps, "optimizer": {"beta1": 0.9, "beta2": 0.95, "epsilon": 1e-08, "lr_schedule": "cosine",
-                                                 "max_grad_norm": 1.0, "min_lr_ratio": 0.0, "warmup": 0.01},
-        "run_id": f"bench-{shape['name']}", "seed": 0, "synthetic_share": 0.0, "teacher": None,
-        "token_budget": 16384, "tokens_per_epoch": 16384, "weight_decay": 0.1,
-    }
     out = os.path.join(workdir, "out")
     settings = {"checkpoint_minutes": 1.0, "evals_per_run": 2, "wandb": {"enabled": False}}
     from infinite_compute import cli
 
-    cli.main(["--threads", os.environ.get("BENCH_THREADS", "1"), "train", "--spec", json.dumps(spec),
+    cli.main(["--threads", os.environ["BENCH_THREADS"], "train", "--spec", json.dumps(spec),
               "--cache", CACHE, "--tokenizer", TOKENIZER, "--out", out, "--checkpoints", os.path.join(workdir, "ck"),
               "--settings", json.dumps(settings)])
     m = json.load(open(os.path.join(out, "metrics.json")))
@@ -155,22 +164,19 @@ def main() -> None:
         if kind == "peak":
             r = worker_peak()
         elif kind == "plain":
-            r = worker_plain(json.loads(rest[0]), int(rest[1]), int(rest[2]))
+            r = worker_plain(json.loads(rest[0]), int(rest[1]), int(rest[2]), int(rest[3]))
         else:
-            r = worker_levanter(json.loads(rest[0]), int(rest[1]), rest[2])
+            r = worker_levanter(json.loads(rest[0]), rest[1])
         print(json.dumps(r))
         return
 
-    import yaml
-
     sys.path.insert(0, os.path.join(ROOT, "src"))
-    from infinite_compute.plan import ModelShape
+    from infinite_compute.plan import load_config
 
-    cfg = yaml.safe_load(open(a.config))
+    vocab = load_config(a.config, os.path.join(ROOT, "schemas", "config.schema.yaml"))["tokenizer"]["vocab_size"]
     if not os.path.isdir(CACHE):
         subprocess.run([os.path.join(os.path.dirname(sys.executable), "snakemake"), "--cores", "2", "-q",
                         os.path.relpath(CACHE, ROOT), os.path.relpath(TOKENIZER, ROOT)], cwd=ROOT, check=True)
-    vocab = cfg["tokenizer"]["vocab_size"]
     peak = _worker(["peak"], a.threads)["gflops"]
     print(f"matmul peak, {a.threads} thread(s): {peak:.1f} GFLOP/s (fp32, 1024^3)")
     print("tokens/s: over the whole training (levanter: from train_lm.main's start); steady: between steps; "
@@ -178,23 +184,21 @@ def main() -> None:
     print(f"{'model':6s} {'params':>8s} | {'path':9s} {'start-up':>9s} {'step ms':>8s} {'load ms':>8s} "
           f"{'tokens/s':>9s} {'steady':>9s} {'MFU':>6s}")
     for name in a.models.split(","):
-        shape = {"name": name, "seq_len": cfg["model"]["seq_len"], "vocab": vocab, **cfg["models"][name]}
-        ms = ModelShape(name=name, seq_len=shape["seq_len"], hidden_dim=shape["hidden_dim"],
-                        intermediate_dim=shape["intermediate_dim"], num_layers=shape["num_layers"],
-                        num_heads=shape["num_heads"], num_kv_heads=shape["num_heads"])
-        fpt = ms.flops_per_token(vocab)
+        spec = bench_spec(a.config, name, a.steps)
+        fpt = spec.model.flops_per_token(vocab)
+        tokens_per_step = spec.batch_size * spec.model.seq_len
         rows = {}
         with tempfile.TemporaryDirectory(dir=os.path.join(ROOT, "results")) as wd:
             t0 = time.time()
-            lev = _worker(["levanter", json.dumps(shape), str(a.steps), wd], a.threads)
+            lev = _worker(["levanter", spec.to_json(), wd], a.threads)
             lev["process_seconds"] = time.time() - t0
         rows["levanter"] = lev
-        rows["plain"] = _worker(["plain", json.dumps(shape), str(a.steps), "1"], a.threads)
-        rows["scan16"] = _worker(["plain", json.dumps(shape), str(a.steps), "16"], a.threads)
+        rows["plain"] = _worker(["plain", spec.to_json(), str(vocab), str(a.steps), "1"], a.threads)
+        rows["scan16"] = _worker(["plain", spec.to_json(), str(vocab), str(a.steps), "16"], a.threads)
         for path, r in rows.items():
             start = r.get("startup_seconds", r.get("first_call_seconds"))
-            steady = 16 * shape["seq_len"] / r["step_seconds"]  # tokens/s between steps, start-up excluded
-            print(f"{name:6s} {ms.non_embedding_params() / 1e6:7.2f}M | {path:9s} {start:8.1f}s "
+            steady = tokens_per_step / r["step_seconds"]  # tokens/s between steps, start-up excluded
+            print(f"{name:6s} {spec.model.non_embedding_params() / 1e6:7.2f}M | {path:9s} {start:8.1f}s "
                   f"{r['step_seconds'] * 1e3:8.1f} {r.get('loading_seconds', 0) * 1e3:8.1f} "
                   f"{r['tokens_per_second']:9.0f} {steady:9.0f} {fpt * steady / (peak * 1e9):6.3f}")
         in_steps = a.steps * lev["step_seconds"]
