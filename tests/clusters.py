@@ -1,10 +1,12 @@
 """Helpers for the tests that start a real cluster (a Ray head, a single-node SLURM) of their own:
 free ports, and stopping only the processes the test started (never `ray stop` or a system service)."""
 
+import glob
 import os
 import signal
 import socket
 import subprocess
+import time
 
 
 def free_port() -> int:
@@ -62,3 +64,12 @@ def write_long_run_config(workdir: str, name: str) -> str:
     with open(os.path.join(workdir, name), "w") as f:
         yaml.safe_dump(cfg, f)
     return name
+
+
+def wait_for_checkpoint(checkpoint_root: str, proc: subprocess.Popen, timeout: float, why=lambda: "") -> None:
+    """Until a levanter checkpoint under `checkpoint_root` (a run's `<run>-<hash>` dirs) is complete,
+    i.e. has its metadata.json (written last), while `proc` runs; `why()` explains a failure."""
+    deadline = time.time() + timeout
+    while not glob.glob(os.path.join(checkpoint_root, "*", "checkpoints", "step-*", "metadata.json")):
+        assert proc.poll() is None and time.time() < deadline, f"no complete checkpoint appeared {why()}"
+        time.sleep(0.2)

@@ -2,7 +2,6 @@
 Ray, a stopped (preempted) training job is reported failed, resubmitted and resumes from its
 checkpoint. The test starts its own head on free ports with its own temp dir and stops only it."""
 
-import glob
 import json
 import os
 import shutil
@@ -11,7 +10,7 @@ import sys
 import time
 
 import pytest
-from clusters import LONG_RUN as RUN, free_port, stop, write_long_run_config
+from clusters import LONG_RUN as RUN, free_port, stop, wait_for_checkpoint, write_long_run_config
 from test_workflow import project_copy
 
 pytestmark = pytest.mark.workflow
@@ -63,10 +62,7 @@ def test_the_tpu_profile_runs_jobs_on_ray_and_resumes_a_stopped_training(ray_hea
         cwd=wd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     # preempt the training once it has saved a checkpoint: stop its Ray job
-    deadline = time.time() + 600
-    while not glob.glob(os.path.join(wd, "results", "checkpoints", f"{RUN}-*", "checkpoints", "step-*")):
-        assert smk.poll() is None and time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.5)
+    wait_for_checkpoint(os.path.join(wd, "results", "checkpoints"), smk, 600)
     (stopped,) = [j.submission_id for j in _jobs(ray_head)
                   if json.loads(j.metadata.get("wildcards", "{}")).get("run") == RUN]
     script = os.path.join(wd, "profiles", "tpu", "ray_job.py")

@@ -7,7 +7,6 @@ resumes from its checkpoint.
 
 Needs root (slurmd launches the jobs) and the slurm-wlm and munge packages; .ci/run installs them."""
 
-import glob
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ import time
 
 import pytest
 
-from clusters import LONG_RUN as RUN, free_port, stop, write_long_run_config
+from clusters import LONG_RUN as RUN, free_port, stop, wait_for_checkpoint, write_long_run_config
 from test_workflow import project_copy
 
 pytestmark = pytest.mark.workflow
@@ -145,10 +144,7 @@ def test_the_slurm_profile_runs_jobs_with_their_resources_and_resumes_a_cancelle
          "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2"],
         cwd=wd, env=slurm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    deadline = time.time() + 600
-    while not glob.glob(os.path.join(wd, "results", "checkpoints", f"{RUN}-*", "checkpoints", "step-*")):
-        assert smk.poll() is None and time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.5)
+    wait_for_checkpoint(os.path.join(wd, "results", "checkpoints"), smk, 600)
     (cancelled,) = [j["JobId"] for j in _slurm_jobs(slurm) if j.get("Comment") == f"rule_train_model_wildcards_{RUN}"]
     subprocess.run(["scancel", cancelled], env=slurm, check=True, timeout=60)
     out, _ = smk.communicate(timeout=900)

@@ -9,13 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from clusters import wait_for_checkpoint
 from conftest import ROOT
 
 pytestmark = pytest.mark.workflow
@@ -384,11 +384,7 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(smoke
     cmd = _train_cmd(smoke, spec, str(killed / "out"), str(killed / "ck"), 0.02)
     log = open(tmp_path / "killed.log", "w")
     p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 300
-    # a checkpoint is complete once levanter has written its metadata
-    while not glob.glob(str(killed / "ck" / "*" / "checkpoints" / "step-*" / "metadata.json")):
-        assert p.poll() is None and time.time() < deadline, open(tmp_path / "killed.log").read()[-3000:]
-        time.sleep(0.2)
+    wait_for_checkpoint(str(killed / "ck"), p, 300, lambda: open(tmp_path / "killed.log").read()[-3000:])
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert p.returncode == -signal.SIGKILL and not (killed / "out").exists()
