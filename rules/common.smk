@@ -10,6 +10,7 @@ from infinite_compute.benchmarks import ITEM_KEYS as BENCHMARK_ITEM_KEYS
 from infinite_compute.data import check_local_files
 from infinite_compute.figures import FIGURES
 from infinite_compute.plan import build_plan, plan_to_dict
+from infinite_compute.worker import ENV as WORKER_ENV, start as start_workers
 
 # Bad values fail here, naming the config key, before any job is scheduled.
 PLAN = build_plan(config)
@@ -19,6 +20,17 @@ onstart:
     # Local corpus files that are missing, empty or too small for the token budgets fail here,
     # before the first job. A dry run skips this: it shows the DAG anywhere, the paper's included.
     check_local_files(config["data"])
+    # Jobs run on this machine hand their jax commands to warm workers (worker.py): one per job
+    # slot, started here, gone with this Snakemake. Cluster executors' jobs, and jobs in conda or
+    # container environments (another interpreter), run in their own processes.
+    if (config["resources"]["warm_workers"] and workflow.local_exec and workflow.is_main_process
+            and not workflow.deployment_settings.deployment_method):
+        os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.abspath("results/jax-cache"))
+        os.environ.setdefault("HF_HOME", os.path.abspath("results/hf"))
+        slots = max(1, workflow.cores // min(config["resources"]["train_threads"], config["resources"]["eval_threads"]))
+        sock = os.path.abspath(f"results/workers/{os.getpid()}.sock")
+        start_workers(sock, slots, "logs/workers.log")
+        os.environ[WORKER_ENV] = sock
 
 # Jobs run `python -m infinite_compute`: the interpreter running Snakemake comes first on PATH
 # (a conda env, when used, is put before it by Snakemake).

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 
+from . import worker
 from .io import atomic_path, atomic_write_json, read_json
 
 
@@ -524,6 +525,8 @@ def main(argv: list[str] | None = None) -> None:
     cmd("figures-index", cmd_figures_index, ("--figures", {"nargs": "+", "required": True}), "--out")
     cmd("paper", cmd_paper, "--template", "--results", "--data-dir", ("--baseline-wd", {"type": float}), "--out")
     a = p.parse_args(argv)
+    if a.cmd in worker.COMMANDS and (rc := worker.forward(sys.argv[1:] if argv is None else argv)) is not None:
+        sys.exit(rc)  # run by a warm worker (worker.py), when Snakemake started a pool
     if a.cmd not in LM_EVAL_COMMANDS:
         # levanter's __init__ imports its lm-eval adapter, which imports lm-eval when installed (with
         # torch: ~7 s per job, and broken under USE_TORCH=0); jobs that do not use lm-eval hide it,

@@ -1,0 +1,256 @@
+"""Warm workers: a pool of processes that keep jax and levanter imported for the study's jax jobs.
+
+At the study's model sizes a training job spends more time starting (imports, data and state
+set-up, tracing and compiling) than training (bench/train.py). When Snakemake runs jobs on this
+machine, the Snakefile's `onstart` starts this pool; every `python -m infinite_compute <cmd>` of a
+jax command then hands its argv, working directory, environment and its stdout/stderr file
+descriptors to an idle worker over a Unix socket, and exits with the worker's exit code. The job's
+log, exit code and outputs are what they would be in its own process; a job the pool cannot take
+(no pool, or it is gone) runs in its own process as before.
+
+- One worker runs one job at a time; the pool has as many workers as Snakemake runs jobs at once.
+  A connection waits in the socket's backlog until a worker is idle.
+- A job whose client goes away (Snakemake killed it, or was stopped) takes its worker with it: the
+  worker exits at once, as the job's own process would have, and the pool starts a fresh one. A
+  killed training resumes from its checkpoint as before.
+- Workers are forked from the pool before anything heavy is imported; each is replaced after
+  `max_tasks` jobs or once it holds more than `max_rss_mb`, so nothing a job leaves behind
+  (handlers, caches) builds up.
+- The pool exits when the process that started it (Snakemake) is gone, and removes its socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+
+# the subcommands that import jax and levanter: only these go to a worker
+COMMANDS = frozenset({"train", "evaluate", "cpt-evaluate", "cpt-ensemble", "sample"})
+ENV = "IC_WORKER"  # the pool's socket path, set for local jobs by the Snakefile
+_MAX_REQUEST = 1 << 20
+
+
+def forward(argv: list[str]) -> int | None:
+    """Run `argv` on a warm worker and return its exit code; None when no pool answers (the
+    caller then runs it in its own process)."""
+    path = os.environ.get(ENV)
+    if not path:
+        return None
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+    except OSError:
+        conn.close()
+        return None
+    request = {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ)}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    payload = json.dumps(request).encode()
+    with conn:
+        # the worker takes the connection's end (EOF) as this process being gone: send, then only read
+        socket.send_fds(conn, [len(payload).to_bytes(8, "big") + payload], [1, 2])
+        reply = b""
+        while chunk := conn.recv(4096):
+            reply += chunk
+    if not reply:
+        print(f"infinite_compute: the warm worker at {path} died while running {' '.join(argv)} "
+              f"(see logs/worker.log); set {ENV}= to run jobs in their own processes", file=sys.stderr)
+        return 1
+    return int(json.loads(reply)["rc"])
+
+
+# --- the worker --------------------------------------------------------------------------------
+
+
+def _warm_up() -> None:
+    """What every jax job imports, once per worker."""
+    sys.modules.setdefault("lm_eval", None)  # as cli.main does for these commands
+    from . import cli
+
+    cli._env_defaults()
+    import levanter.main.train_lm  # noqa: F401
+
+    from . import cpt, evaluate, train  # noqa: F401
+
+
+def _run(request: dict, fds: list[int], conn: socket.socket) -> int:
+    """Run one job with the client's cwd, environment and stdout/stderr; exit the worker if the
+    client goes away before the job ends."""
+    import logging
+
+    from . import cli
+
+    done = threading.Event()
+
+    def watch() -> None:
+        try:
+            conn.recv(1)  # EOF: the client closed its end, i.e. it is gone
+        except OSError:
+            pass
+        if not done.is_set():
+            os._exit(128 + signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True).start()
+    saved_fds = os.dup(1), os.dup(2)
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    os.dup2(fds[0], 1)
+    os.dup2(fds[1], 2)
+    try:
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.environ.pop(ENV, None)  # the job runs here, it is not forwarded again
+        os.chdir(request["cwd"])
+        cli.main(request["argv"])
+        rc = 0
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, int) and e.code is not None:
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        rc = 1
+    finally:
+        done.set()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for h in root.handlers[:]:  # levanter adds a file handler per run
+            if h not in saved_handlers:
+                root.removeHandler(h)
+                h.close()
+        root.setLevel(saved_level)
+        os.dup2(saved_fds[0], 1)
+        os.dup2(saved_fds[1], 2)
+        for fd in (*saved_fds, *fds):
+            os.close(fd)
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return rc
+
+
+def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
+    """A request (8-byte length, then JSON) and the two file descriptors sent with it."""
+    msg, fds, _, _ = socket.recv_fds(conn, _MAX_REQUEST, 2)
+    if len(fds) != 2 or len(msg) < 8:
+        for fd in fds:
+            os.close(fd)
+        raise ValueError("not a request")
+    size = int.from_bytes(msg[:8], "big")
+    msg = msg[8:]
+    while len(msg) < size:
+        chunk = conn.recv(size - len(msg))
+        if not chunk:
+            raise ValueError("request cut short")
+        msg += chunk
+    return json.loads(msg), fds
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _worker(listener: socket.socket, max_tasks: int, max_rss_mb: float) -> None:
+    _warm_up()
+    for _ in range(max_tasks):
+        conn, _ = listener.accept()
+        with conn:
+            try:
+                request, fds = _receive(conn)
+            except (OSError, ValueError, KeyError):
+                continue
+            print(f"worker {os.getpid()}: {' '.join(request['argv'][:3])}", flush=True)
+            rc = _run(request, fds, conn)
+            try:
+                conn.sendall(json.dumps({"rc": rc}).encode())
+                conn.shutdown(socket.SHUT_RDWR)  # ends the client's read, and wakes the watcher's
+            except OSError:
+                pass
+        if _rss_mb() > max_rss_mb:
+            break
+
+
+def _alive(pid: int, created: float) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time() == created
+    except psutil.Error:
+        return False
+
+
+def serve(path: str, workers: int, owner: int, max_tasks: int = 200, max_rss_mb: float = 4096) -> None:
+    """The pool: listen on `path`, keep `workers` workers, exit when process `owner` is gone."""
+    import psutil
+
+    created = psutil.Process(owner).create_time()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    if os.path.exists(path):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    children: set[int] = set()
+
+    def stop(*_):
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"pool {os.getpid()}: {workers} workers on {path}, for process {owner}", flush=True)
+    while True:
+        while len(children) < workers:
+            pid = os.fork()
+            if pid == 0:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is Snakemake's
+                try:
+                    _worker(listener, max_tasks, max_rss_mb)
+                finally:
+                    os._exit(0)
+            children.add(pid)
+        time.sleep(0.5)
+        while children:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            children.discard(pid)
+        if not _alive(owner, created):
+            stop()
+
+
+def start(path: str, workers: int, log: str) -> int:
+    """Start a pool for this process (Snakemake's) in the background; returns the pool's pid."""
+    import subprocess
+
+    os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
+    with open(log, "a") as f:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "infinite_compute.worker", path, str(workers), str(os.getpid())],
+            stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")])},
+        )
+    return p.pid
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
