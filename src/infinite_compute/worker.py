@@ -168,8 +168,11 @@ def _worker(listener: socket.socket, max_tasks: int, max_rss_mb: float) -> None:
                 request, fds = _receive(conn)
             except (OSError, ValueError, KeyError):
                 continue
-            print(f"worker {os.getpid()}: {' '.join(request['argv'][:3])}", flush=True)
+            started = time.time()
             rc = _run(request, fds, conn)
+            # the job's line in logs/workers.log: what it ran, its time and the worker's memory after it
+            print(f"worker {os.getpid()}: rc={rc} {time.time() - started:.1f}s rss={_rss_mb():.0f}MB "
+                  f"{' '.join(request['argv'])[:300]}", flush=True)
             try:
                 conn.sendall(json.dumps({"rc": rc}).encode())
                 conn.shutdown(socket.SHUT_RDWR)  # ends the client's read, and wakes the watcher's
