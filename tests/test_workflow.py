@@ -9,6 +9,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+import types
 
 import numpy as np
 import pandas as pd
@@ -368,18 +370,48 @@ def _train_cmd(wd, spec, out, checkpoints, checkpoint_minutes):
             "--out", out, "--checkpoints", checkpoints, "--settings", json.dumps(settings)]
 
 
-def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(smoke, tmp_path):
+@pytest.fixture
+def pool(smoke, tmp_path):
+    """A pool of one warm worker (worker.py) owned by this test process; its socket path."""
+    import psutil
+
+    sock = str(tmp_path / "workers" / "pool.sock")
+    log = open(tmp_path / "workers.log", "w")
+    env = {**os.environ, "PYTHONPATH": os.path.join(smoke, "src")}
+    p = subprocess.Popen([sys.executable, "-m", "infinite_compute.worker", sock, "1", str(os.getpid())],
+                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = psutil.Process(p.pid)
+    for _ in range(100):
+        if os.path.exists(sock) and process.children():
+            break
+        time.sleep(0.1)
+    yield types.SimpleNamespace(sock=sock, process=process, log=tmp_path / "workers.log")
+    p.terminate()
+    p.wait(30)
+    assert not os.path.exists(sock)
+
+
+@pytest.mark.parametrize("runner", ["own process", "warm worker"])
+def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(smoke, tmp_path, runner, request):
     """SIGKILL a training job after its first checkpoint and run the same command again: it resumes
-    from that checkpoint and ends with exactly the weights and losses of an uninterrupted run."""
+    from that checkpoint and ends with exactly the weights and losses of an uninterrupted run (in a
+    process of its own). On a warm worker, the kill takes the worker with it, as it would the job's
+    own process; the pool starts a fresh one, which runs the rerun."""
     from safetensors.numpy import load_file
 
     spec = json.load(open(os.path.join(smoke, "results", "models", "t1-d8k-ep1-lr0.01-wd0.1-s0", "spec.json")))
     spec.update(epochs=32, num_train_steps=32 * 8192 // (8 * 64), run_id="t1-d8k-ep32-lr0.01-wd0.1-s0")
     env = {**os.environ, "PYTHONPATH": os.path.join(smoke, "src")}
+    env.pop("IC_WORKER", None)
     whole = tmp_path / "whole"
     subprocess.run(_train_cmd(smoke, spec, str(whole / "out"), str(whole / "ck"), 0.02), env=env, check=True,
                    capture_output=True, timeout=600)
 
+    if runner == "warm worker":
+        pool = request.getfixturevalue("pool")
+        env["IC_WORKER"] = pool.sock
+        workers = pool.process.children()
+        assert len(workers) == 1
     killed = tmp_path / "killed"
     cmd = _train_cmd(smoke, spec, str(killed / "out"), str(killed / "ck"), 0.02)
     log = open(tmp_path / "killed.log", "w")
@@ -387,12 +419,22 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(smoke
     wait_for_checkpoint(str(killed / "ck"), p, 300, lambda: open(tmp_path / "killed.log").read()[-3000:])
     p.send_signal(signal.SIGKILL)
     p.wait()
-    assert p.returncode == -signal.SIGKILL and not (killed / "out").exists()
+    assert p.returncode == -signal.SIGKILL
+    if runner == "warm worker":
+        workers[0].wait(10)  # the worker running the job is gone too...
+        for _ in range(50):
+            if pool.process.children():
+                break
+            time.sleep(0.1)
+        assert [w.pid for w in pool.process.children()] != [workers[0].pid]  # ...and replaced
+    assert not (killed / "out").exists()
     steps = [int(s.rsplit("-", 1)[1]) for s in glob.glob(str(killed / "ck" / "*" / "checkpoints" / "step-*"))]
     assert 0 < max(steps) < spec["num_train_steps"] - 1
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    assert "Resuming training from step" in rerun.stdout + rerun.stderr
+    assert "Resuming training from step" in rerun.stdout + rerun.stderr  # the job's log, from either runner
+    if runner == "warm worker":
+        assert re.search(rf"rc=0 .* train {re.escape(str(killed / 'out'))}$", open(pool.log).read(), re.M)
 
     a = load_file(str(whole / "out" / "hf" / "model.safetensors"))
     b = load_file(str(killed / "out" / "hf" / "model.safetensors"))
@@ -405,3 +447,19 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(smoke
     assert ma["eval_loss"] == mb["eval_loss"] and ma["train_loss"] == mb["train_loss"]
     assert [e["step"] for e in mb["eval_loss"]][0] == 0
     assert not (killed / "ck" / f"{spec['run_id']}").exists() and not glob.glob(str(killed / "ck" / "*"))
+
+
+def test_jobs_ran_on_warm_workers_that_left_with_snakemake(smoke):
+    """Snakemake's onstart started a pool; every training, evaluation and sampling job ran on one of
+    its workers, and the pool was gone when Snakemake was."""
+    import psutil
+
+    lines = open(os.path.join(smoke, "logs", "workers.log")).read().splitlines()
+    ran = {tuple(m.groups()) for m in (re.search(r"rc=(\d+) .* (\S+) (\S+)$", ln) for ln in lines) if m}
+    models = os.listdir(os.path.join(smoke, "results", "models"))
+    assert models and all(("0", "train", f"results/models/{r}") in ran for r in models)
+    assert all(("0", "evaluate", f"results/evals/{r}") in ran for r in models)
+    pools = [int(m.group(1)) for m in (re.match(r"pool (\d+):", ln) for ln in lines) if m]
+    assert pools and not any(psutil.pid_exists(p) and "infinite_compute.worker" in " ".join(psutil.Process(p).cmdline())
+                             for p in pools)
+    assert not os.listdir(os.path.join(smoke, "results", "workers"))

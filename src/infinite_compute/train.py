@@ -61,10 +61,13 @@ class _MetricsCollector(logging.Handler):
 
 
 def _process_start() -> float:
-    """When this process started (epoch seconds), for the start-up time to the first step."""
+    """When this job's process started (epoch seconds), for the start-up time to the first step:
+    the process that asked a warm worker to run the job (worker.JOB_START), or this one."""
     import psutil  # installed with snakemake (and orbax)
 
-    return psutil.Process().create_time()
+    from .worker import JOB_START
+
+    return float(os.environ.get(JOB_START) or psutil.Process().create_time())
 
 
 def _median(xs: list[float]) -> float:

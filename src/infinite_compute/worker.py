@@ -33,6 +33,7 @@ import traceback
 # the subcommands that import jax and levanter: only these go to a worker
 COMMANDS = frozenset({"train", "evaluate", "cpt-evaluate", "cpt-ensemble", "sample"})
 ENV = "IC_WORKER"  # the pool's socket path, set for local jobs by the Snakefile
+JOB_START = "IC_JOB_START"  # when the client process started: a job's start-up is timed from it
 _MAX_REQUEST = 1 << 20
 
 
@@ -48,7 +49,10 @@ def forward(argv: list[str]) -> int | None:
     except OSError:
         conn.close()
         return None
-    request = {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ)}
+    import psutil
+
+    env = {**os.environ, JOB_START: repr(psutil.Process().create_time())}
+    request = {"argv": list(argv), "cwd": os.getcwd(), "env": env}
     sys.stdout.flush()
     sys.stderr.flush()
     payload = json.dumps(request).encode()
@@ -153,6 +157,13 @@ def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(msg), fds
 
 
+def _describe(argv: list[str]) -> str:
+    """A job in one line: its command and output folder."""
+    cmd = next((a for a in argv if a in COMMANDS), "?")
+    out = argv[argv.index("--out") + 1] if "--out" in argv[:-1] else ""
+    return f"{cmd} {out}"
+
+
 def _rss_mb() -> float:
     import psutil
 
@@ -172,7 +183,7 @@ def _worker(listener: socket.socket, max_tasks: int, max_rss_mb: float) -> None:
             rc = _run(request, fds, conn)
             # the job's line in logs/workers.log: what it ran, its time and the worker's memory after it
             print(f"worker {os.getpid()}: rc={rc} {time.time() - started:.1f}s rss={_rss_mb():.0f}MB "
-                  f"{' '.join(request['argv'])[:300]}", flush=True)
+                  f"{_describe(request['argv'])}", flush=True)
             try:
                 conn.sendall(json.dumps({"rc": rc}).encode())
                 conn.shutdown(socket.SHUT_RDWR)  # ends the client's read, and wakes the watcher's
@@ -191,7 +202,7 @@ def _alive(pid: int, created: float) -> bool:
         return False
 
 
-def serve(path: str, workers: int, owner: int, max_tasks: int = 200, max_rss_mb: float = 4096) -> None:
+def serve(path: str, workers: int, owner: int, max_tasks: int = 200, max_rss_mb: float = 2048) -> None:
     """The pool: listen on `path`, keep `workers` workers, exit when process `owner` is gone."""
     import psutil
 
