@@ -4,6 +4,8 @@
 - levanter: the study's own training path (`python -m infinite_compute train`, levanter's Trainer)
   as a fresh process on the default study's 16k-token cache: start-up (process start to the end of
   the first step), median step time, data-loading time, tokens/s and model-FLOPs utilisation;
+- warm1, warm2: the same job handed to a warm worker (worker.py, as Snakemake jobs on this machine
+  run): the worker's first job of the shape, then a second one; start-up from the client's start;
 - plain: a minimal JAX+optax loop of the same model (levanter's Llama, AdamW, next-token loss), in
   one process, one jitted step per batch; and `scan`: the same with 16 steps per jitted call.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,7 +35,10 @@ TOKENIZER = os.path.join(ROOT, "results", "data", "tokenizer")
 
 
 def _env(threads: int) -> dict:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.path.join(ROOT, "src"), "BENCH_THREADS": str(threads)}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.path.join(ROOT, "src"), "BENCH_THREADS": str(threads),
+           # the persistent compilation cache every job of a study shares (rules/common.smk)
+           "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR",
+                                                       os.path.join(ROOT, "results", "jax-cache"))}
     if threads == 1:
         env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     return env
@@ -151,6 +157,38 @@ def worker_levanter(spec: dict, workdir: str) -> dict:
                               "wall_seconds")}
 
 
+def start_pool(workdir: str, threads: int) -> tuple[subprocess.Popen, str]:
+    """One warm worker (worker.py) owned by this process, as Snakemake's onstart starts them."""
+    sock = os.path.join(workdir, "pool.sock")
+    p = subprocess.Popen([sys.executable, "-m", "infinite_compute.worker", sock, "1", str(os.getpid())],
+                         env=_env(threads), stdout=open(os.path.join(workdir, "pool.log"), "w"),
+                         stderr=subprocess.STDOUT, start_new_session=True)
+    import psutil
+
+    while not (os.path.exists(sock) and psutil.Process(p.pid).children()):
+        time.sleep(0.1)
+    (worker,) = psutil.Process(p.pid).children()
+    worker.cpu_percent()
+    while worker.cpu_percent(interval=1.0) > 5:  # warming up (imports): not to be timed with the jobs
+        pass
+    return p, sock
+
+
+def warm_job(spec, workdir: str, sock: str, threads: int) -> dict:
+    """The study's training job handed to a warm worker, as a Snakemake job on this machine runs;
+    `process_seconds` is the client's whole run."""
+    out = os.path.join(workdir, "out")
+    settings = {"checkpoint_minutes": 1.0, "evals_per_run": 2, "wandb": {"enabled": False}}
+    t0 = time.time()
+    subprocess.run([sys.executable, "-m", "infinite_compute", "--threads", str(threads), "train", "--spec",
+                    spec.to_json(), "--cache", CACHE, "--tokenizer", TOKENIZER, "--out", out,
+                    "--checkpoints", os.path.join(workdir, "ck"), "--settings", json.dumps(settings)],
+                   env={**_env(threads), "IC_WORKER": sock}, check=True, capture_output=True)
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    return {**{k: m[k] for k in ("startup_seconds", "step_seconds", "loading_seconds", "tokens_per_second")},
+            "process_seconds": time.time() - t0}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--models", default="n1,n2,n3,n4")
@@ -183,6 +221,8 @@ def main() -> None:
           "MFU: steady model FLOP/s over the peak")
     print(f"{'model':6s} {'params':>8s} | {'path':9s} {'start-up':>9s} {'step ms':>8s} {'load ms':>8s} "
           f"{'tokens/s':>9s} {'steady':>9s} {'MFU':>6s}")
+    pool_dir = tempfile.mkdtemp(dir=os.path.join(ROOT, "results"))
+    pool, sock = start_pool(pool_dir, a.threads)
     for name in a.models.split(","):
         spec = bench_spec(a.config, name, a.steps)
         fpt = spec.model.flops_per_token(vocab)
@@ -193,6 +233,10 @@ def main() -> None:
             lev = _worker(["levanter", spec.to_json(), wd], a.threads)
             lev["process_seconds"] = time.time() - t0
         rows["levanter"] = lev
+        # on a warm worker: its first job of this shape, then a second one (the steady case of a study)
+        for i in range(2):
+            with tempfile.TemporaryDirectory(dir=os.path.join(ROOT, "results")) as wd:
+                rows[f"warm{i + 1}"] = warm_job(spec, wd, sock, a.threads)
         rows["plain"] = _worker(["plain", spec.to_json(), str(vocab), str(a.steps), "1"], a.threads)
         rows["scan16"] = _worker(["plain", spec.to_json(), str(vocab), str(a.steps), "16"], a.threads)
         for path, r in rows.items():
@@ -205,7 +249,12 @@ def main() -> None:
         print(f"{name:6s} levanter job: {lev['process_seconds']:.1f} s in all for {a.steps} steps, of which "
               f"~{in_steps:.1f} s in steps ({in_steps / lev['process_seconds']:.0%}); steady step time "
               f"levanter/plain {lev['step_seconds'] / rows['plain']['step_seconds']:.2f}x, "
-              f"levanter/scan16 {lev['step_seconds'] / rows['scan16']['step_seconds']:.2f}x", flush=True)
+              f"levanter/scan16 {lev['step_seconds'] / rows['scan16']['step_seconds']:.2f}x; "
+              f"on a warm worker (2nd job): {rows['warm2']['process_seconds']:.1f} s in all, "
+              f"{lev['process_seconds'] / rows['warm2']['process_seconds']:.2f}x faster", flush=True)
+    pool.terminate()
+    pool.wait()
+    shutil.rmtree(pool_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
