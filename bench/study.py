@@ -8,7 +8,8 @@ no results), and prints:
 - per stage (the folders of Snakemake's `benchmark:` files): jobs, summed and mean job time, and
   the largest peak RSS of one job;
 - the whole study's peak memory: the machine's used memory, sampled every 0.5 s, minus what was
-  used before the start.
+  used before the start;
+- the warm workers' jobs and largest RSS (a job's own benchmark file then measures its client).
 The smoke config's target is 3 minutes and the default's 15 (issue 8).
 """
 
@@ -46,6 +47,20 @@ def job_table(workdir: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["rule", "seconds", "max_rss_mb"])
 
 
+def worker_summary(workdir: str) -> str:
+    """What the warm workers did (logs/workers.log): jobs, workers started, their largest RSS. With
+    them, a job's benchmark file measures only its thin client; the work is in the worker."""
+    log = os.path.join(workdir, "logs", "workers.log")
+    if not os.path.exists(log):
+        return "no warm workers (resources.warm_workers off, or jobs ran elsewhere)"
+    jobs = [ln for ln in open(log) if ln.startswith("worker ") and " rc=" in ln]
+    workers = {ln.split(":")[0] for ln in jobs}
+    rss = [float(ln.split("rss=")[1].split("MB")[0]) for ln in jobs]
+    failed = sum(" rc=0 " not in ln for ln in jobs)
+    return (f"warm workers: {len(jobs)} jobs ({failed} failed) on {len(workers)} worker processes; "
+            f"largest worker RSS {max(rss, default=0):.0f} MB")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--config", default=".test/config.yaml")
@@ -80,6 +95,7 @@ def main() -> None:
           f"{jobs['seconds'].sum() / 60:.1f} min of job time; whole-study peak memory {peak[0] / 2**30:.2f} GiB "
           f"(the machine's used memory over its level at the start)")
     print(per_stage.sort_values("total_s", ascending=False).round(1).to_string())
+    print(worker_summary(wd))
     if not a.keep:
         shutil.rmtree(wd, ignore_errors=True)
 

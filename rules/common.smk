@@ -10,7 +10,7 @@ from infinite_compute.benchmarks import ITEM_KEYS as BENCHMARK_ITEM_KEYS
 from infinite_compute.data import check_local_files
 from infinite_compute.figures import FIGURES
 from infinite_compute.plan import build_plan, plan_to_dict
-from infinite_compute.worker import ENV as WORKER_ENV, start as start_workers
+from infinite_compute.worker import ENV as WORKER_ENV, pool_size as worker_pool_size, start as start_workers
 
 # Bad values fail here, naming the config key, before any job is scheduled.
 PLAN = build_plan(config)
@@ -27,9 +27,9 @@ onstart:
             and not workflow.deployment_settings.deployment_method):
         os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.abspath("results/jax-cache"))
         os.environ.setdefault("HF_HOME", os.path.abspath("results/hf"))
-        slots = max(1, workflow.cores // min(config["resources"]["train_threads"], config["resources"]["eval_threads"]))
+        threads = min(config["resources"]["train_threads"], config["resources"]["eval_threads"])
         sock = os.path.abspath(f"results/workers/{os.getpid()}.sock")
-        start_workers(sock, slots, "logs/workers.log")
+        start_workers(sock, worker_pool_size(workflow.cores, threads), "logs/workers.log")
         os.environ[WORKER_ENV] = sock
 
 # Jobs run `python -m infinite_compute`: the interpreter running Snakemake comes first on PATH

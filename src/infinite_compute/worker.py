@@ -251,6 +251,14 @@ def serve(path: str, workers: int, owner: int, max_tasks: int = 200, max_rss_mb:
             stop()
 
 
+def pool_size(cores: int, threads: int, worker_gb: float = 3.0) -> int:
+    """Workers for `cores` job slots of `threads` cores each, no more than the memory holds (a
+    worker is replaced at 2 GB; `worker_gb` leaves room for the job it is running)."""
+    import psutil
+
+    return max(1, min(cores // max(1, threads), int(psutil.virtual_memory().total / 2**30 // worker_gb)))
+
+
 def start(path: str, workers: int, log: str) -> int:
     """Start a pool for this process (Snakemake's) in the background; returns the pool's pid."""
     import subprocess
