@@ -25,8 +25,8 @@ onstart:
     # container environments (another interpreter), run in their own processes.
     if (config["resources"]["warm_workers"] and workflow.local_exec and workflow.is_main_process
             and not workflow.deployment_settings.deployment_method):
-        os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.abspath("results/jax-cache"))
-        os.environ.setdefault("HF_HOME", os.path.abspath("results/hf"))
+        for k, v in JOB_CACHES.items():  # the workers' caches are the jobs' (shell.prefix below)
+            os.environ.setdefault(k, os.path.abspath(v))
         threads = min(config["resources"]["train_threads"], config["resources"]["eval_threads"])
         sock = os.path.abspath(f"results/workers/{os.getpid()}.sock")
         start_workers(sock, worker_pool_size(workflow.cores, threads), "logs/workers.log")
@@ -35,11 +35,11 @@ onstart:
 # Jobs run `python -m infinite_compute`: the interpreter running Snakemake comes first on PATH
 # (a conda env, when used, is put before it by Snakemake).
 # Every jax process shares one persistent compilation cache inside the project's results folder.
+# Hugging Face's caches (lm-eval's datasets) stay in the project unless the user has one.
+JOB_CACHES = {"JAX_COMPILATION_CACHE_DIR": "results/jax-cache", "HF_HOME": "results/hf"}
 shell.prefix(
     f'export PATH="{os.path.dirname(sys.executable)}:$PATH"; '
-    'export JAX_COMPILATION_CACHE_DIR="${{JAX_COMPILATION_CACHE_DIR:-$PWD/results/jax-cache}}"; '
-    # Hugging Face's caches (lm-eval's datasets) stay in the project unless the user has one
-    'export HF_HOME="${{HF_HOME:-$PWD/results/hf}}"; '
+    + "".join(f'export {k}="${{{{{k}:-$PWD/{v}}}}}"; ' for k, v in JOB_CACHES.items())
 )
 DATA = "results/data"
 # what lm-eval needs besides the items: which tasks, how many few-shot examples (seeded), how many docs

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 
@@ -73,3 +74,18 @@ def wait_for_checkpoint(checkpoint_root: str, proc: subprocess.Popen, timeout: f
     while not glob.glob(os.path.join(checkpoint_root, "*", "checkpoints", "step-*", "metadata.json")):
         assert proc.poll() is None and time.time() < deadline, f"no complete checkpoint appeared {why()}"
         time.sleep(0.2)
+
+
+def start_pool(sock, owner: int, workers: int = 1, env: dict | None = None, log=subprocess.DEVNULL):
+    """A warm-worker pool (infinite_compute.worker) on `sock` owned by process `owner`, once its
+    socket and workers are up; its psutil.Process."""
+    import psutil
+
+    p = subprocess.Popen([sys.executable, "-m", "infinite_compute.worker", str(sock), str(workers), str(owner)],
+                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    pool = psutil.Process(p.pid)
+    for _ in range(200):
+        if os.path.exists(sock) and len(pool.children()) == workers:
+            return pool
+        time.sleep(0.05)
+    raise AssertionError("the pool did not start")

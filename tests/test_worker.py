@@ -9,21 +9,11 @@ import time
 
 import psutil
 
+from clusters import start_pool
 from conftest import ROOT
 from infinite_compute import worker
 
 ENV = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")}
-
-
-def start_pool(sock, owner: int, workers: int = 1) -> psutil.Process:
-    p = subprocess.Popen([sys.executable, "-m", "infinite_compute.worker", str(sock), str(workers), str(owner)],
-                         env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    pool = psutil.Process(p.pid)
-    for _ in range(200):
-        if os.path.exists(sock) and len(pool.children()) == workers:
-            return pool
-        time.sleep(0.05)
-    raise AssertionError("the pool did not start")
 
 
 def test_pool_size_is_one_worker_per_job_slot_within_memory():
@@ -36,7 +26,7 @@ def test_pool_size_is_one_worker_per_job_slot_within_memory():
 def test_a_failing_job_on_a_worker_gives_its_exit_code_and_traceback_to_the_client(tmp_path):
     owner = subprocess.Popen(["sleep", "300"])
     try:
-        pool = start_pool(tmp_path / "pool.sock", owner.pid)
+        pool = start_pool(tmp_path / "pool.sock", owner.pid, env=ENV)
         job = subprocess.run(
             [sys.executable, "-m", "infinite_compute", "evaluate", "--model", str(tmp_path / "no-such-model"),
              "--validation", "x", "--requests", "x", "--tokenizer", "x", "--batch-size", "1", "--out", "o"],
@@ -54,7 +44,7 @@ def test_a_failing_job_on_a_worker_gives_its_exit_code_and_traceback_to_the_clie
 def test_the_pool_leaves_with_its_owner_and_jobs_then_run_in_their_own_process(tmp_path):
     owner = subprocess.Popen(["sleep", "300"])
     sock = tmp_path / "pool.sock"
-    pool = start_pool(sock, owner.pid, workers=2)
+    pool = start_pool(sock, owner.pid, workers=2, env=ENV)
     workers = pool.children()
     owner.kill()
     owner.wait()

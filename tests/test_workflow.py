@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from clusters import wait_for_checkpoint
+from clusters import start_pool, wait_for_checkpoint
 from conftest import ROOT
 
 pytestmark = pytest.mark.workflow
@@ -373,21 +373,12 @@ def _train_cmd(wd, spec, out, checkpoints, checkpoint_minutes):
 @pytest.fixture
 def pool(smoke, tmp_path):
     """A pool of one warm worker (worker.py) owned by this test process; its socket path."""
-    import psutil
-
     sock = str(tmp_path / "workers" / "pool.sock")
-    log = open(tmp_path / "workers.log", "w")
     env = {**os.environ, "PYTHONPATH": os.path.join(smoke, "src")}
-    p = subprocess.Popen([sys.executable, "-m", "infinite_compute.worker", sock, "1", str(os.getpid())],
-                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    process = psutil.Process(p.pid)
-    for _ in range(100):
-        if os.path.exists(sock) and process.children():
-            break
-        time.sleep(0.1)
+    process = start_pool(sock, os.getpid(), env=env, log=open(tmp_path / "workers.log", "w"))
     yield types.SimpleNamespace(sock=sock, process=process, log=tmp_path / "workers.log")
-    p.terminate()
-    p.wait(30)
+    process.terminate()
+    process.wait(30)
     assert not os.path.exists(sock)
 
 

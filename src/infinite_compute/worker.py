@@ -64,7 +64,7 @@ def forward(argv: list[str]) -> int | None:
             reply += chunk
     if not reply:
         print(f"infinite_compute: the warm worker at {path} died while running {' '.join(argv)} "
-              f"(see logs/worker.log); set {ENV}= to run jobs in their own processes", file=sys.stderr)
+              f"(see logs/workers.log); set {ENV}= to run jobs in their own processes", file=sys.stderr)
         return 1
     return int(json.loads(reply)["rc"])
 
@@ -182,14 +182,15 @@ def _worker(listener: socket.socket, max_tasks: int, max_rss_mb: float) -> None:
             started = time.time()
             rc = _run(request, fds, conn)
             # the job's line in logs/workers.log: what it ran, its time and the worker's memory after it
-            print(f"worker {os.getpid()}: rc={rc} {time.time() - started:.1f}s rss={_rss_mb():.0f}MB "
+            rss = _rss_mb()
+            print(f"worker {os.getpid()}: rc={rc} {time.time() - started:.1f}s rss={rss:.0f}MB "
                   f"{_describe(request['argv'])}", flush=True)
             try:
                 conn.sendall(json.dumps({"rc": rc}).encode())
                 conn.shutdown(socket.SHUT_RDWR)  # ends the client's read, and wakes the watcher's
             except OSError:
                 pass
-        if _rss_mb() > max_rss_mb:
+        if rss > max_rss_mb:
             break
 
 
