@@ -15,6 +15,7 @@ rule train_model:
             {
                 "evals_per_run": config["training"]["evals_per_run"],
                 "checkpoint_minutes": config["training"]["checkpoint_minutes"],
+                "engine": config["training"]["engine"],
                 "wandb": {
                     "enabled": config["logging"]["wandb"],
                     "project": config["logging"]["wandb_project"],

@@ -108,23 +108,18 @@ def cmd_benchmark_requests(a) -> None:
 
 
 def cmd_train(a) -> None:
+    from . import loop, train
     from .plan import RunSpec
-    from .train import train
 
     spec = RunSpec.from_dict(json.loads(a.spec))
     settings = json.loads(a.settings)
-    metrics = train(
-        spec,
-        cache_dir=a.cache,
-        tokenizer_dir=a.tokenizer,
-        out_dir=a.out,
-        checkpoint_root=a.checkpoints,
-        evals_per_run=settings["evals_per_run"],
-        checkpoint_minutes=settings["checkpoint_minutes"],
-        wandb=settings.get("wandb"),
-        init_from=a.init_from,
-        trainer=settings.get("trainer"),
-    )
+    common = dict(cache_dir=a.cache, tokenizer_dir=a.tokenizer, out_dir=a.out, checkpoint_root=a.checkpoints,
+                  evals_per_run=settings["evals_per_run"], checkpoint_minutes=settings["checkpoint_minutes"],
+                  wandb=settings.get("wandb"), init_from=a.init_from)
+    if settings.get("engine", "trainer") == "loop":
+        metrics = loop.train(spec, **common)
+    else:
+        metrics = train.train(spec, **common, trainer=settings.get("trainer"))
     print(json.dumps({k: metrics[k] for k in ("run_id", "final_eval_loss", "wall_seconds", "tokens_per_second")}))
 
 
