@@ -362,8 +362,9 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, words):
     assert sorted(set(os.listdir(wd)) - {".snakemake"}) == before  # (.snakemake: Snakemake's own state)
 
 
-def _train_cmd(wd, spec, out, checkpoints, checkpoint_minutes):
-    settings = {"evals_per_run": 4, "checkpoint_minutes": checkpoint_minutes, "wandb": {"enabled": False}}
+def _train_cmd(wd, spec, out, checkpoints, checkpoint_minutes, engine="loop", evals_per_run=4):
+    settings = {"evals_per_run": evals_per_run, "checkpoint_minutes": checkpoint_minutes,
+                "wandb": {"enabled": False}, "engine": engine}
     return [sys.executable, "-m", "infinite_compute", "--threads", "1", "train", "--spec", json.dumps(spec),
             "--cache", os.path.join(wd, "results", "data", "cache", "d8192"),
             "--tokenizer", os.path.join(wd, "results", "data", "tokenizer"),
@@ -382,12 +383,12 @@ def pool(smoke, tmp_path):
     assert not os.path.exists(sock)
 
 
-@pytest.mark.parametrize("runner", ["own process", "warm worker"])
-def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(smoke, tmp_path, runner, request):
+@pytest.mark.parametrize("engine,runner", [("loop", "own process"), ("loop", "warm worker"), ("trainer", "own process")])
+def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(smoke, tmp_path, engine, runner, request):
     """SIGKILL a training job after its first checkpoint and run the same command again: it resumes
     from that checkpoint and ends with exactly the weights and losses of an uninterrupted run (in a
-    process of its own). On a warm worker, the kill takes the worker with it, as it would the job's
-    own process; the pool starts a fresh one, which runs the rerun."""
+    process of its own), with either engine. On a warm worker, the kill takes the worker with it, as
+    it would the job's own process; the pool starts a fresh one, which runs the rerun."""
     from safetensors.numpy import load_file
 
     spec = json.load(open(os.path.join(smoke, "results", "models", "t1-d8k-ep1-lr0.01-wd0.1-s0", "spec.json")))
@@ -395,8 +396,8 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(smoke
     env = {**os.environ, "PYTHONPATH": os.path.join(smoke, "src")}
     env.pop("IC_WORKER", None)
     whole = tmp_path / "whole"
-    subprocess.run(_train_cmd(smoke, spec, str(whole / "out"), str(whole / "ck"), 0.02), env=env, check=True,
-                   capture_output=True, timeout=600)
+    subprocess.run(_train_cmd(smoke, spec, str(whole / "out"), str(whole / "ck"), 0.02, engine), env=env,
+                   check=True, capture_output=True, timeout=600)
 
     if runner == "warm worker":
         pool = request.getfixturevalue("pool")
@@ -404,7 +405,7 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(smoke
         workers = pool.process.children()
         assert len(workers) == 1
     killed = tmp_path / "killed"
-    cmd = _train_cmd(smoke, spec, str(killed / "out"), str(killed / "ck"), 0.02)
+    cmd = _train_cmd(smoke, spec, str(killed / "out"), str(killed / "ck"), 0.02, engine)
     log = open(tmp_path / "killed.log", "w")
     p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     wait_for_checkpoint(str(killed / "ck"), p, 300, lambda: open(tmp_path / "killed.log").read()[-3000:])
@@ -438,6 +439,46 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(smoke
     assert ma["eval_loss"] == mb["eval_loss"] and ma["train_loss"] == mb["train_loss"]
     assert [e["step"] for e in mb["eval_loss"]][0] == 0
     assert not (killed / "ck" / f"{spec['run_id']}").exists() and not glob.glob(str(killed / "ck" / "*"))
+
+
+def test_the_loop_engine_trains_as_levanters_trainer_does(smoke, tmp_path):
+    """The same spec through levanter's Trainer (levanter.main.train_lm): the same in-training eval
+    losses at the same steps and the same final weights, up to float rounding (the loop runs its steps
+    inside one compiled scan, the Trainer one call per step)."""
+    from safetensors.numpy import load_file
+
+    loop = os.path.join(smoke, "results", "models", "t2-d8k-ep2-lr0.01-wd0.1-s0")
+    spec = json.load(open(os.path.join(loop, "spec.json")))
+    env = {**os.environ, "PYTHONPATH": os.path.join(smoke, "src")}
+    env.pop("IC_WORKER", None)
+    per_run = yaml.safe_load(open(os.path.join(smoke, ".test", "config.yaml")))["training"]["evals_per_run"]
+    subprocess.run(_train_cmd(smoke, spec, str(tmp_path / "out"), str(tmp_path / "ck"), 10, "trainer", per_run),
+                   env=env, check=True, capture_output=True, timeout=600)
+    a, b = json.load(open(os.path.join(loop, "metrics.json"))), json.load(open(tmp_path / "out" / "metrics.json"))
+    assert [e["step"] for e in a["eval_loss"]] == [e["step"] for e in b["eval_loss"]]
+    np.testing.assert_allclose([e["loss"] for e in a["eval_loss"]], [e["loss"] for e in b["eval_loss"]], atol=1e-4)
+    np.testing.assert_allclose([e["loss"] for e in a["train_loss"]], [e["loss"] for e in b["train_loss"]], atol=1e-4)
+    wa, wb = load_file(os.path.join(loop, "hf", "model.safetensors")), load_file(str(tmp_path / "out" / "hf" / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        np.testing.assert_allclose(wa[k], wb[k], atol=1e-4, err_msg=k)
+    assert a["parameter_count"] == b["parameter_count"]
+
+
+def test_a_warm_worker_traces_a_shapes_training_program_once(smoke):
+    """Runs that differ only in lr, weight decay, epochs or seed share the loop engine's compiled
+    programs: on each warm worker, only the first training of a shape (model and batch) traced them."""
+    lines = open(os.path.join(smoke, "logs", "workers.log")).read().splitlines()
+    seen, traced = set(), []
+    for m in (re.search(r"worker (\d+): rc=0 .* train (\S+)$", ln) for ln in lines):
+        if m:
+            spec = json.load(open(os.path.join(smoke, m.group(2), "spec.json")))
+            metrics = json.load(open(os.path.join(smoke, m.group(2), "metrics.json")))
+            key = (m.group(1), spec["model"]["name"], spec["batch_size"])
+            assert metrics["programs_traced"] == (0 if key in seen else 1), m.group(2)
+            seen.add(key)
+            traced.append(metrics["programs_traced"])
+    assert len(traced) > 3 * len({k[1:] for k in seen}) and sum(traced) == len(seen)
 
 
 def test_jobs_ran_on_warm_workers_that_left_with_snakemake(smoke):

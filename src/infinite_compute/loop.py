@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import logging
 import math
 import os
@@ -57,18 +56,7 @@ class Static:
 
 
 _PROGRAMS: dict[tuple[Static, str], "Programs"] = {}
-
-
-def optimizer(spec: RunSpec):
-    """The run's AdamW (optim.TracedAdamWConfig, as the levanter engine builds it)."""
-    from .optim import TracedAdamWConfig
-
-    o = spec.optimizer
-    return TracedAdamWConfig(
-        learning_rate=spec.learning_rate, weight_decay=spec.weight_decay, beta1=o["beta1"], beta2=o["beta2"],
-        epsilon=o["epsilon"], max_grad_norm=o["max_grad_norm"], warmup=o["warmup"],
-        lr_schedule=o["lr_schedule"], min_lr_ratio=o["min_lr_ratio"],
-    ).build(spec.num_train_steps)
+TRACES = {"run_chunk": 0}  # how often this process traced the training program (once per shape is the point)
 
 
 class Programs:
@@ -110,6 +98,7 @@ class Programs:
         @eqx.filter_jit(donate="all-except-first")
         def run_chunk(n, model, opt_state, tokens):
             """Steps 0..n-1 of `tokens` [chunk, batch, seq]; the rest of the chunk is skipped."""
+            TRACES["run_chunk"] += 1  # Python runs only while jax traces
 
             def body(carry, x):
                 i, toks = x
@@ -157,32 +146,6 @@ def eval_steps(steps: int, evals_per_run: int) -> set[int]:
     return {s for s in range(steps) if s % every == 0} | {steps - 1}
 
 
-class _Records:
-    """The run's per-step records, appended to `path` beside its checkpoints so a resumed run keeps
-    the steps before the resume (a killed writer's last line may be cut short)."""
-
-    def __init__(self, path: str):
-        self.items: list[dict] = []
-        if os.path.exists(path):
-            with open(path) as f:
-                for line in f:
-                    try:
-                        self.items.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        pass
-        self._file = open(path, "a")
-
-    def add(self, rec: dict) -> None:
-        self.items.append(rec)
-        self._file.write(json.dumps(rec) + "\n")
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
 def _datasets(cache_dir: str, tokenizer_dir: str, seq_len: int, data_key, epochs: int):
     """levanter's training order (as train_lm builds it) and the validation sequences."""
     from levanter.data.dataset import EpochDataset
@@ -223,9 +186,9 @@ def train(
 
     from . import evaluate
     from .data import load_tokenizer
-    from .train import _process_start, _summarise, spec_hash
+    from .train import StepRecords, _process_start, _summarise, adamw_config, spec_hash
 
-    started = time.time()
+    started, traces = time.time(), TRACES["run_chunk"]
     tokenizer = load_tokenizer(tokenizer_dir)
     o = spec.optimizer
     static = Static(spec.model, len(tokenizer), spec.batch_size, chunk, o["beta1"], o["beta2"], o["epsilon"],
@@ -248,7 +211,7 @@ def train(
         _, _, model_key, _ = jrandom.split(jrandom.PRNGKey(spec.seed), 4)
         data_key = jrandom.PRNGKey(spec.seed)
         train_data, validation = _datasets(cache_dir, tokenizer_dir, spec.model.seq_len, data_key, spec.epochs)
-        opt = optimizer(spec)
+        opt = adamw_config(spec).build(steps)
         if init_from:
             model = evaluate.load_model(init_from, spec, tokenizer_dir)
         else:
@@ -263,7 +226,7 @@ def train(
             print(f"Resuming training from step {start} ({latest})", flush=True)
         model, opt_state = state["model"], state["opt_state"]
         del state
-        records = _Records(os.path.join(ckpt, "metrics.jsonl"))
+        records = StepRecords(os.path.join(ckpt, "metrics.jsonl"))
         # records past the checkpoint are redone (a run killed after them logs them again)
         records.items = [r for r in records.items if r.get("step", 0) < start]
 
@@ -322,6 +285,7 @@ def train(
     if tracker is not None:
         tracker.finish()
     metrics = _summarise(records.items, spec, time.time() - started, len(tokenizer), _process_start())
+    metrics["programs_traced"] = TRACES["run_chunk"] - traces  # 0: a warm worker had this shape's programs
     with atomic_dir(out_dir) as tmp:
         shutil.copytree(export, os.path.join(tmp, "hf"))
         atomic_write_json(os.path.join(tmp, "spec.json"), spec.to_dict())

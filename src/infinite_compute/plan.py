@@ -37,6 +37,8 @@ class ModelShape:
     num_kv_heads: int
     seq_len: int
     gradient_checkpointing: bool = False
+    attention_backend: str = "default"  # levanter's AttentionBackend value
+    cross_entropy_block_size: int | None = None
 
     @property
     def head_dim(self) -> int:
@@ -84,6 +86,9 @@ class RunSpec:
         d = dataclasses.asdict(self)
         if d["init_from"] is None:  # absent unless set: specs (and run hashes) from before CPT are unchanged
             del d["init_from"]
+        for k, default in (("attention_backend", "default"), ("cross_entropy_block_size", None)):
+            if d["model"][k] == default:  # likewise for the kernels' settings
+                del d["model"][k]
         return d
 
     @property
@@ -307,6 +312,8 @@ def _shapes(config: dict) -> dict[str, ModelShape]:
             num_kv_heads=kv,
             seq_len=seq_len,
             gradient_checkpointing=config["model"]["gradient_checkpointing"],
+            attention_backend=config["model"]["attention_backend"],
+            cross_entropy_block_size=config["model"]["cross_entropy_block_size"],
         )
     return out
 
@@ -321,6 +328,9 @@ def build_plan(config: dict) -> Plan:
     optimizer = {
         k: train[k] for k in ("beta1", "beta2", "epsilon", "max_grad_norm", "warmup", "lr_schedule", "min_lr_ratio")
     }
+    if train["engine"] == "loop" and train.get("levanter"):
+        raise ConfigError("training.levanter", "levanter Trainer settings need `training.engine: trainer`; the "
+                          "loop engine trains in f32 on one device")
     runs: dict[str, RunSpec] = {}
 
     def check_model(key: str, model: str) -> ModelShape:

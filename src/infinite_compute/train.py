@@ -28,21 +28,40 @@ def spec_hash(spec: RunSpec) -> str:
     return hashlib.sha256(spec.to_json().encode()).hexdigest()[:10]
 
 
-class _MetricsCollector(logging.Handler):
-    """Collects levanter's json_logger records (one per step), in memory and appended to `path`
-    beside the run's checkpoints, so a resumed run's metrics still hold the steps before the resume."""
+class StepRecords:
+    """A run's step records (levanter's json_logger records), in memory and appended to `path` beside
+    its checkpoints, so a resumed run's metrics still hold the steps before the resume."""
 
     def __init__(self, path: str):
-        super().__init__(logging.INFO)
-        self.records: list[dict] = []
+        self.items: list[dict] = []
         if os.path.exists(path):
             with open(path) as f:
                 for line in f:
                     try:
-                        self.records.append(json.loads(line))
+                        self.items.append(json.loads(line))
                     except json.JSONDecodeError:  # the last line of a killed run may be cut short
                         pass
         self._file = open(path, "a")
+        if self._file.tell() and not open(path, "rb").read().endswith(b"\n"):
+            self._file.write("\n")  # end a killed writer's cut line, so the next record is whole
+
+    def add(self, rec: dict) -> None:
+        self.items.append(rec)
+        self._file.write(json.dumps(rec) + "\n")
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _MetricsCollector(logging.Handler):
+    """Collects levanter's json_logger records (one per step) into StepRecords."""
+
+    def __init__(self, path: str):
+        super().__init__(logging.INFO)
+        self.records = StepRecords(path)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -51,12 +70,11 @@ class _MetricsCollector(logging.Handler):
             return
         if isinstance(rec, dict):
             rec["_time"] = record.created
-            self.records.append(rec)
-            self._file.write(json.dumps(rec) + "\n")
-            self._file.flush()
+            self.records.add(rec)
+            self.records.flush()
 
     def close(self) -> None:
-        self._file.close()
+        self.records.close()
         super().close()
 
 
@@ -76,6 +94,7 @@ def _median(xs: list[float]) -> float:
 
 def llama_config(m: ModelShape, tokenizer_dir: str, gradient_checkpointing: bool | None = None):
     """levanter's LlamaConfig of a shape; the tokenizer dir doubles as the local HF reference."""
+    from levanter.layers.attention import AttentionBackend
     from levanter.models.llama import LlamaConfig
 
     return LlamaConfig(
@@ -86,8 +105,28 @@ def llama_config(m: ModelShape, tokenizer_dir: str, gradient_checkpointing: bool
         num_heads=m.num_heads,
         num_kv_heads=m.num_kv_heads,
         gradient_checkpointing=m.gradient_checkpointing if gradient_checkpointing is None else gradient_checkpointing,
+        attn_backend=AttentionBackend(m.attention_backend),
+        cross_entropy_block_size=m.cross_entropy_block_size,
         tokenizer=tokenizer_dir,
         reference_checkpoint=tokenizer_dir,
+    )
+
+
+def adamw_config(spec: RunSpec):
+    """The run's AdamW: the paper's recipe with lr, wd and the schedule as traced state (optim.py)."""
+    from .optim import TracedAdamWConfig
+
+    opt = spec.optimizer
+    return TracedAdamWConfig(
+        learning_rate=spec.learning_rate,
+        weight_decay=spec.weight_decay,
+        beta1=opt["beta1"],
+        beta2=opt["beta2"],
+        epsilon=opt["epsilon"],
+        max_grad_norm=opt["max_grad_norm"],
+        warmup=opt["warmup"],
+        lr_schedule=opt["lr_schedule"],
+        min_lr_ratio=opt["min_lr_ratio"],
     )
 
 
@@ -115,10 +154,7 @@ def levanter_config(
     from levanter.tracker.json_logger import JsonLoggerConfig
     from levanter.trainer import TrainerConfig
 
-    from .optim import TracedAdamWConfig
-
     m = spec.model
-    opt = spec.optimizer
     trackers: list = [JsonLoggerConfig()]
     if wandb and wandb.get("enabled"):
         from levanter.tracker.wandb import WandbConfig
@@ -161,17 +197,7 @@ def levanter_config(
             ),
             **overrides,
         ),
-        optimizer=TracedAdamWConfig(
-            learning_rate=spec.learning_rate,
-            weight_decay=spec.weight_decay,
-            beta1=opt["beta1"],
-            beta2=opt["beta2"],
-            epsilon=opt["epsilon"],
-            max_grad_norm=opt["max_grad_norm"],
-            warmup=opt["warmup"],
-            lr_schedule=opt["lr_schedule"],
-            min_lr_ratio=opt["min_lr_ratio"],
-        ),
+        optimizer=adamw_config(spec),
         epoch=spec.epochs,
         data_seed=spec.seed,
         hf_save_path=export_dir,
@@ -279,7 +305,7 @@ def train(
         raise RuntimeError(f"{spec.run_id}: levanter wrote no final HF export under {export_tmp}")
     from .data import load_tokenizer
 
-    metrics = _summarise(collector.records, spec, wall, len(load_tokenizer(tokenizer_dir)), _process_start())
+    metrics = _summarise(collector.records.items, spec, wall, len(load_tokenizer(tokenizer_dir)), _process_start())
     with atomic_dir(out_dir) as tmp:
         shutil.copytree(exports[-1], os.path.join(tmp, "hf"))
         atomic_write_json(os.path.join(tmp, "spec.json"), spec.to_dict())

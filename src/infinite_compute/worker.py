@@ -80,7 +80,7 @@ def _warm_up() -> None:
     cli._env_defaults()
     import levanter.main.train_lm  # noqa: F401
 
-    from . import cpt, evaluate, train  # noqa: F401
+    from . import cpt, evaluate, loop, train  # noqa: F401
 
 
 def _run(request: dict, fds: list[int], conn: socket.socket) -> int:
