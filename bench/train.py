@@ -1,21 +1,25 @@
 """Training speed on this machine, per model shape of the default study:
 
 - peak: fp32 matmul GFLOP/s (a 1024^3 jnp.dot, best of 5) with the jobs' thread setting;
-- levanter: the study's own training path (`python -m infinite_compute train`, levanter's Trainer)
-  as a fresh process on the default study's 16k-token cache: start-up (process start to the end of
-  the first step), median step time, data-loading time, tokens/s and model-FLOPs utilisation;
-- warm1, warm2: the same job handed to a warm worker (worker.py, as Snakemake jobs on this machine
-  run): the worker's first job of the shape, then a second one; start-up from the client's start;
+- trainer, loop: the study's own training job (`python -m infinite_compute train`) with each engine
+  (training.engine: levanter's Trainer, or loop.py) as a fresh process on the default study's 8k-token
+  cache: start-up (process start to the end of the first step), median step time, data-loading time,
+  tokens/s and model-FLOPs utilisation;
+- trainer-warm, loop-warm: the same job handed to a warm worker (worker.py, as Snakemake jobs on this
+  machine run), as the worker's second job of the shape (its first one warms it up); start-up from
+  the client's start;
 - plain: a minimal JAX+optax loop of the same model (levanter's Llama, AdamW, next-token loss), in
-  one process, one jitted step per batch; and `scan`: the same with 16 steps per jitted call.
+  one process, one jitted step per batch; and `scan16`: the same with 16 steps per jitted call.
 
     .venv/bin/python bench/train.py [--models n1,n2,n3,n4] [--steps 256] [--threads 1]
+                                    [--add-model wide=256,768,2,2]
 
-MFU = 6N-style model FLOPs per token (plan.ModelShape.flops_per_token) x steady tokens/s / peak.
-Start-up is from process start to the end of the first step for levanter, and the first (compiling)
-call for the in-process loops. Each
-measurement runs in its own process, with XLA single-threaded for --threads 1 (as the default
-study's jobs run, two at once on two cores). The 16k cache is built first if missing (snakemake).
+`--add-model name=hidden,intermediate,layers,heads` adds a shape to the config's (e.g. a wider one,
+to see where MFU goes as hidden size grows). MFU = 6N-style model FLOPs per token
+(plan.ModelShape.flops_per_token) x steady tokens/s / peak. Start-up is from process start to the
+end of the first step for the study's jobs, and the first (compiling) call for the in-process loops.
+Each measurement runs in its own process, with the XLA flags the study's jobs set for --threads 1.
+The cache is built first if missing (snakemake).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CACHE = os.path.join(ROOT, "results", "data", "cache", "d16384")
+CACHE = os.path.join(ROOT, "results", "data", "cache", "d8192")
 TOKENIZER = os.path.join(ROOT, "results", "data", "tokenizer")
 
 
@@ -44,12 +48,25 @@ def _env(threads: int) -> dict:
     return env
 
 
-def bench_spec(config: str, model: str, steps: int, budget: int = 16384):
-    """The run the study's plan would make of `model` for `steps` steps on `budget` tokens (lr 0.01,
-    wd 0.1, the config's batch, sequence length and optimizer): a single sweep point."""
-    from infinite_compute.plan import build_plan, load_config
+def bench_config(config: str, add_models: list[str]) -> dict:
+    from infinite_compute.plan import load_config
 
     cfg = load_config(config, os.path.join(ROOT, "schemas", "config.schema.yaml"))
+    for a in add_models:
+        name, dims = a.split("=")
+        h, i, layers, heads = map(int, dims.split(","))
+        cfg["models"][name] = {"hidden_dim": h, "intermediate_dim": i, "num_layers": layers, "num_heads": heads}
+    return cfg
+
+
+def bench_spec(cfg: dict, model: str, steps: int, budget: int = 8192):
+    """The run the study's plan would make of `model` for `steps` steps on `budget` tokens (lr 0.01,
+    wd 0.1, the config's batch, sequence length and optimizer): a single sweep point."""
+    import copy
+
+    from infinite_compute.plan import build_plan
+
+    cfg = copy.deepcopy(cfg)
     epochs = steps * cfg["training"]["batch_size"] * cfg["model"]["seq_len"] // budget
     cfg["tuning"]["searches"] = []
     cfg.update(ensembles=[], ensemble_recipes=[], distillation=[], cpt=None,
@@ -143,18 +160,21 @@ def worker_plain(spec: dict, vocab: int, steps: int, scan: int) -> dict:
     return {"first_call_seconds": first, "step_seconds": took / steps, "tokens_per_second": steps * batch * seq / took}
 
 
-def worker_levanter(spec: dict, workdir: str) -> dict:
+def _settings(engine: str) -> str:
+    return json.dumps({"checkpoint_minutes": 1.0, "evals_per_run": 2, "wandb": {"enabled": False}, "engine": engine})
+
+
+def worker_job(spec: dict, workdir: str, engine: str) -> dict:
     """The study's training job as the Snakefile runs it; its metrics.json has the timings."""
     out = os.path.join(workdir, "out")
-    settings = {"checkpoint_minutes": 1.0, "evals_per_run": 2, "wandb": {"enabled": False}}
     from infinite_compute import cli
 
     cli.main(["--threads", os.environ["BENCH_THREADS"], "train", "--spec", json.dumps(spec),
               "--cache", CACHE, "--tokenizer", TOKENIZER, "--out", out, "--checkpoints", os.path.join(workdir, "ck"),
-              "--settings", json.dumps(settings)])
+              "--settings", _settings(engine)])
     m = json.load(open(os.path.join(out, "metrics.json")))
     return {k: m[k] for k in ("startup_seconds", "step_seconds", "loading_seconds", "tokens_per_second",
-                              "wall_seconds")}
+                              "wall_seconds", "final_eval_loss")}
 
 
 def start_pool(workdir: str, threads: int) -> tuple[subprocess.Popen, str]:
@@ -174,18 +194,18 @@ def start_pool(workdir: str, threads: int) -> tuple[subprocess.Popen, str]:
     return p, sock
 
 
-def warm_job(spec, workdir: str, sock: str, threads: int) -> dict:
+def warm_job(spec, workdir: str, sock: str, threads: int, engine: str) -> dict:
     """The study's training job handed to a warm worker, as a Snakemake job on this machine runs;
     `process_seconds` is the client's whole run."""
     out = os.path.join(workdir, "out")
-    settings = {"checkpoint_minutes": 1.0, "evals_per_run": 2, "wandb": {"enabled": False}}
     t0 = time.time()
     subprocess.run([sys.executable, "-m", "infinite_compute", "--threads", str(threads), "train", "--spec",
                     spec.to_json(), "--cache", CACHE, "--tokenizer", TOKENIZER, "--out", out,
-                    "--checkpoints", os.path.join(workdir, "ck"), "--settings", json.dumps(settings)],
+                    "--checkpoints", os.path.join(workdir, "ck"), "--settings", _settings(engine)],
                    env={**_env(threads), "IC_WORKER": sock}, check=True, capture_output=True)
     m = json.load(open(os.path.join(out, "metrics.json")))
-    return {**{k: m[k] for k in ("startup_seconds", "step_seconds", "loading_seconds", "tokens_per_second")},
+    return {**{k: m[k] for k in ("startup_seconds", "step_seconds", "loading_seconds", "tokens_per_second",
+                                 "final_eval_loss")},
             "process_seconds": time.time() - t0}
 
 
@@ -195,6 +215,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--config", default=os.path.join(ROOT, "config.yaml"))
+    p.add_argument("--add-model", action="append", default=[])
     p.add_argument("--worker", nargs="+")
     a = p.parse_args()
     if a.worker:
@@ -204,54 +225,53 @@ def main() -> None:
         elif kind == "plain":
             r = worker_plain(json.loads(rest[0]), int(rest[1]), int(rest[2]), int(rest[3]))
         else:
-            r = worker_levanter(json.loads(rest[0]), rest[1])
+            r = worker_job(json.loads(rest[0]), rest[1], kind)
         print(json.dumps(r))
         return
 
     sys.path.insert(0, os.path.join(ROOT, "src"))
-    from infinite_compute.plan import load_config
-
-    vocab = load_config(a.config, os.path.join(ROOT, "schemas", "config.schema.yaml"))["tokenizer"]["vocab_size"]
+    cfg = bench_config(a.config, a.add_model)
+    vocab = cfg["tokenizer"]["vocab_size"]
     if not os.path.isdir(CACHE):
         subprocess.run([os.path.join(os.path.dirname(sys.executable), "snakemake"), "--cores", "2", "-q",
                         os.path.relpath(CACHE, ROOT), os.path.relpath(TOKENIZER, ROOT)], cwd=ROOT, check=True)
     peak = _worker(["peak"], a.threads)["gflops"]
     print(f"matmul peak, {a.threads} thread(s): {peak:.1f} GFLOP/s (fp32, 1024^3)")
-    print("tokens/s: over the whole training (levanter: from train_lm.main's start); steady: between steps; "
-          "MFU: steady model FLOP/s over the peak")
-    print(f"{'model':6s} {'params':>8s} | {'path':9s} {'start-up':>9s} {'step ms':>8s} {'load ms':>8s} "
-          f"{'tokens/s':>9s} {'steady':>9s} {'MFU':>6s}")
+    print("tokens/s: over the whole training (the study's jobs: from the training's start); steady: between "
+          "steps; MFU: steady model FLOP/s over the peak")
+    print(f"{'model':6s} {'params':>8s} | {'path':12s} {'start-up':>9s} {'step ms':>8s} {'load ms':>8s} "
+          f"{'tokens/s':>9s} {'steady':>9s} {'MFU':>6s} {'loss':>7s}")
     pool_dir = tempfile.mkdtemp(dir=os.path.join(ROOT, "results"))
     pool, sock = start_pool(pool_dir, a.threads)
     for name in a.models.split(","):
-        spec = bench_spec(a.config, name, a.steps)
+        spec = bench_spec(cfg, name, a.steps)
         fpt = spec.model.flops_per_token(vocab)
         tokens_per_step = spec.batch_size * spec.model.seq_len
         rows = {}
-        with tempfile.TemporaryDirectory(dir=os.path.join(ROOT, "results")) as wd:
-            t0 = time.time()
-            lev = _worker(["levanter", spec.to_json(), wd], a.threads)
-            lev["process_seconds"] = time.time() - t0
-        rows["levanter"] = lev
-        # on a warm worker: its first job of this shape, then a second one (the steady case of a study)
-        for i in range(2):
+        for engine in ("trainer", "loop"):
             with tempfile.TemporaryDirectory(dir=os.path.join(ROOT, "results")) as wd:
-                rows[f"warm{i + 1}"] = warm_job(spec, wd, sock, a.threads)
+                t0 = time.time()
+                rows[engine] = _worker([engine, spec.to_json(), wd], a.threads)
+                rows[engine]["process_seconds"] = time.time() - t0
+            # on a warm worker: its second job of this shape (the first warms it up), as in a study
+            for _ in range(2):
+                with tempfile.TemporaryDirectory(dir=os.path.join(ROOT, "results")) as wd:
+                    rows[f"{engine}-warm"] = warm_job(spec, wd, sock, a.threads, engine)
         rows["plain"] = _worker(["plain", spec.to_json(), str(vocab), str(a.steps), "1"], a.threads)
         rows["scan16"] = _worker(["plain", spec.to_json(), str(vocab), str(a.steps), "16"], a.threads)
         for path, r in rows.items():
             start = r.get("startup_seconds", r.get("first_call_seconds"))
             steady = tokens_per_step / r["step_seconds"]  # tokens/s between steps, start-up excluded
-            print(f"{name:6s} {spec.model.non_embedding_params() / 1e6:7.2f}M | {path:9s} {start:8.1f}s "
+            loss = f"{r['final_eval_loss']:7.4f}" if "final_eval_loss" in r else ""
+            print(f"{name:6s} {spec.model.non_embedding_params() / 1e6:7.2f}M | {path:12s} {start:8.1f}s "
                   f"{r['step_seconds'] * 1e3:8.1f} {r.get('loading_seconds', 0) * 1e3:8.1f} "
-                  f"{r['tokens_per_second']:9.0f} {steady:9.0f} {fpt * steady / (peak * 1e9):6.3f}")
-        in_steps = a.steps * lev["step_seconds"]
-        print(f"{name:6s} levanter job: {lev['process_seconds']:.1f} s in all for {a.steps} steps, of which "
-              f"~{in_steps:.1f} s in steps ({in_steps / lev['process_seconds']:.0%}); steady step time "
-              f"levanter/plain {lev['step_seconds'] / rows['plain']['step_seconds']:.2f}x, "
-              f"levanter/scan16 {lev['step_seconds'] / rows['scan16']['step_seconds']:.2f}x; "
-              f"on a warm worker (2nd job): {rows['warm2']['process_seconds']:.1f} s in all, "
-              f"{lev['process_seconds'] / rows['warm2']['process_seconds']:.2f}x faster", flush=True)
+                  f"{r['tokens_per_second']:9.0f} {steady:9.0f} {fpt * steady / (peak * 1e9):6.3f} {loss}")
+        tr, lp = rows["trainer-warm"], rows["loop-warm"]
+        print(f"{name:6s} a {a.steps}-step job on a warm worker: trainer {tr['process_seconds']:.1f} s, loop "
+              f"{lp['process_seconds']:.1f} s ({tr['process_seconds'] / lp['process_seconds']:.2f}x); steady step "
+              f"trainer/loop {tr['step_seconds'] / lp['step_seconds']:.2f}x, loop/scan16 "
+              f"{lp['step_seconds'] / rows['scan16']['step_seconds']:.2f}x; in a fresh process: trainer "
+              f"{rows['trainer']['process_seconds']:.1f} s, loop {rows['loop']['process_seconds']:.1f} s", flush=True)
     pool.terminate()
     pool.wait()
     shutil.rmtree(pool_dir, ignore_errors=True)

@@ -93,6 +93,7 @@ def test_run_override_changes_only_that_run(smoke_config):
         (lambda c: c["cpt"]["base"].update(search="nope"), "cpt.base.search"),
         (lambda c: c["cpt"]["base"].update(token_budget=4096), "cpt.base"),
         (lambda c: c["cpt"].update(token_budgets=[256, 2048]), "cpt.token_budgets"),
+        (lambda c: c.setdefault("training", {}).update(levanter={"mp": "p=f32,c=bfloat16"}), "training.levanter"),
     ],
 )
 def test_semantic_errors_name_the_key(edit, key):
@@ -111,6 +112,8 @@ def test_semantic_errors_name_the_key(edit, key):
         (lambda c: c["tuning"]["searches"][0].update(recipe="fancy"), ["recipe", "fancy"]),
         (lambda c: c.update(learning_rat=0.1), ["learning_rat"]),
         (lambda c: c["training"].update(warmpu=0.1), ["warmpu"]),
+        (lambda c: c["training"].update(engine="fast"), ["engine", "fast"]),
+        (lambda c: c["model"].update(attention_backend="flash"), ["attention_backend", "flash"]),
     ],
 )
 def test_schema_errors_name_the_key(edit, words):

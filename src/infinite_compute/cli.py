@@ -142,13 +142,11 @@ def _write_eval(out: str, run_id: str, validation: np.ndarray, arrays: dict, **f
 
 
 def cmd_evaluate(a) -> None:
-    from . import data, evaluate, lm_harness
+    from . import data, evaluate
 
     spec = _spec(a.model)
-    tok = data.load_tokenizer(a.tokenizer)
     seqs = data.evaluation_sequences(a.validation, spec.model.seq_len)
-    pairs = lm_harness.read_requests(a.requests)
-    bseqs, bmask = evaluate.encode_requests(pairs, tok, spec.model.seq_len, tok.eos_token_id)
+    pairs, bseqs, bmask = evaluate.encoded_request_file(a.requests, a.tokenizer, spec.model.seq_len)
     with evaluate.device_mesh():
         model = evaluate.load_model(os.path.join(a.model, "hf"), spec, a.tokenizer)
         val = evaluate.token_logprobs(model, seqs, a.batch_size)

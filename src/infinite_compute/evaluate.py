@@ -73,6 +73,30 @@ def token_logprobs(model, sequences: np.ndarray, batch_size: int, greedy: bool =
     return (out, top) if greedy else out
 
 
+def encoded_request_file(requests: str, tokenizer_dir: str, seq_len: int):
+    """`encode_requests` of a requests file (lm_harness.read_requests) with the tokenizer at
+    `tokenizer_dir`: (pairs, sequences, cont_mask). A warm worker keeps the last few, keyed by the
+    files' identities, so the study's evaluations do not tokenize the same requests again."""
+    import os
+
+    def ident(path):
+        st = os.stat(path)
+        return os.path.realpath(path), st.st_mtime_ns, st.st_size
+
+    tok_files = tuple(ident(os.path.join(tokenizer_dir, f)) for f in sorted(os.listdir(tokenizer_dir)))
+    return _encoded(ident(requests), tok_files, tokenizer_dir, seq_len)
+
+
+@functools.lru_cache(maxsize=4)
+def _encoded(requests_id, tokenizer_id, tokenizer_dir: str, seq_len: int):
+    from .data import load_tokenizer
+    from .lm_harness import read_requests
+
+    tok = load_tokenizer(tokenizer_dir)
+    pairs = read_requests(requests_id[0])
+    return (pairs, *encode_requests(pairs, tok, seq_len, tok.eos_token_id))
+
+
 def encode_requests(pairs, tokenizer, seq_len: int, eot_id: int):
     """Log-likelihood requests (context, continuation) as lm-eval's HF model encodes them: trailing
     spaces of the context move to the continuation, and the continuation's tokens are those of
