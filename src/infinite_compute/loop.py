@@ -31,7 +31,6 @@ import time
 
 import numpy as np
 
-from .io import atomic_dir, atomic_write_json
 from .plan import ModelShape, RunSpec
 
 logger = logging.getLogger(__name__)
@@ -175,8 +174,9 @@ def train(
 ) -> dict:
     """Train `spec` (from the HF export at `init_from`, if given), export it to `out_dir`/hf and
     write spec.json and metrics.json beside it; resumes from the newest checkpoint of this spec."""
-    if (init_from is None) != (spec.init_from is None):
-        raise ValueError(f"{spec.run_id}: init_from is {spec.init_from!r} in its spec but {init_from!r} was given")
+    from .train import StepRecords, _process_start, _summarise, adamw_config, check_init_from, publish, spec_hash
+
+    check_init_from(spec, init_from)
     import jax.numpy as jnp
     import jax.random as jrandom
     from levanter.checkpoint import discover_latest_checkpoint, load_checkpoint, save_checkpoint
@@ -186,7 +186,6 @@ def train(
 
     from . import evaluate
     from .data import load_tokenizer
-    from .train import StepRecords, _process_start, _summarise, adamw_config, spec_hash
 
     started, traces = time.time(), TRACES["run_chunk"]
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -286,9 +285,5 @@ def train(
         tracker.finish()
     metrics = _summarise(records.items, spec, time.time() - started, len(tokenizer), _process_start())
     metrics["programs_traced"] = TRACES["run_chunk"] - traces  # 0: a warm worker had this shape's programs
-    with atomic_dir(out_dir) as tmp:
-        shutil.copytree(export, os.path.join(tmp, "hf"))
-        atomic_write_json(os.path.join(tmp, "spec.json"), spec.to_dict())
-        atomic_write_json(os.path.join(tmp, "metrics.json"), metrics)
-    shutil.rmtree(ckpt, ignore_errors=True)  # finished: nothing left to resume
+    publish(out_dir, spec, export, metrics, ckpt)
     return metrics

@@ -269,8 +269,7 @@ def train(
 ) -> dict:
     """Train `spec` (from the HF export at `init_from`, if given), export it to `out_dir`/hf and
     write spec.json and metrics.json beside it."""
-    if (init_from is None) != (spec.init_from is None):
-        raise ValueError(f"{spec.run_id}: init_from is {spec.init_from!r} in its spec but {init_from!r} was given")
+    check_init_from(spec, init_from)
     import levanter.main.train_lm as train_lm
 
     ckpt = os.path.join(checkpoint_root, f"{spec.run_id}-{spec_hash(spec)}")
@@ -306,12 +305,23 @@ def train(
     from .data import load_tokenizer
 
     metrics = _summarise(collector.records.items, spec, wall, len(load_tokenizer(tokenizer_dir)), _process_start())
+    publish(out_dir, spec, exports[-1], metrics, ckpt)
+    return metrics
+
+
+def check_init_from(spec: RunSpec, init_from: str | None) -> None:
+    if (init_from is None) != (spec.init_from is None):
+        raise ValueError(f"{spec.run_id}: init_from is {spec.init_from!r} in its spec but {init_from!r} was given")
+
+
+def publish(out_dir: str, spec: RunSpec, export: str, metrics: dict, checkpoints: str) -> None:
+    """A finished run's outputs, all at once: hf/ (from `export`), spec.json, metrics.json; then its
+    resumable state goes (nothing is left to resume)."""
     with atomic_dir(out_dir) as tmp:
-        shutil.copytree(exports[-1], os.path.join(tmp, "hf"))
+        shutil.copytree(export, os.path.join(tmp, "hf"))
         atomic_write_json(os.path.join(tmp, "spec.json"), spec.to_dict())
         atomic_write_json(os.path.join(tmp, "metrics.json"), metrics)
-    shutil.rmtree(ckpt, ignore_errors=True)  # finished: nothing left to resume
-    return metrics
+    shutil.rmtree(checkpoints, ignore_errors=True)
 
 
 def _step_of(path: str) -> int:
