@@ -16,6 +16,8 @@ def _num(x, digits: int = 3) -> str:
         return "n/a"
     if isinstance(x, float) and np.isinf(x):
         return "inf" if x > 0 else "-inf"
+    if abs(x) >= 1e15:  # a degenerate fit's (an asymptote at 0): no token count is this large
+        return f"{x:.3g}"
     return f"{x:.{digits}f}"
 
 
