@@ -371,6 +371,13 @@ def _train_cmd(wd, spec, out, checkpoints, checkpoint_minutes, engine="loop", ev
             "--out", out, "--checkpoints", checkpoints, "--settings", json.dumps(settings)]
 
 
+def _job_env(wd, **extra) -> dict:
+    """The environment of a training job run by a test in a process of its own (not on a warm worker)."""
+    env = {**os.environ, "PYTHONPATH": os.path.join(wd, "src"), **extra}
+    env.pop("IC_WORKER", None)
+    return env
+
+
 @pytest.fixture
 def pool(smoke, tmp_path):
     """A pool of one warm worker (worker.py) owned by this test process; its socket path."""
@@ -393,8 +400,7 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(smoke
 
     spec = json.load(open(os.path.join(smoke, "results", "models", "t1-d8k-ep1-lr0.01-wd0.1-s0", "spec.json")))
     spec.update(epochs=32, num_train_steps=32 * 8192 // (8 * 64), run_id="t1-d8k-ep32-lr0.01-wd0.1-s0")
-    env = {**os.environ, "PYTHONPATH": os.path.join(smoke, "src")}
-    env.pop("IC_WORKER", None)
+    env = _job_env(smoke)
     whole = tmp_path / "whole"
     subprocess.run(_train_cmd(smoke, spec, str(whole / "out"), str(whole / "ck"), 0.02, engine), env=env,
                    check=True, capture_output=True, timeout=600)
@@ -449,8 +455,7 @@ def test_the_loop_engine_trains_as_levanters_trainer_does(smoke, tmp_path):
 
     loop = os.path.join(smoke, "results", "models", "t2-d8k-ep2-lr0.01-wd0.1-s0")
     spec = json.load(open(os.path.join(loop, "spec.json")))
-    env = {**os.environ, "PYTHONPATH": os.path.join(smoke, "src")}
-    env.pop("IC_WORKER", None)
+    env = _job_env(smoke)
     per_run = yaml.safe_load(open(os.path.join(smoke, ".test", "config.yaml")))["training"]["evals_per_run"]
     subprocess.run(_train_cmd(smoke, spec, str(tmp_path / "out"), str(tmp_path / "ck"), 10, "trainer", per_run),
                    env=env, check=True, capture_output=True, timeout=600)
@@ -463,6 +468,34 @@ def test_the_loop_engine_trains_as_levanters_trainer_does(smoke, tmp_path):
     for k in wa:
         np.testing.assert_allclose(wa[k], wb[k], atol=1e-4, err_msg=k)
     assert a["parameter_count"] == b["parameter_count"]
+
+
+def test_a_loop_run_does_not_depend_on_the_jax_settings_its_process_had(smoke, tmp_path):
+    """A warm worker may have run a Trainer job before, which sets levanter's jax settings process-wide
+    (jax_softmax_custom_jvp changes softmax's gradient). A loop run applies them itself: the same run
+    in a process that starts with the other setting ends with the study's weights, bit for bit."""
+    from safetensors.numpy import load_file
+
+    study = os.path.join(smoke, "results", "models", "t1-d8k-ep1-lr0.01-wd0.1-s0")
+    spec = json.load(open(os.path.join(study, "spec.json")))
+    per_run = yaml.safe_load(open(os.path.join(smoke, ".test", "config.yaml")))["training"]["evals_per_run"]
+    # the study's workers started with jax's default; this process starts with the other value
+    env = _job_env(smoke, JAX_SOFTMAX_CUSTOM_JVP="0" if _jax_default_softmax_custom_jvp() else "1")
+    subprocess.run(_train_cmd(smoke, spec, str(tmp_path / "out"), str(tmp_path / "ck"), 10, "loop", per_run),
+                   env=env, check=True, capture_output=True, timeout=600)
+    a = load_file(os.path.join(study, "hf", "model.safetensors"))
+    b = load_file(str(tmp_path / "out" / "hf" / "model.safetensors"))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    ma, mb = json.load(open(os.path.join(study, "metrics.json"))), json.load(open(tmp_path / "out" / "metrics.json"))
+    assert ma["train_loss"] == mb["train_loss"] and ma["eval_loss"] == mb["eval_loss"]
+
+
+def _jax_default_softmax_custom_jvp() -> bool:
+    """jax_softmax_custom_jvp in a fresh process (this one may have run a Trainer, which sets it)."""
+    out = subprocess.run([sys.executable, "-c", "import jax; print(jax.config.jax_softmax_custom_jvp)"],
+                         env=_job_env(ROOT), capture_output=True, text=True, check=True).stdout
+    return out.strip() == "True"
 
 
 def test_a_warm_worker_traces_a_shapes_training_program_once(smoke):

@@ -177,10 +177,12 @@ def train(
     from .train import StepRecords, _process_start, _summarise, adamw_config, check_init_from, publish, spec_hash
 
     check_init_from(spec, init_from)
+    import jax
     import jax.numpy as jnp
     import jax.random as jrandom
     from levanter.checkpoint import discover_latest_checkpoint, load_checkpoint, save_checkpoint
     from levanter.data.text import DEFAULT_IGNORE_INDEX
+    from levanter.trainer import DEFAULT_JAX_CONFIG
     from levanter.trainer_state import init_optimizer_for_trainables
     from levanter.utils.jax_utils import parameter_count
 
@@ -188,6 +190,11 @@ def train(
     from .data import load_tokenizer
 
     started, traces = time.time(), TRACES["run_chunk"]
+    # The jax settings levanter's Trainer applies (jax_softmax_custom_jvp changes softmax's gradient):
+    # applied for every run, so that a run does not depend on what ran before it in a warm worker
+    # (a Trainer job sets them process-wide) and trains as the Trainer does.
+    for name, value in DEFAULT_JAX_CONFIG.items():
+        jax.config.update(name, value)
     tokenizer = load_tokenizer(tokenizer_dir)
     o = spec.optimizer
     static = Static(spec.model, len(tokenizer), spec.batch_size, chunk, o["beta1"], o["beta2"], o["epsilon"],
