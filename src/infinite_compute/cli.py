@@ -116,7 +116,7 @@ def cmd_train(a) -> None:
     common = dict(cache_dir=a.cache, tokenizer_dir=a.tokenizer, out_dir=a.out, checkpoint_root=a.checkpoints,
                   evals_per_run=settings["evals_per_run"], checkpoint_minutes=settings["checkpoint_minutes"],
                   wandb=settings.get("wandb"), init_from=a.init_from)
-    if settings.get("engine", "trainer") == "loop":
+    if settings["engine"] == "loop":
         metrics = loop.train(spec, **common)
     else:
         metrics = train.train(spec, **common, trainer=settings.get("trainer"))
