@@ -39,7 +39,7 @@ TOKENIZER = os.path.join(ROOT, "results", "data", "tokenizer")
 
 
 def _env(threads: int) -> dict:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.path.join(ROOT, "src"), "BENCH_THREADS": str(threads),
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.path.join(ROOT, "src"),
            # the persistent compilation cache every job of a study shares (rules/common.smk)
            "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR",
                                                        os.path.join(ROOT, "results", "jax-cache"))}
@@ -111,7 +111,6 @@ def worker_plain(spec: dict, vocab: int, steps: int, scan: int) -> dict:
     import equinox as eqx
     import haliax as hax
     import jax
-    import jax.numpy as jnp
     import optax
     from levanter.models.llama import LlamaLMHeadModel
     from levanter.models.lm_model import LmExample, compute_next_token_loss
@@ -160,23 +159,6 @@ def worker_plain(spec: dict, vocab: int, steps: int, scan: int) -> dict:
     return {"first_call_seconds": first, "step_seconds": took / steps, "tokens_per_second": steps * batch * seq / took}
 
 
-def _settings(engine: str) -> str:
-    return json.dumps({"checkpoint_minutes": 1.0, "evals_per_run": 2, "wandb": {"enabled": False}, "engine": engine})
-
-
-def worker_job(spec: dict, workdir: str, engine: str) -> dict:
-    """The study's training job as the Snakefile runs it; its metrics.json has the timings."""
-    out = os.path.join(workdir, "out")
-    from infinite_compute import cli
-
-    cli.main(["--threads", os.environ["BENCH_THREADS"], "train", "--spec", json.dumps(spec),
-              "--cache", CACHE, "--tokenizer", TOKENIZER, "--out", out, "--checkpoints", os.path.join(workdir, "ck"),
-              "--settings", _settings(engine)])
-    m = json.load(open(os.path.join(out, "metrics.json")))
-    return {k: m[k] for k in ("startup_seconds", "step_seconds", "loading_seconds", "tokens_per_second",
-                              "wall_seconds", "final_eval_loss")}
-
-
 def start_pool(workdir: str, threads: int) -> tuple[subprocess.Popen, str]:
     """One warm worker (worker.py) owned by this process, as Snakemake's onstart starts them."""
     sock = os.path.join(workdir, "pool.sock")
@@ -194,15 +176,19 @@ def start_pool(workdir: str, threads: int) -> tuple[subprocess.Popen, str]:
     return p, sock
 
 
-def warm_job(spec, workdir: str, sock: str, threads: int, engine: str) -> dict:
-    """The study's training job handed to a warm worker, as a Snakemake job on this machine runs;
-    `process_seconds` is the client's whole run."""
+def job(spec, workdir: str, threads: int, engine: str, sock: str | None = None) -> dict:
+    """The study's training job as the Snakefile runs it, in a fresh process or handed to the warm
+    worker at `sock`; its metrics.json has the timings, `process_seconds` is the whole command."""
     out = os.path.join(workdir, "out")
+    settings = {"checkpoint_minutes": 1.0, "evals_per_run": 2, "wandb": {"enabled": False}, "engine": engine}
+    env = _env(threads)
+    if sock:
+        env["IC_WORKER"] = sock
     t0 = time.time()
     subprocess.run([sys.executable, "-m", "infinite_compute", "--threads", str(threads), "train", "--spec",
                     spec.to_json(), "--cache", CACHE, "--tokenizer", TOKENIZER, "--out", out,
-                    "--checkpoints", os.path.join(workdir, "ck"), "--settings", _settings(engine)],
-                   env={**_env(threads), "IC_WORKER": sock}, check=True, capture_output=True)
+                    "--checkpoints", os.path.join(workdir, "ck"), "--settings", json.dumps(settings)],
+                   env=env, check=True, capture_output=True)
     m = json.load(open(os.path.join(out, "metrics.json")))
     return {**{k: m[k] for k in ("startup_seconds", "step_seconds", "loading_seconds", "tokens_per_second",
                                  "final_eval_loss")},
@@ -222,10 +208,8 @@ def main() -> None:
         kind, *rest = a.worker
         if kind == "peak":
             r = worker_peak()
-        elif kind == "plain":
-            r = worker_plain(json.loads(rest[0]), int(rest[1]), int(rest[2]), int(rest[3]))
         else:
-            r = worker_job(json.loads(rest[0]), rest[1], kind)
+            r = worker_plain(json.loads(rest[0]), int(rest[1]), int(rest[2]), int(rest[3]))
         print(json.dumps(r))
         return
 
@@ -250,13 +234,11 @@ def main() -> None:
         rows = {}
         for engine in ("trainer", "loop"):
             with tempfile.TemporaryDirectory(dir=os.path.join(ROOT, "results")) as wd:
-                t0 = time.time()
-                rows[engine] = _worker([engine, spec.to_json(), wd], a.threads)
-                rows[engine]["process_seconds"] = time.time() - t0
+                rows[engine] = job(spec, wd, a.threads, engine)
             # on a warm worker: its second job of this shape (the first warms it up), as in a study
             for _ in range(2):
                 with tempfile.TemporaryDirectory(dir=os.path.join(ROOT, "results")) as wd:
-                    rows[f"{engine}-warm"] = warm_job(spec, wd, sock, a.threads, engine)
+                    rows[f"{engine}-warm"] = job(spec, wd, a.threads, engine, sock)
         rows["plain"] = _worker(["plain", spec.to_json(), str(vocab), str(a.steps), "1"], a.threads)
         rows["scan16"] = _worker(["plain", spec.to_json(), str(vocab), str(a.steps), "16"], a.threads)
         for path, r in rows.items():

@@ -5,7 +5,6 @@ resumed to bit-identical weights, and a whole smoke study on it: tests/test_work
 import os
 import subprocess
 import sys
-import time
 
 import psutil
 
