@@ -217,8 +217,9 @@ def main() -> None:
     cfg = bench_config(a.config, a.add_model)
     vocab = cfg["tokenizer"]["vocab_size"]
     if not os.path.isdir(CACHE):
-        subprocess.run([os.path.join(os.path.dirname(sys.executable), "snakemake"), "--cores", "2", "-q",
-                        os.path.relpath(CACHE, ROOT), os.path.relpath(TOKENIZER, ROOT)], cwd=ROOT, check=True)
+        # (targets before -q: snakemake 9's --quiet takes the words after it as its choices)
+        subprocess.run([os.path.join(os.path.dirname(sys.executable), "snakemake"), os.path.relpath(CACHE, ROOT),
+                        os.path.relpath(TOKENIZER, ROOT), "--cores", "2", "-q"], cwd=ROOT, check=True)
     peak = _worker(["peak"], a.threads)["gflops"]
     print(f"matmul peak, {a.threads} thread(s): {peak:.1f} GFLOP/s (fp32, 1024^3)")
     print("tokens/s: over the whole training (the study's jobs: from the training's start); steady: between "
