@@ -20,3 +20,27 @@ def smoke_config():
 def raw_smoke_config() -> dict:
     with open(os.path.join(ROOT, ".test", "config.yaml")) as f:
         return yaml.safe_load(f)
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory):
+    """A corpus of 60 small text files, prepared, with a BPE tokenizer of 300 tokens: (root, manifest)."""
+    import numpy as np
+
+    from infinite_compute import data
+
+    root = tmp_path_factory.mktemp("corpus")
+    src = root / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    words = ["alpha", "beta", "gamma", "delta", "return", "def", "class", "self", "(", ")", ":"]
+    for i in range(60):
+        (src / f"f{i:02d}.txt").write_text("\n".join(" ".join(rng.choice(words, 8)) for _ in range(30)))
+    cfg = {
+        "seed": 0,
+        "data": {"source": "files", "files": [str(src / "*.txt")], "text_field": "text", "max_document_chars": 800,
+                 "validation_fraction": 0.1},
+    }
+    manifest = data.prepare_corpus(cfg, str(root / "corpus"))
+    data.train_tokenizer(str(root / "corpus" / "train.jsonl"), 300, 100000, str(root / "tok"))
+    return root, manifest

@@ -24,25 +24,6 @@ def test_split_is_stable_and_independent_of_other_documents():
     assert {d.doc_id for d in val_sub} == {d.doc_id for d in val if int(d.doc_id[1:]) < 200}
 
 
-@pytest.fixture(scope="module")
-def small_corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    src = root / "src"
-    src.mkdir()
-    rng = np.random.default_rng(0)
-    words = ["alpha", "beta", "gamma", "delta", "return", "def", "class", "self", "(", ")", ":"]
-    for i in range(60):
-        (src / f"f{i:02d}.txt").write_text("\n".join(" ".join(rng.choice(words, 8)) for _ in range(30)))
-    cfg = {
-        "seed": 0,
-        "data": {"source": "files", "files": [str(src / "*.txt")], "text_field": "text", "max_document_chars": 800,
-                 "validation_fraction": 0.1},
-    }
-    manifest = data.prepare_corpus(cfg, str(root / "corpus"))
-    data.train_tokenizer(str(root / "corpus" / "train.jsonl"), 300, 100000, str(root / "tok"))
-    return root, manifest
-
-
 def test_manifest_records_every_file(small_corpus):
     root, manifest = small_corpus
     assert len(manifest["files"]) == 60

@@ -1,6 +1,10 @@
 """The loop engine's schedule: which steps run in which compiled call, and where it evaluates.
 (Its training is checked against levanter's Trainer in test_workflow.py.)"""
 
+import numpy as np
+import pytest
+
+from infinite_compute import data, loop
 from infinite_compute.loop import _chunks, eval_steps
 
 
@@ -28,3 +32,42 @@ def test_a_resumed_run_makes_the_same_calls_as_an_uninterrupted_one():
         assert all(0 < b - a <= chunk for a, b in whole)
         for i, (a, _) in enumerate(whole):
             assert _chunks(a, steps, chunk, evals) == whole[i:]
+
+
+@pytest.fixture(scope="module")
+def budget_cache(small_corpus, tmp_path_factory):
+    """A levanter cache of 3,000 training tokens of the small corpus: (its train split, tokenizer dir)."""
+    from levanter.data.text import TextLmDatasetFormat, load_lm_dataset_cache
+
+    root, _ = small_corpus
+    tmp, tok_dir = tmp_path_factory.mktemp("budget"), str(root / "tok")
+    for split, limit in (("train", 3000), ("validation", 500)):
+        stream, offsets = data.tokenize_stream(str(root / "corpus" / f"{split}.jsonl"), tok_dir, limit)
+        data.write_token_stream(str(tmp / f"{split}.npz"), stream, offsets)
+    data.build_budget_cache(str(tmp / "train.npz"), str(tmp / "validation.npz"), tok_dir, 3000, str(tmp / "d3000"))
+    return load_lm_dataset_cache(str(tmp / "d3000" / "train"), TextLmDatasetFormat(), data.load_tokenizer(tok_dir))
+
+
+@pytest.mark.parametrize("read_once", [True, False])
+def test_the_training_order_is_levanters_epochs_of_its_shuffled_sequences(budget_cache, monkeypatch, read_once):
+    """TrainingOrder gives the sequences train_lm's EpochDataset gives, in its order, whether it read
+    the epoch once (small data) or asks levanter for each range (data over _READ_ONCE_BYTES)."""
+    import jax.random as jrandom
+    from levanter.data.dataset import EpochDataset
+    from levanter.data.text import TokenSeqDataset
+
+    if not read_once:
+        monkeypatch.setattr(loop, "_READ_ONCE_BYTES", 0)
+    seq_len, epochs, key = 16, 3, jrandom.PRNGKey(5)
+    order = loop.TrainingOrder(budget_cache, seq_len, key, epochs)
+    assert (order._epoch is not None) == read_once
+    ref = TokenSeqDataset(budget_cache, seq_len).shuffle(key, perm_type="feistel")
+    ref = EpochDataset(ref, max_epochs=epochs).as_sync_dataset()
+    n = order.per_epoch
+    assert n == 3000 // seq_len
+    for a, b in [(0, 7), (n - 3, n + 5), (2 * n + 1, 3 * n), (0, 3 * n)]:
+        np.testing.assert_array_equal(order.rows(a, b), np.stack(ref.get_batch(list(range(a, b)))))
+    assert not np.array_equal(order.rows(0, n), np.stack(TokenSeqDataset(budget_cache, seq_len).as_sync_dataset()
+                                                         .get_batch(list(range(n)))))  # shuffled
+    with pytest.raises(ValueError, match="past the last of 3 epochs"):
+        order.rows(3 * n - 1, 3 * n + 1)
