@@ -1,6 +1,7 @@
 """Training speed on this machine, per model shape of the default study:
 
-- peak: fp32 matmul GFLOP/s (a 1024^3 jnp.dot, best of 5) with the jobs' thread setting;
+- peak: fp32 matmul GFLOP/s (a 1024^3 jnp.dot, best of 5) with the jobs' thread setting, measured
+  again before each shape (this VM's peak has varied from 137 to 284 GFLOP/s within an hour);
 - trainer, loop: the study's own training job (`python -m infinite_compute train`) with each engine
   (training.engine: levanter's Trainer, or loop.py) as a fresh process on the default study's 8k-token
   cache: start-up (process start to the end of the first step), median step time, data-loading time,
@@ -220,15 +221,15 @@ def main() -> None:
         # (targets before -q: snakemake 9's --quiet takes the words after it as its choices)
         subprocess.run([os.path.join(os.path.dirname(sys.executable), "snakemake"), os.path.relpath(CACHE, ROOT),
                         os.path.relpath(TOKENIZER, ROOT), "--cores", "2", "-q"], cwd=ROOT, check=True)
-    peak = _worker(["peak"], a.threads)["gflops"]
-    print(f"matmul peak, {a.threads} thread(s): {peak:.1f} GFLOP/s (fp32, 1024^3)")
     print("tokens/s: over the whole training (the study's jobs: from the training's start); steady: between "
-          "steps; MFU: steady model FLOP/s over the peak")
+          "steps; MFU: steady model FLOP/s over the peak measured before the shape")
     print(f"{'model':6s} {'params':>8s} | {'path':12s} {'start-up':>9s} {'step ms':>8s} {'load ms':>8s} "
           f"{'tokens/s':>9s} {'steady':>9s} {'MFU':>6s} {'loss':>7s}")
     pool_dir = tempfile.mkdtemp(dir=os.path.join(ROOT, "results"))
     pool, sock = start_pool(pool_dir, a.threads)
     for name in a.models.split(","):
+        peak = _worker(["peak"], a.threads)["gflops"]
+        print(f"{name:6s} matmul peak, {a.threads} thread(s): {peak:.1f} GFLOP/s (fp32, 1024^3)")
         spec = bench_spec(cfg, name, a.steps)
         fpt = spec.model.flops_per_token(vocab)
         tokens_per_step = spec.batch_size * spec.model.seq_len
