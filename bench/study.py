@@ -67,7 +67,8 @@ def main() -> None:
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--keep", action="store_true", help="keep the study's copy (results/bench/...)")
     a = p.parse_args()
-    name = os.path.basename(a.config).removesuffix(".yaml").strip(".") or "config"
+    # .test/config.yaml -> study-test-config, config.yaml -> study-config: one folder per config
+    name = a.config.removesuffix(".yaml").replace(os.sep, "-").lstrip(".") or "config"
     wd = os.path.join(ROOT, "results", "bench", f"study-{name}")
     shutil.rmtree(wd, ignore_errors=True)
     copy_project(wd)
