@@ -138,3 +138,43 @@ def test_ensemble_and_joint_asymptotes(tuning):
     assert fixed["data_efficiency"] == pytest.approx((A_D / (1.8 - 1.5)) ** 2 / D0, rel=1e-3)
     top = labels["fixed-n2 (K=6)"]  # the largest fixed ensemble's own (first-K) loss
     assert top["loss"] == pytest.approx(0.5 / 6**0.8 + 1.81)
+
+
+def test_a_flat_fit_is_recorded_as_flat_and_gives_no_asymptote(tuning):
+    """L(N) that does not fall with N (as in the default study's baseline at 8k tokens): its fit is
+    kept with the status "flat", and no N -> inf asymptote or multiplier is read off it; a flat
+    L(D) gives no data-efficiency multipliers at all."""
+    flat = tuning[tuning["cell"] != "other-n2"].copy()
+    base = (flat["recipe"] == "baseline") & (flat["token_budget"] == D0)
+    flat.loc[base, "loss"] = [5.421, 5.446, 5.419, 5.431]  # n1..n4; n2's is also the data law's point at D0
+    empty = pd.DataFrame(columns=["ensemble", "ensemble_size", "loss", "token_budget"])
+    fits, eff = compute_fits(flat, empty, data_scaling_models=["n2"], n_bootstrap=20, ci_level=0.9, seed=0)
+    by = {(f["fit"], f["recipe"], f["group"]): f for f in fits}
+    assert by[("params", "baseline", f"D={D0}")]["status"].startswith("flat: the loss does not fall with non_emb")
+    assert by[("params", "regularized", f"D={D0}")]["status"] == "ok"
+    asym = {e["recipe"] for e in eff if e["label"].startswith("asymptote")}
+    assert asym == {"regularized"}
+    # L(D) through points that rise with D (8k, 16k = n2's 5.446, 32k, 64k): flat, and nothing is
+    # measured against it
+    level = flat.copy()
+    level.loc[level["cell"].str.startswith("data-"), "loss"] = [5.43, 5.45, 5.46]
+    fits, eff = compute_fits(level, empty, data_scaling_models=["n2"], n_bootstrap=20, ci_level=0.9, seed=0)
+    assert [f["status"][:5] for f in fits if f["fit"] == "data"] == ["flat:"] and eff == []
+
+
+def test_an_asymptote_at_zero_is_not_an_asymptote_but_l_of_d_without_one_is_a_law(tuning):
+    """The regularized L(N) a pure power law (it never levels off): its fit says "no asymptote" and
+    gives no N -> inf multiplier. A pure power law L(D) is still the law multipliers are read off."""
+    pure = tuning.copy()
+    reg = pure["recipe"] == "regularized"
+    pure.loc[reg, "loss"] = [8.0 / n**0.1 for n in pure.loc[reg, "non_embedding_params"]]
+    data = pure["cell"].str.startswith("data-") | ((pure["model"] == "n2") & (pure["recipe"] == "baseline"))
+    pure.loc[data, "loss"] = [30.0 / d**0.2 for d in pure.loc[data, "token_budget"]]
+    pure = pure[pure["cell"] != "other-n2"]
+    empty = pd.DataFrame(columns=["ensemble", "ensemble_size", "loss", "token_budget"])
+    fits, eff = compute_fits(pure, empty, data_scaling_models=["n2"], n_bootstrap=20, ci_level=0.9, seed=0)
+    by = {(f["fit"], f["recipe"], f["group"]): f for f in fits}
+    assert by[("params", "regularized", f"D={D0}")]["status"].startswith("no asymptote: E is at its bound 0")
+    assert by[("data", "baseline", "all")]["status"] == "ok" and by[("data", "baseline", "all")]["E"] < 1e-6
+    assert "regularized" not in {e["recipe"] for e in eff if e["label"].startswith("asymptote")}
+    assert any(e["recipe"] == "regularized" for e in eff)  # its best run still gets a multiplier

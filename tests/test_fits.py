@@ -13,7 +13,9 @@ from infinite_compute.fits import (
     data_efficiency_interval,
     fit_power_law,
     inverse_power_law,
+    is_flat,
     joint_asymptote,
+    levels_at_zero,
 )
 
 A_TRUE, ALPHA_TRUE, E_TRUE = 2.0, 0.4, 3.0
@@ -246,3 +248,25 @@ def test_joint_asymptote_fits_asymptotes_over_n():
     assert fit.n_bootstrap_used == 0  # keyword arguments reach fit_power_law
     assert fit.E == pytest.approx(3.0, abs=1e-4)
     assert fit.alpha == pytest.approx(0.5, abs=1e-4)
+
+
+def test_a_fit_to_points_that_do_not_fall_is_flat_and_a_power_law_is_not():
+    """Losses that rise or stay level over x: the best fit of A / x^alpha + E (A, alpha >= 0) is a
+    constant, with alpha or A at 0, so its E says nothing about an asymptote. Noisy points of a real
+    law, even one that falls little, are not flat."""
+    x = np.array([1.3e4, 2.8e4, 5.3e4, 1.1e5])
+    level = fit_power_law(x, np.array([5.421, 5.446, 5.419, 5.431]), n_bootstrap=0)  # the default's baseline L(N)
+    assert is_flat(level, x)
+    assert level.predict(x) == pytest.approx(np.full(4, 5.42925), abs=1e-4)  # the mean: a constant
+    rising = fit_power_law(X6, 3.0 + 0.01 * np.arange(6), n_bootstrap=0)
+    assert is_flat(rising, X6)
+    assert not is_flat(fit_power_law(X6, noisy(X6), n_bootstrap=0), X6)
+    shallow = law(x, 0.5, 0.05, 4.0) + np.array([0.002, -0.002, 0.001, -0.001])  # falls 0.018 over x
+    assert not is_flat(fit_power_law(x, shallow, n_bootstrap=0), x)
+    assert is_flat(make_fit(4.2, 0.0, 0.0), x) and not is_flat(make_fit(4.2, 1e-3, 0.0), x)
+
+
+def test_a_pure_power_law_levels_at_zero_and_one_with_an_asymptote_does_not():
+    pure = fit_power_law(X6, law(X6, 5.0, 0.1, 0.0), n_bootstrap=0)  # falls without levelling off
+    assert levels_at_zero(pure, law(X6, 5.0, 0.1, 0.0)) and not is_flat(pure, X6)
+    assert not levels_at_zero(fit_power_law(X6, noisy(X6), n_bootstrap=0), noisy(X6))

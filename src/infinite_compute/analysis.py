@@ -7,7 +7,16 @@ import math
 import numpy as np
 import pandas as pd
 
-from .fits import PowerLawFit, bootstrap_laws, data_efficiency, data_efficiency_interval, fit_power_law, inverse_power_law
+from .fits import (
+    PowerLawFit,
+    bootstrap_laws,
+    data_efficiency,
+    data_efficiency_interval,
+    fit_power_law,
+    inverse_power_law,
+    is_flat,
+    levels_at_zero,
+)
 
 FIT_FIELDS = (
     "A alpha E A_stderr alpha_stderr E_stderr A_ci_low A_ci_high alpha_ci_low alpha_ci_high E_ci_low E_ci_high"
@@ -49,16 +58,23 @@ def data_scaling_points(tuning: pd.DataFrame, models: list[str]) -> pd.DataFrame
     return best_per(base, ["token_budget"])
 
 
-def _fit(x, y, x_name, n_bootstrap, ci_level, seed) -> tuple[PowerLawFit | None, str]:
-    """The power-law fit of (x, y) and its status: "ok", too few points (no fit) or failed (the
-    optimiser's last values are kept)."""
+def _fit(x, y, x_name, n_bootstrap, ci_level, seed, asymptote=True) -> tuple[PowerLawFit | None, str]:
+    """The power-law fit of (x, y) and its status: "ok", too few points (no fit), failed (the
+    optimiser's last values are kept), flat, or (when its E is read as an `asymptote`) no asymptote
+    (E at 0); a fit that is kept but not "ok" has no asymptote, law or multiplier read off it."""
     if len(set(x)) < 3:
         return None, f"too few points ({len(set(x))} distinct {x_name}; a fit needs 3)"
     try:
         f = fit_power_law(np.asarray(x, float), np.asarray(y, float), n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)
     except ValueError as e:
         return None, f"failed: {e}"
-    return f, "ok" if f.success else f"failed: {f.message}"
+    if not f.success:
+        return f, f"failed: {f.message}"
+    if is_flat(f, x):
+        return f, f"flat: the loss does not fall with {x_name} over these points (alpha or A at 0), so E is not determined"
+    if asymptote and levels_at_zero(f, y):
+        return f, f"no asymptote: E is at its bound 0, the loss does not level off over these {x_name}"
+    return f, "ok"
 
 
 def _fit_row(fit: str, recipe: str, group: str, x_name: str, x, y, ids, n_bootstrap, ci_level, seed, *,
@@ -115,7 +131,8 @@ def compute_fits(
                      [f["E"] for f in group], [f["group"] for f in group], token_budget=budget, **kw)
         )
     data_points = data_scaling_points(tuning, data_scaling_models)
-    data_fit = _fit(data_points["token_budget"], data_points["loss"], "token_budget", **kw)
+    # L(D) is a law to invert, not an asymptote: a pure power law (E = 0) serves
+    data_fit = _fit(data_points["token_budget"], data_points["loss"], "token_budget", **kw, asymptote=False)
     fits.append(_fit_row("data", "baseline", "all", "token_budget", data_points["token_budget"], data_points["loss"],
                          data_points["run_id"], result=data_fit, **kw))
 

@@ -74,7 +74,7 @@ def efficiency(rows: list[dict], *, n_bootstrap: int, ci_level: float, seed: int
     kw = dict(n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)
     points = [r for r in rows if r["recipe"] == "default" and np.isfinite(r["loss"])]
     x, y = [r["token_budget"] for r in points], [r["loss"] for r in points]
-    result = _fit(x, y, "token_budget", **kw)
+    result = _fit(x, y, "token_budget", **kw, asymptote=False)  # a law to invert: E = 0 serves
     fit_row = _fit_row("cpt-data", "default", "math", "token_budget", x, y, [r["model_id"] for r in points],
                        result=result, **kw)
     law = result[0] if result[1] == "ok" else None

@@ -191,12 +191,18 @@ def fig_params(t, ax, fig, data_dir):
             _fit_curve(ax, row, min(row["x"]) * 0.7, max(row["x"]) * 4, color,
                        f"{label}: E = {row['E']:.3f}, alpha = {row['alpha']:.2f}")
         else:
-            ax.plot(row["x"], row["y"], color=color, label=f"{label}: {row['status']}")
+            ax.plot(row["x"], row["y"], color=color, label=f"{label}: {_short(row['status'])}")
     ax.set_xscale("log")
     ax.set_xlabel("non-embedding parameters N")
     ax.set_ylabel("validation loss")
     ax.set_title("Loss vs N: L = A / N^alpha + E (open: optimum not certified)")
     ax.legend(fontsize=7)
+
+
+def _short(status: str) -> str:
+    """A fit's status in a few words, for a legend, title or table cell (the paper has it whole)."""
+    kind = status.split(":")[0]
+    return {"failed": "fit failed", "flat": "flat, no asymptote", "no asymptote": "no asymptote (E at 0)"}.get(kind, kind)
 
 
 def _main_budget(df):
@@ -278,7 +284,7 @@ def fig_asymptotes(t, ax, fig, data_dir):
             return "-"
         r = f.iloc[0]
         if r["status"] != "ok":
-            return f"fit failed\n({len(r['x'])} points)"
+            return f"{_short(r['status'])}\n({len(r['x'])} points)"
         ci = f"\n[{r['E_ci_low']:.2f}, {r['E_ci_high']:.2f}]" if np.isfinite(r["E_ci_low"]) else ""
         return f"{r['E']:.3f}{ci}"
 
@@ -389,7 +395,7 @@ def fig_data_scaling(t, ax, fig, data_dir):
             ax.scatter([e["effective_tokens"]], [e["loss"]], marker="*", s=60, color=f"C{i + 1}",
                        label=f"{what}: x{e['data_efficiency']:.2f} data")
     else:
-        ax.set_title(f"Baseline data scaling: {r['status']}")
+        ax.set_title(f"Baseline data scaling: {_short(r['status'])}")
     ax.set_xscale("log")
     ax.set_xlabel("tokens D (stars: effective tokens of a recipe)")
     ax.set_ylabel("validation loss")

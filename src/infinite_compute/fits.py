@@ -27,6 +27,8 @@ __all__ = [
     "data_efficiency_interval",
     "fit_power_law",
     "inverse_power_law",
+    "is_flat",
+    "levels_at_zero",
     "joint_asymptote",
 ]
 
@@ -331,6 +333,26 @@ def fit_power_law(
         n_bootstrap_used=len(refits),
         bootstrap_params=tuple(tuple(float(v) for v in r) for r in refits),
     )
+
+
+# A fitted law whose fall over the fitted x is below this fraction of its level sits on the bound
+# alpha = 0 or A = 0 of the fit: the points show no decrease, and A and E are not separable.
+_FLAT = 1e-6
+
+
+def is_flat(fit: PowerLawFit, x) -> bool:
+    """True when ``fit`` does not fall over the range of ``x``: the best fit is a constant (alpha or
+    A at its bound 0). Its E is then only one way of splitting that constant with A, not an
+    asymptote the points determine."""
+    x = np.asarray(x, dtype=float)
+    low, high = fit.predict(x.max()), fit.predict(x.min())
+    return not high - low > _FLAT * max(abs(low), 1.0)
+
+
+def levels_at_zero(fit: PowerLawFit, y) -> bool:
+    """True when ``fit``'s E sits on its bound 0: the points do not level off, the best fit is a pure
+    power law, and no asymptote above 0 is determined (a loss of 0 nats is not one)."""
+    return not fit.E > _FLAT * max(float(np.max(np.abs(y))), 1.0)
 
 
 def inverse_power_law(fit: PowerLawFit, loss):

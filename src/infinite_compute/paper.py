@@ -32,14 +32,16 @@ def _records(df):
 
 
 def _joint(fits) -> list[dict]:
-    """Each joint (N, K -> inf) asymptote beside the regularized N -> inf one at the same budget."""
+    """Each joint (N, K -> inf) fit beside the regularized N -> inf fit at the same budget, with
+    their statuses: an asymptote is compared only where its fit is "ok"."""
     out = []
-    ok = fits[fits["status"] == "ok"]
-    for _, j in ok[ok["fit"] == "joint"].iterrows():
-        reg = ok[(ok["fit"] == "params") & (ok["recipe"] == "regularized") & (ok["token_budget"] == j["token_budget"])]
+    for _, j in fits[fits["fit"] == "joint"].iterrows():
+        reg = fits[(fits["fit"] == "params") & (fits["recipe"] == "regularized")
+                   & (fits["token_budget"] == j["token_budget"])]
         r = reg.iloc[0] if not reg.empty else None
-        out.append({"recipe": j["recipe"], "token_budget": int(j["token_budget"]), "E": j["E"],
-                    "E_ci_low": j["E_ci_low"], "E_ci_high": j["E_ci_high"],
+        out.append({"recipe": j["recipe"], "token_budget": int(j["token_budget"]), "status": j["status"],
+                    "E": j["E"], "E_ci_low": j["E_ci_low"], "E_ci_high": j["E_ci_high"],
+                    "regularized_status": None if r is None else r["status"],
                     "regularized_E": None if r is None else r["E"],
                     "regularized_ci_low": None if r is None else r["E_ci_low"],
                     "regularized_ci_high": None if r is None else r["E_ci_high"]})
