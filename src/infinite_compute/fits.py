@@ -335,9 +335,10 @@ def fit_power_law(
     )
 
 
-# A fitted law whose fall over the fitted x is below this fraction of its level sits on the bound
-# alpha = 0 or A = 0 of the fit: the points show no decrease, and A and E are not separable.
-_FLAT = 1e-6
+# A parameter this small relative to the loss scale sits on its bound 0: a fitted law that falls by
+# less over its x has alpha or A at 0 (the points show no decrease; A and E are not separable), and
+# an E this small is a pure power law's.
+_AT_BOUND = 1e-6
 
 
 def is_flat(fit: PowerLawFit, x) -> bool:
@@ -346,13 +347,13 @@ def is_flat(fit: PowerLawFit, x) -> bool:
     asymptote the points determine."""
     x = np.asarray(x, dtype=float)
     low, high = fit.predict(x.max()), fit.predict(x.min())
-    return not high - low > _FLAT * max(abs(low), 1.0)
+    return not high - low > _AT_BOUND * max(abs(low), 1.0)
 
 
 def levels_at_zero(fit: PowerLawFit, y) -> bool:
     """True when ``fit``'s E sits on its bound 0: the points do not level off, the best fit is a pure
     power law, and no asymptote above 0 is determined (a loss of 0 nats is not one)."""
-    return not fit.E > _FLAT * max(float(np.max(np.abs(y))), 1.0)
+    return not fit.E > _AT_BOUND * max(float(np.max(np.abs(y))), 1.0)
 
 
 def inverse_power_law(fit: PowerLawFit, loss):
