@@ -36,7 +36,7 @@ def test_a_resumed_run_makes_the_same_calls_as_an_uninterrupted_one():
 
 @pytest.fixture(scope="module")
 def budget_cache(small_corpus, tmp_path_factory):
-    """A levanter cache of 3,000 training tokens of the small corpus: (its train split, tokenizer dir)."""
+    """The train split of a levanter cache of 3,000 tokens of the small corpus."""
     from levanter.data.text import TextLmDatasetFormat, load_lm_dataset_cache
 
     root, _ = small_corpus

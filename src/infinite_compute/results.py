@@ -178,7 +178,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("E_ci_high", pa.float64()),
             pa.field("ci_level", pa.float64()),
             pa.field("n_points", pa.int64()),
-            pa.field("status", pa.string()),  # ok / too few points / failed: ... / flat: ...
+            pa.field("status", pa.string()),  # ok / too few points / failed: ... / flat: ... / no asymptote: ...
             *PROVENANCE,
         ]
     ),
