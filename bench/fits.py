@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from infinite_compute.fits import fit_power_law
+from infinite_compute.science.fits import fit_power_law
 
 
 def main() -> None:

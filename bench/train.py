@@ -50,7 +50,7 @@ def _env(threads: int) -> dict:
 
 
 def bench_config(config: str, add_models: list[str]) -> dict:
-    from infinite_compute.plan import load_config
+    from infinite_compute.study.config import load_config
 
     cfg = load_config(config, os.path.join(ROOT, "schemas", "config.schema.yaml"))
     for a in add_models:
@@ -65,7 +65,7 @@ def bench_spec(cfg: dict, model: str, steps: int, budget: int = 8192):
     wd 0.1, the config's batch, sequence length and optimizer): a single sweep point."""
     import copy
 
-    from infinite_compute.plan import build_plan
+    from infinite_compute.study.plan import build_plan
 
     cfg = copy.deepcopy(cfg)
     epochs = steps * cfg["training"]["batch_size"] * cfg["model"]["seq_len"] // budget
@@ -116,14 +116,14 @@ def worker_plain(spec: dict, vocab: int, steps: int, scan: int) -> dict:
     from levanter.models.llama import LlamaLMHeadModel
     from levanter.models.lm_model import LmExample, compute_next_token_loss
 
-    from infinite_compute import evaluate
-    from infinite_compute.plan import ModelShape
-    from infinite_compute.train import llama_config
+    from infinite_compute.model import scoring
+    from infinite_compute.model.shapes import llama_config
+    from infinite_compute.study.specs import ModelShape
 
     batch, seq = spec["batch_size"], spec["model"]["seq_len"]
     cfg = llama_config(ModelShape(**spec["model"]), tokenizer_dir=TOKENIZER)
     Vocab, Pos, Batch = hax.Axis("vocab", vocab), hax.Axis("position", seq), hax.Axis("batch", batch)
-    with evaluate.device_mesh():
+    with scoring.device_mesh():
         model = LlamaLMHeadModel.init(Vocab, cfg, key=jax.random.PRNGKey(0))
         o = spec["optimizer"]
         opt = optax.chain(optax.clip_by_global_norm(o["max_grad_norm"]),
@@ -163,7 +163,7 @@ def worker_plain(spec: dict, vocab: int, steps: int, scan: int) -> dict:
 def start_pool(workdir: str, threads: int) -> tuple[subprocess.Popen, str]:
     """One warm worker (worker.py) owned by this process, as Snakemake's onstart starts them."""
     sock = os.path.join(workdir, "pool.sock")
-    p = subprocess.Popen([sys.executable, "-m", "infinite_compute.worker", sock, "1", str(os.getpid())],
+    p = subprocess.Popen([sys.executable, "-m", "infinite_compute.cli.pool", sock, "1", str(os.getpid())],
                          env=_env(threads), stdout=open(os.path.join(workdir, "pool.log"), "w"),
                          stderr=subprocess.STDOUT, start_new_session=True)
     import psutil

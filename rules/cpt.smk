@@ -1,19 +1,18 @@
-# Continued pre-training on the math domain (infinite_compute.cpt, math_data): from the selected
-# run of a search cell, the default recipe at several math budgets (its L(D)), a smaller batch,
-# more epochs at each weight decay of a grid (the best selected: a checkpoint), and an ensemble.
-MATH = f"{DATA}/math"
+# Continued pre-training on the math domain (infinite_compute.data.math_data, science.cpt): from the
+# selected run of a search cell, the default recipe at several math budgets (its L(D)), a smaller
+# batch, more epochs at each weight decay of a grid (the best selected: a checkpoint), an ensemble.
 
 
 rule math_corpus:
     """Seeded arithmetic and word problems; held-out questions never appear in training."""
     output:
-        train=f"{MATH}/corpus/train.jsonl",
-        validation=f"{MATH}/corpus/validation.jsonl",
-        held_out=f"{MATH}/corpus/held_out.jsonl",
-        info=f"{MATH}/corpus/info.json",
+        train=paths.MATH_TRAIN,
+        validation=paths.MATH_VALIDATION,
+        held_out=paths.MATH_HELD_OUT,
+        info=paths.MATH_INFO,
     params:
         problems=lambda wc: json.dumps(PLAN.cpt.problems, sort_keys=True),
-        out=lambda wc, output: parent(output.info),
+        out=os.path.dirname(paths.MATH_INFO),
     log:
         "logs/cpt/math_corpus.log",
     conda:
@@ -25,21 +24,21 @@ rule math_corpus:
 rule math_tokens:
     """The math corpus in the study's tokenizer: training stream (budgets are its prefixes) and held-out text."""
     input:
-        corpus=rules.math_corpus.output,
+        train=rules.math_corpus.output.train,
+        validation=rules.math_corpus.output.validation,
         tokenizer=rules.train_tokenizer.output,
     output:
-        train=f"{MATH}/tokens/train.npz",
-        validation=f"{MATH}/tokens/validation.npz",
+        train=paths.MATH_TOKENS_TRAIN,
+        validation=paths.MATH_TOKENS_VALIDATION,
     params:
-        corpus=lambda wc, input: parent(input.corpus[0]),
         train_tokens=lambda wc: max(PLAN.cpt.scaling),
     log:
         "logs/cpt/math_tokens.log",
     conda:
         "../envs/study.yaml"
     shell:
-        "python -m infinite_compute tokenize --corpus {params.corpus} --tokenizer {input.tokenizer} "
-        "--train-tokens {params.train_tokens} --validation-tokens 0 "
+        "python -m infinite_compute tokenize --train {input.train} --validation {input.validation} "
+        "--tokenizer {input.tokenizer} --train-tokens {params.train_tokens} --validation-tokens 0 "
         "--out-train {output.train} --out-validation {output.validation} > {log} 2>&1"
 
 
@@ -50,7 +49,7 @@ rule math_cache:
         validation=rules.math_tokens.output.validation,
         tokenizer=rules.train_tokenizer.output,
     output:
-        directory(f"{DATA}/cache/math-d{{budget}}"),
+        directory(paths.MATH_CACHE),
     log:
         "logs/cpt/math_cache_d{budget}.log",
     conda:
@@ -65,17 +64,17 @@ rule train_cpt:
     input:
         cache=lambda wc: cache_dir(wc.run),
         tokenizer=rules.train_tokenizer.output,
-        base=lambda wc: model_files(selected_run(PLAN.spec(wc.run).init_from)["run_id"]),
+        base_spec=lambda wc: model_spec(selected_run(PLAN.spec(wc.run).init_from)["run_id"]),
+        base=lambda wc: model_hf(selected_run(PLAN.spec(wc.run).init_from)["run_id"]),
     output:
-        spec="results/cpt/models/{run}/spec.json",
-        hf=directory("results/cpt/models/{run}/hf"),
-        metrics="results/cpt/models/{run}/metrics.json",
+        spec=paths.CPT_MODEL_SPEC,
+        hf=directory(paths.CPT_MODEL_HF),
+        metrics=paths.CPT_MODEL_METRICS,
     params:
         spec=run_spec,
-        out=lambda wc, output: parent(output.spec),
-        base=lambda wc, input: f"{parent(input.base[0])}/hf",
-        checkpoints=CHECKPOINTS,
-        settings=rules.train_model.params.settings,
+        out=lambda wc: fill(paths.CPT_MODEL, run=wc.run),
+        checkpoints=paths.CHECKPOINTS,
+        settings=TRAIN_SETTINGS,
     threads: config["resources"]["train_threads"]
     resources:
         mem_mb=config["resources"]["train_mem_mb"],
@@ -87,22 +86,21 @@ rule train_cpt:
         "../envs/study.yaml"
     shell:
         "python -m infinite_compute --threads {threads} train --spec {params.spec:q} --cache {input.cache} --tokenizer {input.tokenizer} "
-        "--out {params.out} --checkpoints {params.checkpoints} --settings {params.settings:q} --init-from {params.base} > {log} 2>&1"
+        "--out {params.out} --checkpoints {params.checkpoints} --settings {params.settings:q} --init-from {input.base} > {log} 2>&1"
 
 
 rule cpt_evaluate:
     """A CPT run's held-out math loss (per-token log-probs saved) and greedy answer accuracy."""
     input:
-        model=lambda wc: cpt_model_files(wc.run),
+        spec=lambda wc: fill(paths.CPT_MODEL_SPEC, run=wc.run),
+        hf=lambda wc: fill(paths.CPT_MODEL_HF, run=wc.run),
         validation=rules.math_tokens.output.validation,
         held_out=rules.math_corpus.output.held_out,
         tokenizer=rules.train_tokenizer.output,
     output:
-        eval="results/cpt/evals/{run}/eval.json",
-        logprobs="results/cpt/evals/{run}/logprobs.npz",
+        eval=paths.CPT_EVAL,
+        logprobs=paths.CPT_LOGPROBS,
     params:
-        model=lambda wc, input: parent(input.model[0]),
-        out=lambda wc, output: parent(output.eval),
         answer_tokens=lambda wc: PLAN.cpt.answer_tokens,
         batch_size=config["evaluation"]["batch_size"],
     threads: config["resources"]["eval_threads"]
@@ -113,17 +111,17 @@ rule cpt_evaluate:
     conda:
         "../envs/study.yaml"
     shell:
-        "python -m infinite_compute --threads {threads} cpt-evaluate --model {params.model} --validation {input.validation} "
+        "python -m infinite_compute --threads {threads} cpt-evaluate --spec {input.spec} --hf {input.hf} --validation {input.validation} "
         "--held-out {input.held_out} --tokenizer {input.tokenizer} --answer-tokens {params.answer_tokens} "
-        "--batch-size {params.batch_size} --out {params.out} > {log} 2>&1"
+        "--batch-size {params.batch_size} --out-eval {output.eval} --out-logprobs {output.logprobs} > {log} 2>&1"
 
 
 checkpoint cpt_select:
     """The regularized CPT recipe's weight decay: the grid's lowest held-out math loss."""
     input:
-        evals=lambda wc: [cpt_eval(r) for r in PLAN.cpt.regularized],
+        evals=lambda wc: [fill(paths.CPT_EVAL, run=r) for r in PLAN.cpt.regularized],
     output:
-        "results/cpt/selected.json",
+        paths.CPT_SELECTED,
     log:
         "logs/cpt/select.log",
     conda:
@@ -135,15 +133,14 @@ checkpoint cpt_select:
 rule cpt_ensemble:
     """The selected regularized recipe's ensemble at K = 1..members: loss and answers of the mixture."""
     input:
-        models=lambda wc: [f for r in cpt_members() for f in cpt_model_files(r)],
-        evals=lambda wc: [cpt_eval(r) for r in cpt_members()],
+        specs=lambda wc: [fill(paths.CPT_MODEL_SPEC, run=r) for r in cpt_members()],
+        hfs=lambda wc: [fill(paths.CPT_MODEL_HF, run=r) for r in cpt_members()],
+        logprobs=lambda wc: [fill(paths.CPT_LOGPROBS, run=r) for r in cpt_members()],
         held_out=rules.math_corpus.output.held_out,
         tokenizer=rules.train_tokenizer.output,
     output:
-        "results/cpt/ensemble.json",
+        paths.CPT_ENSEMBLE,
     params:
-        models=lambda wc, input: [parent(f) for f in input.models if f.endswith("spec.json")],
-        evals=lambda wc, input: [parent(f) for f in input.evals],
         answer_tokens=lambda wc: PLAN.cpt.answer_tokens,
         batch_size=config["evaluation"]["batch_size"],
     threads: config["resources"]["eval_threads"]
@@ -152,24 +149,24 @@ rule cpt_ensemble:
     conda:
         "../envs/study.yaml"
     shell:
-        "python -m infinite_compute --threads {threads} cpt-ensemble --models {params.models} --evals {params.evals} "
-        "--held-out {input.held_out} --tokenizer {input.tokenizer} --answer-tokens {params.answer_tokens} "
-        "--batch-size {params.batch_size} --out {output} > {log} 2>&1"
+        "python -m infinite_compute --threads {threads} cpt-ensemble --specs {input.specs} --hfs {input.hfs} "
+        "--logprobs {input.logprobs} --held-out {input.held_out} --tokenizer {input.tokenizer} "
+        "--answer-tokens {params.answer_tokens} --batch-size {params.batch_size} --out {output} > {log} 2>&1"
 
 
 rule cpt_results:
     """The CPT table (every recipe's loss, accuracy and data-efficiency multiplier against the
     default recipe's math L(D)) and that law's fit."""
     input:
-        plan="results/plan.json",
-        evals=lambda wc: [cpt_eval(r) for r in PLAN.cpt.runs],
-        selected="results/cpt/selected.json",
+        plan=paths.PLAN,  # rules/results.smk's write_plan (included after this file)
+        specs=lambda wc: [fill(paths.CPT_MODEL_SPEC, run=r) for r in PLAN.cpt.runs],
+        evals=lambda wc: [fill(paths.CPT_EVAL, run=r) for r in PLAN.cpt.runs],
+        selected=paths.CPT_SELECTED,
         ensemble=rules.cpt_ensemble.output,
     output:
-        table="results/cpt.parquet",
-        fits="results/cpt_fits.parquet",
+        table=fill(paths.TABLE, kind="cpt"),
+        fits=fill(paths.TABLE, kind="cpt_fits"),
     params:
-        root=lambda wc, input: parent(input.plan),
         settings=json.dumps(
             {"bootstrap": config["fits"]["bootstrap"], "ci_level": config["fits"]["ci_level"], "seed": config["seed"]}
         ),
@@ -178,6 +175,6 @@ rule cpt_results:
     conda:
         "../envs/study.yaml"
     shell:
-        "python -m infinite_compute cpt-results --plan {input.plan} --root {params.root} --selected {input.selected} "
-        "--ensemble {input.ensemble} --settings {params.settings:q} --out-table {output.table} "
-        "--out-fits {output.fits} > {log} 2>&1"
+        "python -m infinite_compute cpt-results --plan {input.plan} --specs {input.specs} --evals {input.evals} "
+        "--selected {input.selected} --ensemble {input.ensemble} --settings {params.settings:q} "
+        "--out-table {output.table} --out-fits {output.fits} > {log} 2>&1"

@@ -1,12 +1,12 @@
 rule prepare_corpus:
     output:
-        train=f"{DATA}/corpus/train.jsonl",
-        validation=f"{DATA}/corpus/validation.jsonl",
-        manifest=f"{DATA}/corpus/manifest.json",
+        train=paths.CORPUS_TRAIN,
+        validation=paths.CORPUS_VALIDATION,
+        manifest=paths.CORPUS_MANIFEST,
     params:
         data=json.dumps(config["data"], sort_keys=True),
         seed=config["seed"],
-        out=lambda wc, output: parent(output.manifest),
+        out=paths.CORPUS,
     log:
         "logs/data/prepare_corpus.log",
     conda:
@@ -20,7 +20,7 @@ if config["tokenizer"].get("path"):
     rule train_tokenizer:
         """The given Hugging Face tokenizer (`tokenizer.path`, e.g. Llama-3's), checked and copied."""
         output:
-            directory(f"{DATA}/tokenizer"),
+            directory(paths.TOKENIZER),
         params:
             path=config["tokenizer"]["path"],
         log:
@@ -36,9 +36,8 @@ else:
         input:
             rules.prepare_corpus.output.train,
         output:
-            directory(f"{DATA}/tokenizer"),
+            directory(paths.TOKENIZER),
         params:
-            corpus=lambda wc, input: parent(input[0]),
             vocab_size=config["tokenizer"]["vocab_size"],
             chars=config["tokenizer"]["training_chars"],
         log:
@@ -46,19 +45,19 @@ else:
         conda:
             "../envs/study.yaml"
         shell:
-            "python -m infinite_compute tokenizer --corpus {params.corpus} --vocab-size {params.vocab_size} "
+            "python -m infinite_compute tokenizer --train {input} --vocab-size {params.vocab_size} "
             "--training-chars {params.chars} --out {output} > {log} 2>&1"
 
 
 rule tokenize_corpus:
     input:
-        corpus=rules.prepare_corpus.output,
+        train=rules.prepare_corpus.output.train,
+        validation=rules.prepare_corpus.output.validation,
         tokenizer=rules.train_tokenizer.output,
     output:
-        train=f"{DATA}/tokens/train.npz",
-        validation=f"{DATA}/tokens/validation.npz",
+        train=paths.TOKENS_TRAIN,
+        validation=paths.TOKENS_VALIDATION,
     params:
-        corpus=lambda wc, input: parent(input.corpus[0]),
         train_tokens=max(PLAN.token_budgets),
         validation_tokens=config["data"]["validation_tokens"],
     log:
@@ -66,8 +65,9 @@ rule tokenize_corpus:
     conda:
         "../envs/study.yaml"
     shell:
-        "python -m infinite_compute tokenize --corpus {params.corpus} --tokenizer {input.tokenizer} "
-        "--train-tokens {params.train_tokens} --validation-tokens {params.validation_tokens} "
+        "python -m infinite_compute tokenize --train {input.train} --validation {input.validation} "
+        "--tokenizer {input.tokenizer} --train-tokens {params.train_tokens} "
+        "--validation-tokens {params.validation_tokens} "
         "--out-train {output.train} --out-validation {output.validation} > {log} 2>&1"
 
 
@@ -78,7 +78,7 @@ rule build_cache:
         validation=rules.tokenize_corpus.output.validation,
         tokenizer=rules.train_tokenizer.output,
     output:
-        directory(f"{DATA}/cache/d{{budget}}"),
+        directory(paths.BUDGET_CACHE),
     log:
         "logs/data/build_cache_d{budget}.log",
     conda:
@@ -93,10 +93,9 @@ rule benchmark_items:
     input:
         rules.prepare_corpus.output.validation,
     output:
-        questions=f"{DATA}/benchmark.jsonl",
-        tasks=directory(f"{DATA}/lm_eval_tasks"),
+        questions=paths.BENCHMARK_ITEMS,
+        tasks=directory(paths.LM_EVAL_TASKS),
     params:
-        corpus=lambda wc, input: parent(input[0]),
         benchmark=json.dumps({k: config["benchmark"][k] for k in BENCHMARK_ITEM_KEYS}, sort_keys=True),
         seed=config["seed"],
     log:
@@ -104,7 +103,7 @@ rule benchmark_items:
     conda:
         "../envs/study.yaml"
     shell:
-        "python -m infinite_compute benchmark-items --corpus {params.corpus} --params {params.benchmark:q} "
+        "python -m infinite_compute benchmark-items --validation {input} --params {params.benchmark:q} "
         "--seed {params.seed} --out {output.questions} --tasks-dir {output.tasks} > {log} 2>&1"
 
 
@@ -114,7 +113,7 @@ rule benchmark_requests:
     input:
         questions=rules.benchmark_items.output.questions,
     output:
-        f"{DATA}/benchmark_requests.json",
+        paths.BENCHMARK_REQUESTS,
     params:
         settings=json.dumps(BENCHMARK_SETTINGS, sort_keys=True),
     log:

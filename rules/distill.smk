@@ -1,12 +1,12 @@
 rule sample_teacher:
     """A synthetic corpus sampled from the teacher (the mixture of an ensemble's members, or one model)."""
     input:
-        teachers=lambda wc: [f for r in teacher_members(wc.name) for f in model_files(r)],
+        specs=lambda wc: [model_spec(r) for r in teacher_members(wc.name)],
+        hfs=lambda wc: [model_hf(r) for r in teacher_members(wc.name)],
         tokenizer=rules.train_tokenizer.output,
     output:
-        "results/samples/{name}.npz",
+        paths.SAMPLES,
     params:
-        teachers=lambda wc, input: [parent(f) for f in input.teachers if f.endswith("spec.json")],
         sampling=lambda wc: json.dumps(PLAN.distillations[wc.name].sampling_params(), sort_keys=True),
         batch_size=config["evaluation"]["batch_size"],
     threads: config["resources"]["eval_threads"]
@@ -17,8 +17,8 @@ rule sample_teacher:
     conda:
         "../envs/study.yaml"
     shell:
-        "python -m infinite_compute --threads {threads} sample --teachers {params.teachers} --tokenizer {input.tokenizer} --params {params.sampling:q} "
-        "--batch-size {params.batch_size} --out {output} > {log} 2>&1"
+        "python -m infinite_compute --threads {threads} sample --specs {input.specs} --hfs {input.hfs} --tokenizer {input.tokenizer} "
+        "--params {params.sampling:q} --batch-size {params.batch_size} --out {output} > {log} 2>&1"
 
 
 rule distill_cache:
@@ -26,10 +26,10 @@ rule distill_cache:
     input:
         train=rules.tokenize_corpus.output.train,
         validation=rules.tokenize_corpus.output.validation,
-        samples="results/samples/{name}.npz",
+        samples=paths.SAMPLES,
         tokenizer=rules.train_tokenizer.output,
     output:
-        directory(f"{DATA}/cache/distill-{{name}}"),
+        directory(paths.DISTILL_CACHE),
     params:
         budget=lambda wc: PLAN.distillations[wc.name].token_budget,
         share=lambda wc: PLAN.distillations[wc.name].synthetic_share,

@@ -4,9 +4,9 @@ rule fit_power_laws:
         tuning=rules.results_tables.output.tuning,
         ensembles=rules.results_tables.output.ensembles,
     output:
-        fits="results/fits.parquet",
-        efficiency="results/efficiency.parquet",
-        json="results/fits.json",
+        fits=fill(paths.TABLE, kind="fits"),
+        efficiency=fill(paths.TABLE, kind="efficiency"),
+        json=paths.FITS_JSON,
     params:
         settings=json.dumps(
             {

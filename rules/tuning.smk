@@ -1,4 +1,4 @@
-# Hyperparameter searches (infinite_compute.tuning): coordinate descent in rounds, each round a
+# Hyperparameter searches (infinite_compute.study.tuning): coordinate descent in rounds, each round a
 # checkpoint, so the next round's runs are known only once the previous round's losses are.
 
 
@@ -9,7 +9,7 @@ checkpoint tune_round:
         previous=lambda wc: [] if wc.round == "0" else round_file(wc.cell, int(wc.round) - 1),
         evals=round_evals,
     output:
-        "results/tuning/{cell}/round{round}.json",
+        paths.TUNING_ROUND,
     params:
         cell=lambda wc: json.dumps(dataclasses.asdict(PLAN.cells[wc.cell]), sort_keys=True),
     log:
@@ -26,7 +26,7 @@ rule tune_cell:
     input:
         final_round,
     output:
-        "results/tuning/{cell}/final.json",
+        paths.TUNING_FINAL,
     log:
         "logs/tuning/{cell}/final.log",
     conda:

@@ -77,11 +77,11 @@ def wait_for_checkpoint(checkpoint_root: str, proc: subprocess.Popen, timeout: f
 
 
 def start_pool(sock, owner: int, workers: int = 1, env: dict | None = None, log=subprocess.DEVNULL):
-    """A warm-worker pool (infinite_compute.worker) on `sock` owned by process `owner`, once its
+    """A warm-worker pool (infinite_compute.cli.pool) on `sock` owned by process `owner`, once its
     socket and workers are up; its psutil.Process."""
     import psutil
 
-    p = subprocess.Popen([sys.executable, "-m", "infinite_compute.worker", str(sock), str(workers), str(owner)],
+    p = subprocess.Popen([sys.executable, "-m", "infinite_compute.cli.pool", str(sock), str(workers), str(owner)],
                          env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     pool = psutil.Process(p.pid)
     for _ in range(200):

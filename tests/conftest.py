@@ -12,7 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture
 def smoke_config():
     """The smoke config with the schema's defaults filled in."""
-    from infinite_compute.plan import load_config
+    from infinite_compute.study.config import load_config
 
     return load_config(os.path.join(ROOT, ".test", "config.yaml"), os.path.join(ROOT, "schemas", "config.schema.yaml"))
 
@@ -27,7 +27,7 @@ def small_corpus(tmp_path_factory):
     """A corpus of 60 small text files, prepared, with a BPE tokenizer of 300 tokens: (root, manifest)."""
     import numpy as np
 
-    from infinite_compute import data
+    from infinite_compute.data import corpus, tokenizer
 
     root = tmp_path_factory.mktemp("corpus")
     src = root / "src"
@@ -41,6 +41,6 @@ def small_corpus(tmp_path_factory):
         "data": {"source": "files", "files": [str(src / "*.txt")], "text_field": "text", "max_document_chars": 800,
                  "validation_fraction": 0.1},
     }
-    manifest = data.prepare_corpus(cfg, str(root / "corpus"))
-    data.train_tokenizer(str(root / "corpus" / "train.jsonl"), 300, 100000, str(root / "tok"))
+    manifest = corpus.prepare_corpus(cfg, str(root / "corpus"))
+    tokenizer.train_tokenizer(str(root / "corpus" / "train.jsonl"), 300, 100000, str(root / "tok"))
     return root, manifest

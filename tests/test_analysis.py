@@ -4,7 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from infinite_compute.analysis import compute_fits, data_scaling_points, recipe_points
+from infinite_compute.science.analysis import (
+    compute_fits,
+    data_scaling_points,
+    recipe_points,
+)
 
 SIZES = {"n1": 1e4, "n2": 3e4, "n3": 1e5, "n4": 3e5}
 D0 = 16384

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from infinite_compute import lm_harness
-from infinite_compute.benchmarks import build_items
+from infinite_compute.outputs import lm_harness
+from infinite_compute.data.benchmarks import build_items
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +68,16 @@ def test_ensemble_loglikelihood_is_the_mixture_per_token():
 
 
 def test_requests_are_encoded_like_lm_eval(tmp_path):
-    from infinite_compute import data, evaluate
+    from infinite_compute.data import tokenizer
+    from infinite_compute.model import scoring
 
     corpus = tmp_path / "train.jsonl"
     corpus.write_text("".join(json.dumps({"text": f"line {i} says hello world\n" * 3}) + "\n" for i in range(50)))
-    data.train_tokenizer(str(corpus), 300, 100_000, str(tmp_path / "tok"))
-    tok = data.load_tokenizer(str(tmp_path / "tok"))
+    tokenizer.train_tokenizer(str(corpus), 300, 100_000, str(tmp_path / "tok"))
+    tok = tokenizer.load_tokenizer(str(tmp_path / "tok"))
     eot = tok.eos_token_id
     pairs = [("line 1 says", " hello world"), ("line 2 says ", "hello"), ("x" * 200, " world")]
-    seqs, mask = evaluate.encode_requests(pairs, tok, 16, eot)
+    seqs, mask = scoring.encode_requests(pairs, tok, 16, eot)
     for (ctx, cont), seq, m in zip(pairs, seqs, mask):
         n_spaces = len(ctx) - len(ctx.rstrip())  # a trailing space moves to the continuation
         ctx, cont = ctx[: len(ctx) - n_spaces], ctx[len(ctx) - n_spaces :] + cont

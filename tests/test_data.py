@@ -3,13 +3,13 @@ import json
 import numpy as np
 import pytest
 
-from infinite_compute import data
-from infinite_compute.benchmarks import build_items
+from infinite_compute.data import corpus, tokenizer, tokens
+from infinite_compute.data.benchmarks import build_items
 
 
 def test_split_long_cuts_at_lines_and_keeps_text():
     text = "".join(f"line {i}\n" for i in range(100))
-    pieces = list(data.split_long("doc", text, 50))
+    pieces = list(corpus.split_long("doc", text, 50))
     assert "".join(p.text for p in pieces) == text
     assert all(len(p.text) <= 50 for p in pieces)
     assert all(p.text.endswith("\n") for p in pieces)
@@ -17,10 +17,10 @@ def test_split_long_cuts_at_lines_and_keeps_text():
 
 
 def test_split_is_stable_and_independent_of_other_documents():
-    docs = [data.Document(f"d{i}", "x") for i in range(400)]
-    train, val = data.split_documents(docs, 0.1, seed=0)
+    docs = [corpus.Document(f"d{i}", "x") for i in range(400)]
+    train, val = corpus.split_documents(docs, 0.1, seed=0)
     assert 20 < len(val) < 60
-    _, val_sub = data.split_documents(docs[:200], 0.1, seed=7)
+    _, val_sub = corpus.split_documents(docs[:200], 0.1, seed=7)
     assert {d.doc_id for d in val_sub} == {d.doc_id for d in val if int(d.doc_id[1:]) < 200}
 
 
@@ -33,7 +33,7 @@ def test_manifest_records_every_file(small_corpus):
 
 def test_tokenizer_training_is_deterministic(small_corpus, tmp_path):
     root, _ = small_corpus
-    data.train_tokenizer(str(root / "corpus" / "train.jsonl"), 300, 100000, str(tmp_path / "tok2"))
+    tokenizer.train_tokenizer(str(root / "corpus" / "train.jsonl"), 300, 100000, str(tmp_path / "tok2"))
     a = json.load(open(root / "tok" / "tokenizer.json"))
     b = json.load(open(tmp_path / "tok2" / "tokenizer.json"))
     assert a["model"]["merges"] == b["model"]["merges"] and a["model"]["vocab"] == b["model"]["vocab"]
@@ -44,36 +44,36 @@ def test_budgets_are_nested_prefixes_and_levanter_reads_them(small_corpus, tmp_p
 
     root, _ = small_corpus
     tok_dir = str(root / "tok")
-    stream, offsets = data.tokenize_stream(str(root / "corpus" / "train.jsonl"), tok_dir, 3000)
+    stream, offsets = tokens.tokenize_stream(str(root / "corpus" / "train.jsonl"), tok_dir, 3000)
     assert len(stream) == 3000
-    vstream, voffsets = data.tokenize_stream(str(root / "corpus" / "validation.jsonl"), tok_dir, 500)
-    data.write_token_stream(str(tmp_path / "t.npz"), stream, offsets)
-    data.write_token_stream(str(tmp_path / "v.npz"), vstream, voffsets)
-    tokenizer = data.load_tokenizer(tok_dir)
+    vstream, voffsets = tokens.tokenize_stream(str(root / "corpus" / "validation.jsonl"), tok_dir, 500)
+    tokens.write_token_stream(str(tmp_path / "t.npz"), stream, offsets)
+    tokens.write_token_stream(str(tmp_path / "v.npz"), vstream, voffsets)
+    tok = tokenizer.load_tokenizer(tok_dir)
     read = {}
     for budget in (1000, 3000):
         out = tmp_path / f"d{budget}"
-        info = data.build_budget_cache(str(tmp_path / "t.npz"), str(tmp_path / "v.npz"), tok_dir, budget, str(out))
+        info = tokens.build_budget_cache(str(tmp_path / "t.npz"), str(tmp_path / "v.npz"), tok_dir, budget, str(out))
         assert info["train_tokens"] == budget
-        cache = load_lm_dataset_cache(str(out / "train"), TextLmDatasetFormat(), tokenizer)
+        cache = load_lm_dataset_cache(str(out / "train"), TextLmDatasetFormat(), tok)
         rows = cache.get_batch_sync(list(range(len(cache))))
         read[budget] = np.concatenate([r["input_ids"] for r in rows])
         assert len(read[budget]) == budget
     np.testing.assert_array_equal(read[3000][:1000], read[1000])
     # documents begin with <|endoftext|>, as levanter's own tokenizer pass makes them
-    assert read[1000][0] == tokenizer.eos_token_id
+    assert read[1000][0] == tok.eos_token_id
     with pytest.raises(ValueError, match="data.token_budgets"):
-        data.build_budget_cache(str(tmp_path / "t.npz"), str(tmp_path / "v.npz"), tok_dir, 5000, str(tmp_path / "x"))
+        tokens.build_budget_cache(str(tmp_path / "t.npz"), str(tmp_path / "v.npz"), tok_dir, 5000, str(tmp_path / "x"))
 
 
 def test_missing_and_empty_corpus_are_clear_errors(tmp_path):
     cfg = {"source": "files", "files": [str(tmp_path / "none*.txt")], "text_field": "text", "max_document_chars": 800}
     with pytest.raises(FileNotFoundError, match="data.files"):
-        data.collect_documents(cfg)
+        corpus.collect_documents(cfg)
     (tmp_path / "empty.txt").write_text("   \n")
     cfg["files"] = [str(tmp_path / "empty.txt")]
     with pytest.raises(ValueError, match="empty"):
-        data.collect_documents(cfg)
+        corpus.collect_documents(cfg)
 
 
 def test_benchmark_items_are_deterministic_and_hold_the_true_next_line():
@@ -89,30 +89,27 @@ def test_benchmark_items_are_deterministic_and_hold_the_true_next_line():
 
 
 def test_a_given_tokenizer_is_checked_and_copied(tmp_path):
-    from infinite_compute import data
-
     corpus = tmp_path / "train.jsonl"
     corpus.write_text("".join(json.dumps({"text": f"def f{i}(x):\n    return x + {i}\n"}) + "\n" for i in range(200)))
-    data.train_tokenizer(str(corpus), 300, 100_000, str(tmp_path / "given"))
-    info = data.copy_tokenizer(str(tmp_path / "given"), str(tmp_path / "study"))
-    tok = data.load_tokenizer(str(tmp_path / "study"))
+    tokenizer.train_tokenizer(str(corpus), 300, 100_000, str(tmp_path / "given"))
+    info = tokenizer.copy_tokenizer(str(tmp_path / "given"), str(tmp_path / "study"))
+    tok = tokenizer.load_tokenizer(str(tmp_path / "study"))
     assert info["vocab_size"] == len(tok) == 300 and tok.eos_token == info["eos_token"]
-    assert tok("def f1(x):")["input_ids"] == data.load_tokenizer(str(tmp_path / "given"))("def f1(x):")["input_ids"]
+    assert tok("def f1(x):")["input_ids"] == tokenizer.load_tokenizer(str(tmp_path / "given"))("def f1(x):")["input_ids"]
     with pytest.raises(FileNotFoundError, match="tokenizer.path"):
-        data.copy_tokenizer(str(tmp_path / "nowhere"), str(tmp_path / "x"))
+        tokenizer.copy_tokenizer(str(tmp_path / "nowhere"), str(tmp_path / "x"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="tokenizer.path"):
-        data.copy_tokenizer(str(tmp_path / "empty"), str(tmp_path / "y"))
+        tokenizer.copy_tokenizer(str(tmp_path / "empty"), str(tmp_path / "y"))
 
 
 def test_corpus_files_may_be_urls(tmp_path):
     """data.files accepts URLs and buckets through fsspec (here file:// URLs): the same documents."""
-    from infinite_compute import data
 
     for k in range(2):
         (tmp_path / f"shard-{k}.jsonl").write_text("".join(json.dumps({"text": f"doc {k}.{i}"}) + "\n" for i in range(3)))
     cfg = {"source": "files", "text_field": "text", "max_document_chars": 8000}
-    local, _ = data.collect_documents({**cfg, "files": [str(tmp_path / "shard-*.jsonl")]})
-    remote, manifest = data.collect_documents({**cfg, "files": [f"file://{tmp_path}/shard-*.jsonl"]})
+    local, _ = corpus.collect_documents({**cfg, "files": [str(tmp_path / "shard-*.jsonl")]})
+    remote, manifest = corpus.collect_documents({**cfg, "files": [f"file://{tmp_path}/shard-*.jsonl"]})
     assert [d.text for d in remote] == [d.text for d in local] and len(remote) == 6
     assert all(f["path"].startswith("file://") for f in manifest)

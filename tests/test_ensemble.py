@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from infinite_compute.ensemble import (
+from infinite_compute.science.ensemble import (
     ensemble_logprobs,
     ensemble_loss,
     ensemble_loss_curve,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit, nnls
 
-from infinite_compute.fits import (
+from infinite_compute.science.fits import (
     PowerLawFit,
     bootstrap_laws,
     data_efficiency,

@@ -10,7 +10,6 @@ import textwrap
 import time
 
 import numpy as np
-
 from conftest import ROOT
 
 ENV = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "JAX_PLATFORMS": "cpu"}
@@ -25,7 +24,7 @@ def test_a_killed_writer_leaves_no_half_file_and_its_temp_is_cleaned(tmp_path):
     out.write_bytes(b"the previous complete output")
     started = tmp_path / "started"
     p = _python(f"""
-        from infinite_compute.io import atomic_path
+        from infinite_compute.runtime.io import atomic_path
         import time
         with atomic_path({str(out)!r}) as tmp:
             with open(tmp, "wb") as f:
@@ -45,19 +44,19 @@ def test_a_killed_writer_leaves_no_half_file_and_its_temp_is_cleaned(tmp_path):
     temps = [n for n in os.listdir(tmp_path) if n.startswith(".table.bin.")]
     assert len(temps) == 1 and str(p.pid) in temps[0]  # SIGKILL skipped the cleanup...
 
-    from infinite_compute.io import atomic_write_text
+    from infinite_compute.runtime.io import atomic_write_text
 
     atomic_write_text(str(out), "new")  # ...which the next write of the same output does
     assert out.read_text() == "new" and not [n for n in os.listdir(tmp_path) if n.startswith(".table.bin.")]
 
 
 def test_concurrent_parquet_writers_and_a_reader_never_see_a_partial_table(tmp_path):
-    from infinite_compute.results import read_table
+    from infinite_compute.outputs.results import read_table
 
     path = tmp_path / "runs.parquet"
     writers = [_python(f"""
         import numpy as np, pyarrow as pa
-        from infinite_compute.io import atomic_path
+        from infinite_compute.runtime.io import atomic_path
         import pyarrow.parquet as pq
         n = 200_000
         table = pa.table({{"writer": np.full(n, {w}), "x": np.arange(n) * {w + 1}}})

@@ -4,8 +4,9 @@
 import numpy as np
 import pytest
 
-from infinite_compute import data, loop
-from infinite_compute.loop import _chunks, eval_steps
+from infinite_compute.data import tokenizer, tokens
+from infinite_compute.model import loop
+from infinite_compute.model.loop import _chunks, eval_steps
 
 
 def test_eval_steps_are_levanters_schedule():
@@ -42,10 +43,10 @@ def budget_cache(small_corpus, tmp_path_factory):
     root, _ = small_corpus
     tmp, tok_dir = tmp_path_factory.mktemp("budget"), str(root / "tok")
     for split, limit in (("train", 3000), ("validation", 500)):
-        stream, offsets = data.tokenize_stream(str(root / "corpus" / f"{split}.jsonl"), tok_dir, limit)
-        data.write_token_stream(str(tmp / f"{split}.npz"), stream, offsets)
-    data.build_budget_cache(str(tmp / "train.npz"), str(tmp / "validation.npz"), tok_dir, 3000, str(tmp / "d3000"))
-    return load_lm_dataset_cache(str(tmp / "d3000" / "train"), TextLmDatasetFormat(), data.load_tokenizer(tok_dir))
+        stream, offsets = tokens.tokenize_stream(str(root / "corpus" / f"{split}.jsonl"), tok_dir, limit)
+        tokens.write_token_stream(str(tmp / f"{split}.npz"), stream, offsets)
+    tokens.build_budget_cache(str(tmp / "train.npz"), str(tmp / "validation.npz"), tok_dir, 3000, str(tmp / "d3000"))
+    return load_lm_dataset_cache(str(tmp / "d3000" / "train"), TextLmDatasetFormat(), tokenizer.load_tokenizer(tok_dir))
 
 
 @pytest.mark.parametrize("read_once", [True, False])

@@ -5,8 +5,15 @@ from collections import Counter
 
 import pytest
 
-from infinite_compute import math_data as md
-from infinite_compute.math_data import KINDS, Problem, exact_match, generate, is_held_out, parse_answer
+from infinite_compute.data import math_data as md
+from infinite_compute.data.math_data import (
+    KINDS,
+    Problem,
+    exact_match,
+    generate,
+    is_held_out,
+    parse_answer,
+)
 
 
 def recompute(p: Problem) -> int:
@@ -62,7 +69,7 @@ def test_bad_fraction_is_an_error():
 def test_cpt_multiplier_on_a_known_law():
     """Default-recipe points on L(D) = 10 / D^0.3 + 2: a recipe reaching, at budget D, the loss
     the law gives at 4D has a multiplier of 4."""
-    from infinite_compute import cpt
+    from infinite_compute.science import cpt
 
     law = lambda d: 10.0 / d**0.3 + 2.0  # noqa: E731
     rows = [{"recipe": "default", "model_id": f"d{d}", "token_budget": d, "loss": law(d)} for d in (1000, 2000, 4000, 8000)]
@@ -75,7 +82,7 @@ def test_cpt_multiplier_on_a_known_law():
 
 
 def test_regularized_selection_skips_diverged_runs():
-    from infinite_compute import cpt
+    from infinite_compute.science import cpt
 
     assert cpt.select_regularized({"a": 3.0, "b": float("nan"), "c": 2.5}) == "c"
     with pytest.raises(ValueError, match="diverged"):

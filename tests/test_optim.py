@@ -10,7 +10,7 @@ haliax = pytest.importorskip("haliax")
 from levanter.models.llama import LlamaConfig  # noqa: E402
 from levanter.optim import AdamConfig  # noqa: E402
 
-from infinite_compute.optim import TracedAdamWConfig, schedule_value  # noqa: E402
+from infinite_compute.model.optim import TracedAdamWConfig, schedule_value  # noqa: E402
 
 
 @pytest.mark.parametrize("steps,warmup,min_ratio", [(64, 0.01, 0.0), (40, 0.1, 0.1), (200, 5, 0.0)])
@@ -73,8 +73,8 @@ def test_levanter_trainer_settings_pass_through(smoke_config, tmp_path):
     it, the CPU defaults hold."""
     import jmp
 
-    from infinite_compute.plan import build_plan
-    from infinite_compute.train import levanter_config
+    from infinite_compute.model.trainer import levanter_config
+    from infinite_compute.study.plan import build_plan
 
     plan = build_plan(smoke_config)
     spec = plan.runs[sorted(plan.runs)[0]]

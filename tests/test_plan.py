@@ -2,11 +2,13 @@ import copy
 import os
 
 import pytest
+from conftest import ROOT, raw_smoke_config
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from conftest import ROOT, raw_smoke_config
-from infinite_compute.plan import ConfigError, ModelShape, build_plan, plan_to_dict, run_id
+from infinite_compute.study.config import ConfigError
+from infinite_compute.study.plan import build_plan, plan_to_dict
+from infinite_compute.study.specs import ModelShape, run_id
 
 SCHEMA = os.path.join(ROOT, "schemas", "config.schema.yaml")
 

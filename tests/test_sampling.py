@@ -15,14 +15,14 @@ def tiny_llamas(n: int, seq_len: int = 24, vocab: int = 97):
 
 
 def test_kv_cache_sampling_matches_full_forward_passes():
-    from infinite_compute import evaluate
+    from infinite_compute.model import sampling, scoring
 
-    with evaluate.device_mesh():
+    with scoring.device_mesh():
         models = tiny_llamas(2)  # a two-member mixture
         kw = dict(n_sequences=6, seq_len=24, eot_id=0, temperature=1.0, seed=5, batch_size=3)
-        cached = evaluate.sample_sequences(models, **kw)
-        full = evaluate.sample_sequences(models, **kw, kv_cache=False)
-        again = evaluate.sample_sequences(models, **kw)
+        cached = sampling.sample_sequences(models, **kw)
+        full = sampling.sample_sequences(models, **kw, kv_cache=False)
+        again = sampling.sample_sequences(models, **kw)
     assert cached.shape == (6, 24) and (cached[:, 0] == 0).all()
     np.testing.assert_array_equal(cached, full)
     np.testing.assert_array_equal(cached, again)  # a seed fixes the corpus
@@ -30,13 +30,13 @@ def test_kv_cache_sampling_matches_full_forward_passes():
 
 
 def test_lower_temperature_concentrates_the_samples():
-    from infinite_compute import evaluate
+    from infinite_compute.model import sampling, scoring
 
-    with evaluate.device_mesh():
+    with scoring.device_mesh():
         models = tiny_llamas(2)
         kw = dict(n_sequences=6, seq_len=24, eot_id=0, seed=1, batch_size=6)
-        hot = evaluate.sample_sequences(models, temperature=1.0, **kw)
-        cold = evaluate.sample_sequences(models, temperature=0.05, **kw)
+        hot = sampling.sample_sequences(models, temperature=1.0, **kw)
+        cold = sampling.sample_sequences(models, temperature=0.05, **kw)
     # near-greedy: the same context gives the same next token, so far fewer distinct tokens
     assert len(np.unique(cold[:, 1:])) < len(np.unique(hot[:, 1:]))
 
@@ -49,12 +49,12 @@ def test_greedy_completions_follow_full_forward_argmax_after_each_prompt():
     import jax.numpy as jnp
     from levanter.layers.attention import AttentionMask
 
-    from infinite_compute import evaluate
+    from infinite_compute.model import sampling, scoring
 
-    with evaluate.device_mesh():
+    with scoring.device_mesh():
         models = tiny_llamas(2)
         prompts = [[0, 5, 9, 13], [0, 7], [0, 3, 3, 3, 3, 8]]
-        got = evaluate.greedy_completions(models, prompts, n_new=5, eot_id=0, batch_size=2, seq_len=24)
+        got = sampling.greedy_completions(models, prompts, n_new=5, eot_id=0, batch_size=2, seq_len=24)
         for prompt, completion in zip(prompts, got):
             seq = list(prompt)
             for _ in range(5):

@@ -16,8 +16,8 @@ import sys
 import time
 
 import pytest
-
-from clusters import LONG_RUN as RUN, free_port, stop, wait_for_checkpoint, write_long_run_config
+from clusters import LONG_RUN as RUN
+from clusters import free_port, stop, wait_for_checkpoint, write_long_run_config
 from test_workflow import project_copy
 
 pytestmark = pytest.mark.workflow

@@ -4,11 +4,18 @@ import copy
 import math
 
 import pytest
-
 from conftest import raw_smoke_config
-from infinite_compute.plan import ConfigError, build_plan
-from infinite_compute.tuning import Cell, advance, cell_from_dict, extend_axis, round_record
 from test_plan import validated
+
+from infinite_compute.study.config import ConfigError
+from infinite_compute.study.plan import build_plan
+from infinite_compute.study.tuning import (
+    Cell,
+    advance,
+    cell_from_dict,
+    extend_axis,
+    round_record,
+)
 
 
 @pytest.mark.parametrize(
@@ -95,7 +102,7 @@ def test_a_diverged_run_is_trained_but_never_best():
 
 
 def test_round_records_accumulate_and_reject_foreign_runs():
-    from infinite_compute.plan import run_id
+    from infinite_compute.study.specs import run_id
 
     cell = make_cell(steps=0)
     loss = bowl((0.003, 0.4, 4))  # one step up in weight decay from the start

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import psutil
-
 from clusters import start_pool
 from conftest import ROOT
-from infinite_compute import worker
+
+from infinite_compute.runtime import worker
 
 ENV = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")}
 
@@ -27,8 +27,9 @@ def test_a_failing_job_on_a_worker_gives_its_exit_code_and_traceback_to_the_clie
     try:
         pool = start_pool(tmp_path / "pool.sock", owner.pid, env=ENV)
         job = subprocess.run(
-            [sys.executable, "-m", "infinite_compute", "evaluate", "--model", str(tmp_path / "no-such-model"),
-             "--validation", "x", "--requests", "x", "--tokenizer", "x", "--batch-size", "1", "--out", "o"],
+            [sys.executable, "-m", "infinite_compute", "evaluate", "--spec", str(tmp_path / "no-such-model" / "spec.json"),
+             "--hf", "x", "--validation", "x", "--requests", "x", "--tokenizer", "x", "--batch-size", "1",
+             "--out-eval", "o", "--out-logprobs", "p"],
             env={**ENV, worker.ENV: str(tmp_path / "pool.sock")}, capture_output=True, text=True, timeout=300,
             cwd=tmp_path,
         )

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from clusters import start_pool, wait_for_checkpoint
 from conftest import ROOT
 
@@ -130,7 +129,7 @@ def test_runs_table_is_real_training(smoke):
     # wrongly loaded weights would be off by tenths
     np.testing.assert_allclose(runs["loss"], runs["train_eval_loss"], atol=1e-2)
     # levanter's parameter count = our non-embedding count + embedding + LM head
-    from infinite_compute.plan import ModelShape
+    from infinite_compute.study.specs import ModelShape
 
     for _, r in runs.iterrows():
         shape = ModelShape(**json.load(open(os.path.join(smoke, "results", "models", r["run_id"], "spec.json")))["model"])
@@ -145,7 +144,7 @@ DIVERGED = "t1-d4k-ep1-lr10000-wd0.1-s0"
 def test_a_diverged_run_is_recorded_and_excluded_from_fits_with_a_note(smoke):
     """lr 1e4 makes the loss NaN: the job still succeeds, runs.parquet marks the run diverged, the
     fits never see it, the paper lists it, and the rest of the study is complete."""
-    from infinite_compute.analysis import usable
+    from infinite_compute.science.analysis import usable
 
     runs = table(smoke, "runs").set_index("run_id")
     assert runs.loc[DIVERGED, "diverged"] and not np.isfinite(runs.loc[DIVERGED, "loss"])
@@ -318,7 +317,7 @@ def test_lint_is_clean(smoke):
 def test_report_has_every_figure(smoke):
     smk(smoke, "--report", "report.html", "--configfile", ".test/config.yaml")
     html = open(os.path.join(smoke, "report.html")).read()
-    from infinite_compute.figures import FIGURES
+    from infinite_compute.outputs.figures import FIGURES
 
     for name in FIGURES:
         assert f"{name}.png" in html
@@ -525,6 +524,6 @@ def test_jobs_ran_on_warm_workers_that_left_with_snakemake(smoke):
     assert models and all(("0", "train", f"results/models/{r}") in ran for r in models)
     assert all(("0", "evaluate", f"results/evals/{r}") in ran for r in models)
     pools = [int(m.group(1)) for m in (re.match(r"pool (\d+):", ln) for ln in lines) if m]
-    assert pools and not any(psutil.pid_exists(p) and "infinite_compute.worker" in " ".join(psutil.Process(p).cmdline())
+    assert pools and not any(psutil.pid_exists(p) and "infinite_compute.cli.pool" in " ".join(psutil.Process(p).cmdline())
                              for p in pools)
     assert not os.listdir(os.path.join(smoke, "results", "workers"))

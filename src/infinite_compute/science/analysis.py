@@ -58,7 +58,7 @@ def data_scaling_points(tuning: pd.DataFrame, models: list[str]) -> pd.DataFrame
     return best_per(base, ["token_budget"])
 
 
-def _fit(x, y, x_name, n_bootstrap, ci_level, seed, asymptote=True) -> tuple[PowerLawFit | None, str]:
+def fit_law(x, y, x_name, n_bootstrap, ci_level, seed, asymptote=True) -> tuple[PowerLawFit | None, str]:
     """The power-law fit of (x, y) and its status: "ok", too few points (no fit), failed (the
     optimiser's last values are kept), flat, or (when its E is read as an `asymptote`) no asymptote
     (E at 0); a fit that is kept but not "ok" has no asymptote, law or multiplier read off it."""
@@ -77,7 +77,7 @@ def _fit(x, y, x_name, n_bootstrap, ci_level, seed, asymptote=True) -> tuple[Pow
     return f, "ok"
 
 
-def _fit_row(fit: str, recipe: str, group: str, x_name: str, x, y, ids, n_bootstrap, ci_level, seed, *,
+def fit_row(fit: str, recipe: str, group: str, x_name: str, x, y, ids, n_bootstrap, ci_level, seed, *,
              token_budget=None, model=None, non_embedding_params=None, result=None) -> dict:
     """A row of the fits table; `result` is the `_fit` of these points when the caller made it already."""
     row = {
@@ -94,7 +94,7 @@ def _fit_row(fit: str, recipe: str, group: str, x_name: str, x, y, ids, n_bootst
         "ci_level": ci_level,
         "n_points": len(x),
     }
-    f, status = result or _fit(x, y, x_name, n_bootstrap, ci_level, seed)
+    f, status = result or fit_law(x, y, x_name, n_bootstrap, ci_level, seed)
     values = {k: float("nan") if f is None else float(getattr(f, k)) for k in FIT_FIELDS}
     return {**row, **values, "status": status}
 
@@ -110,7 +110,7 @@ def compute_fits(
     for recipe, pts in points.items():
         for budget, g in pts.groupby("token_budget"):
             fits.append(
-                _fit_row("params", recipe, f"D={budget}", "non_embedding_params", g["non_embedding_params"],
+                fit_row("params", recipe, f"D={budget}", "non_embedding_params", g["non_embedding_params"],
                          g["loss"], g["run_id"], token_budget=budget, **kw)
             )
     # L(K) per ensemble, on the mean over member subsets of each size (the first-K loss is one draw)
@@ -118,7 +118,7 @@ def compute_fits(
         g = g.sort_values("ensemble_size")
         first = g.iloc[0]
         fits.append(
-            _fit_row("ensemble", first["recipe"], name, "ensemble_size", g["ensemble_size"], g["loss_mean"],
+            fit_row("ensemble", first["recipe"], name, "ensemble_size", g["ensemble_size"], g["loss_mean"],
                      [f"{name}:K={k}" for k in g["ensemble_size"]], token_budget=first["token_budget"],
                      model=first["model"], non_embedding_params=first["non_embedding_params"], **kw)
         )
@@ -127,13 +127,13 @@ def compute_fits(
     for (recipe, budget), group in _groupby(per_k, lambda f: (f["recipe"], f["token_budget"])).items():
         group.sort(key=lambda f: f["non_embedding_params"])
         fits.append(
-            _fit_row("joint", recipe, f"D={budget}", "non_embedding_params", [f["non_embedding_params"] for f in group],
+            fit_row("joint", recipe, f"D={budget}", "non_embedding_params", [f["non_embedding_params"] for f in group],
                      [f["E"] for f in group], [f["group"] for f in group], token_budget=budget, **kw)
         )
     data_points = data_scaling_points(tuning, data_scaling_models)
     # L(D) is a law to invert, not an asymptote: a pure power law (E = 0) serves
-    data_fit = _fit(data_points["token_budget"], data_points["loss"], "token_budget", **kw, asymptote=False)
-    fits.append(_fit_row("data", "baseline", "all", "token_budget", data_points["token_budget"], data_points["loss"],
+    data_fit = fit_law(data_points["token_budget"], data_points["loss"], "token_budget", **kw, asymptote=False)
+    fits.append(fit_row("data", "baseline", "all", "token_budget", data_points["token_budget"], data_points["loss"],
                          data_points["run_id"], result=data_fit, **kw))
 
     efficiency: list[dict] = []

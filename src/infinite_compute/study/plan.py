@@ -8,187 +8,24 @@ hyperparameters reruns that run and what depends on it, and nothing else.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .config import ConfigError, config_hash
+from .specs import (
+    CptSpec,
+    DistillSpec,
+    EnsembleSpec,
+    ModelShape,
+    RunSpec,
+    cpt_run_id,
+    format_tokens,
+    parse_run_id,
+    run_id,
+    synthetic_tokens,
+)
+from .tasks import LOCAL_TASKS, known_task_names
 from .tuning import AXES, Cell, extend_axis
-
-
-class ConfigError(ValueError):
-    """A config value that is valid by the schema but makes no sense for the study."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"config key '{key}': {message}")
-        self.key = key
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """A Llama shape; parameter counts are those of levanter's LlamaLMHeadModel."""
-
-    name: str
-    hidden_dim: int
-    intermediate_dim: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    seq_len: int
-    gradient_checkpointing: bool = False
-    attention_backend: str = "default"  # levanter's AttentionBackend value
-    cross_entropy_block_size: int | None = None
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_dim // self.num_heads
-
-    def non_embedding_params(self) -> int:
-        """Parameters outside the token embedding and the LM head (the paper's N)."""
-        h, hd = self.hidden_dim, self.head_dim
-        attn = h * self.num_heads * hd * 2 + h * self.num_kv_heads * hd * 2
-        mlp = 3 * h * self.intermediate_dim
-        norms = 2 * h
-        return self.num_layers * (attn + mlp + norms) + h
-
-    def total_params(self, vocab_size: int) -> int:
-        return self.non_embedding_params() + 2 * vocab_size * self.hidden_dim
-
-    def flops_per_token(self, vocab_size: int) -> float:
-        """Forward + backward FLOPs per training token (6N plus attention)."""
-        n = self.non_embedding_params() + vocab_size * self.hidden_dim
-        attn = 2 * self.num_layers * self.seq_len * self.hidden_dim
-        return 6.0 * n + 6.0 * attn
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything that determines one training run's weights; nothing else."""
-
-    run_id: str
-    model: ModelShape
-    token_budget: int
-    epochs: int
-    learning_rate: float
-    weight_decay: float
-    seed: int
-    batch_size: int
-    optimizer: dict
-    data: str  # "d<tokens>" for real data, "distill/<name>" for a student's real+synthetic mix
-    num_train_steps: int
-    tokens_per_epoch: int
-    synthetic_share: float = 0.0
-    teacher: str | None = None
-    init_from: str | None = None  # CPT: the search cell whose selected run's weights it starts from
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        if d["init_from"] is None:  # absent unless set: specs (and run hashes) from before CPT are unchanged
-            del d["init_from"]
-        for k, default in (("attention_backend", "default"), ("cross_entropy_block_size", None)):
-            if d["model"][k] == default:  # likewise for the kernels' settings
-                del d["model"][k]
-        return d
-
-    @property
-    def cache_name(self) -> str:
-        """Directory name of the levanter cache this run trains on."""
-        return self.data.replace("/", "-")
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @staticmethod
-    def from_dict(d: dict) -> "RunSpec":
-        d = dict(d)
-        d["model"] = ModelShape(**d["model"])
-        return RunSpec(**d)
-
-
-@dataclass(frozen=True)
-class EnsembleSpec:
-    """K = 1..size members of one recipe, seeds 0..size-1. A fixed ensemble lists its members; an
-    ensemble of a search (`cell`) derives them from the cell's selected run, known after the search."""
-
-    name: str
-    members: tuple[str, ...]  # fixed: run ids in seed order (the first K form the K-ensemble); else ()
-    model: str
-    token_budget: int
-    size: int = 0
-    recipe: str = "fixed"  # "fixed" or the name of its entry of `ensemble_recipes`
-    cell: str | None = None
-    epochs_factor: float = 1.0
-    weight_decay_factor: float = 1.0
-
-    def member_ids(self, best: dict | None = None) -> list[str]:
-        """The members' run ids; an ensemble of a search needs its cell's selected run `best`
-        (learning_rate, weight_decay, epochs): same lr, epochs x epochs_factor, wd x weight_decay_factor."""
-        if self.cell is None:
-            return list(self.members)
-        if best is None:
-            raise ValueError(f"ensemble '{self.name}' needs the outcome of search cell '{self.cell}'")
-        epochs = max(1, round(best["epochs"] * self.epochs_factor))
-        wd = float(f"{best['weight_decay'] * self.weight_decay_factor:.6g}")  # the value its run id names
-        return [run_id(self.model, self.token_budget, epochs, best["learning_rate"], wd, k) for k in range(self.size)]
-
-
-@dataclass(frozen=True)
-class DistillSpec:
-    name: str
-    # one run id (self-distillation) or an ensemble's members; empty when they are known only once a
-    # search has ended (an ensemble of a search, or a search's selected run)
-    teacher_members: tuple[str, ...]
-    teacher_kind: str  # "ensemble", "single" (a given run) or "search" (the selected run of `teacher_cell`)
-    teacher_name: str  # the ensemble's name, the run id, or the cell id
-    student: str
-    synthetic_share: float
-    teacher_tokens: int
-    temperature: float
-    token_budget: int
-    seed: int
-    teacher_cell: str | None = None  # the search cell the teacher comes from, if any
-
-    def sampling_params(self) -> dict:
-        """What determines the synthetic corpus (the sampling job's params); the members' files are
-        the job's inputs, so a teacher known only from a search is named, not listed."""
-        return {
-            "teacher": list(self.teacher_members) if self.teacher_members else [self.teacher_kind, self.teacher_name],
-            "teacher_tokens": self.teacher_tokens,
-            "temperature": self.temperature,
-            "seed": self.seed,
-        }
-
-
-@dataclass(frozen=True)
-class CptSpec:
-    """Continued pre-training on the math domain (math_data.py), from a search cell's selected run."""
-
-    base_cell: str
-    model: str
-    token_budget: int  # the recipes' math budget
-    scaling: dict[int, str]  # math budget -> the default recipe's run there (its L(D))
-    small_batch: str
-    regularized: tuple[str, ...]  # one per weight decay of the grid, seed 0
-    members: dict[str, tuple[str, ...]]  # a regularized run -> its ensemble (seeds 0..K-1, itself first)
-    problems: dict
-    answer_tokens: int
-    seed: int
-
-    @property
-    def default(self) -> str:
-        """The default recipe's run at the recipes' budget."""
-        return self.scaling[self.token_budget]
-
-    @property
-    def runs(self) -> list[str]:
-        """Every run known before training (ensembles only of the selected weight decay are trained)."""
-        return sorted({*self.scaling.values(), self.small_batch, *self.regularized})
-
-
-def cpt_run_id(model: str, budget: int, epochs: int, lr: float, wd: float, batch: int, seed: int) -> str:
-    return (f"cpt-{model}-m{format_tokens(budget)}-ep{epochs}-lr{format_number(lr)}-wd{format_number(wd)}"
-            f"-bs{batch}-s{seed}")
 
 
 @dataclass(frozen=True)
@@ -231,6 +68,14 @@ class Plan:
             raise KeyError(f"'{rid}' is neither a planned run, a search point nor a run id of a known model and budget")
         return self.make_spec(*parsed)
 
+    def ensemble_info(self, name: str, members: list[str]) -> dict:
+        """What the ensembles table reports beside an ensemble's losses: its recipe and its members'
+        settings (`members`: its run ids, known for an ensemble of a search once the search ended)."""
+        ens, first = self.ensembles[name], self.spec(members[0])
+        return {"recipe": ens.recipe, "cell": ens.cell, "model": ens.model, "token_budget": ens.token_budget,
+                "non_embedding_params": first.model.non_embedding_params(), "epochs": first.epochs,
+                "learning_rate": first.learning_rate, "weight_decay": first.weight_decay}
+
     def runs_on_data(self, data: str) -> list[str]:
         return sorted(r for r, s in self.runs.items() if s.data == data)
 
@@ -244,54 +89,6 @@ def _lattice_index(plan: Plan) -> dict:
     if key not in _LATTICES:
         _LATTICES[key] = {plan.point_run(c, p): (c, p) for c in plan.cells.values() for p in c.lattice()}
     return _LATTICES[key]
-
-
-def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def format_tokens(n: int) -> str:
-    """Readable token counts for ids: 65536 -> 64k, 2097152 -> 2m."""
-    if n % (1 << 20) == 0:
-        return f"{n >> 20}m"
-    if n % 1024 == 0:
-        return f"{n >> 10}k"
-    return str(n)
-
-
-def format_number(x: float) -> str:
-    return f"{x:g}"
-
-
-def synthetic_tokens(token_budget: int, share: float) -> int:
-    """Synthetic tokens that make up `share` of a student's mix beside `token_budget` real ones."""
-    return round(token_budget * share / (1.0 - share))
-
-
-def run_id(model: str, token_budget: int, epochs: int, lr: float, wd: float, seed: int) -> str:
-    return (
-        f"{model}-d{format_tokens(token_budget)}-ep{epochs}-lr{format_number(lr)}"
-        f"-wd{format_number(wd)}-s{seed}"
-    )
-
-
-_RUN_ID = re.compile(
-    r"^(?P<model>[a-z][a-z0-9]*)-d(?P<tokens>\d+[km]?)-ep(?P<epochs>\d+)-lr(?P<lr>[0-9.e+-]+?)"
-    r"-wd(?P<wd>[0-9.e+-]+?)-s(?P<seed>\d+)$"
-)
-
-
-def parse_run_id(rid: str, token_budgets) -> tuple[str, int, int, float, float, int] | None:
-    """(model, budget, epochs, lr, wd, seed) of a run id of `run_id`'s form, or None."""
-    m = _RUN_ID.match(rid)
-    budgets = {format_tokens(b): b for b in token_budgets}
-    if m is None or m["tokens"] not in budgets:
-        return None
-    try:
-        lr, wd = float(m["lr"]), float(m["wd"])
-    except ValueError:
-        return None
-    return m["model"], budgets[m["tokens"]], int(m["epochs"]), lr, wd, int(m["seed"])
 
 
 def _shapes(config: dict) -> dict[str, ModelShape]:
@@ -558,8 +355,6 @@ def _cpt(config: dict, cells: dict[str, Cell], shapes: dict[str, ModelShape], op
 
 def _check_benchmark_tasks(tasks: list[str]) -> None:
     """Each benchmark task is a local one or a task of the installed lm-eval-harness."""
-    from .lm_harness import LOCAL_TASKS, known_task_names
-
     other = [t for t in tasks if t not in LOCAL_TASKS]
     if len(set(tasks)) != len(tasks):
         raise ConfigError("benchmark.tasks", f"a task is named twice in {tasks}")
@@ -646,24 +441,6 @@ def _search_ensembles(config: dict, cells: dict[str, Cell]) -> dict[str, Ensembl
                 weight_decay_factor=er["weight_decay_factor"],
             )
     return out
-
-
-def load_config(path: str, schema_path: str | None = None) -> dict[str, Any]:
-    """Read a YAML config, validate it against the schema and fill in defaults."""
-    import yaml
-    from snakemake.utils import validate
-
-    with open(path) as f:
-        config = yaml.safe_load(f) or {}
-    validate(config, schema_path or default_schema_path())
-    return config
-
-
-def default_schema_path() -> str:
-    import os
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.join(here, "..", "..", "schemas", "config.schema.yaml")
 
 
 def plan_to_dict(plan: Plan) -> dict:

@@ -7,7 +7,11 @@ log-likelihood through lm-eval-harness (lm_harness.py: a local task YAML over th
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+
+from ..runtime.io import atomic_path, atomic_write_json
 
 ITEM_KEYS = ("items", "choices", "context_lines", "min_line_chars")  # the `benchmark` keys items depend on
 
@@ -54,3 +58,21 @@ def build_items(
             }
         )
     return out
+
+
+def write_items(items: list[dict], path: str) -> None:
+    """The items as JSON lines, lm-eval's local dataset (lm_harness.write_local_tasks points at it)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            for it in items:
+                f.write(json.dumps(it) + "\n")
+
+
+def write_requests(path: str, tasks: list[str], pairs) -> None:
+    """The (context, continuation) pairs lm-eval asks of every model: each evaluation scores them."""
+    atomic_write_json(path, {"tasks": tasks, "requests": [list(p) for p in pairs]})
+
+
+def read_requests(path: str) -> list[tuple[str, str]]:
+    with open(path) as f:
+        return [tuple(p) for p in json.load(f)["requests"]]

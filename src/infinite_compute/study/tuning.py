@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .specs import run_id
+
 AXES = ("learning_rate", "weight_decay", "epochs")
 SHORT = {"learning_rate": "lr", "weight_decay": "wd", "epochs": "epochs"}
 
@@ -163,8 +165,6 @@ def cell_from_dict(d: dict) -> Cell:
 def round_record(cell: Cell, round_index: int, previous: dict | None, new_losses: dict[str, float]) -> dict:
     """The record of round `round_index`: every point trained so far with its loss and round,
     and `advance`'s verdict. `new_losses` maps this round's run ids to their losses."""
-    from .plan import run_id
-
     def rid(p: Point) -> str:
         return run_id(cell.model, cell.token_budget, p[2], p[0], p[1], cell.seed)
 
@@ -202,3 +202,11 @@ def round_record(cell: Cell, round_index: int, previous: dict | None, new_losses
         "next_points": [list(p) for p in verdict["next"]],
         "next": [rid(p) for p in verdict["next"]],
     }
+
+
+def final_record(record: dict, where: str) -> dict:
+    """A search's outcome: the record of its last round (`where` names it in the error when the
+    search has not ended), with its number of rounds."""
+    if record["status"] == "continue":
+        raise ValueError(f"{where}: the search of {record['cell']} has not ended")
+    return {**record, "rounds": record["round"] + 1}

@@ -13,11 +13,14 @@ and an answer is scored by exact match of the integer after "Answer:".
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import re
 from dataclasses import dataclass
 
-from .data import stable_unit
+from ..runtime.io import atomic_dir, atomic_write_json
+from .corpus import collect_documents, stable_unit
 
 KINDS = ("add", "sub", "mul", "buy", "share", "rate")
 _NAMES = ("Ada", "Ben", "Chen", "Dara", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lena")
@@ -108,18 +111,11 @@ def write_corpus(params: dict, out_dir: str) -> dict:
     """The math domain as a corpus directory: train.jsonl (`per_document` problems per document),
     validation.jsonl (each held-out problem, question and answer: the CPT validation loss) and
     held_out.jsonl (question, answer and prompt: the answer accuracy)."""
-    import json
-    import os
-
-    from .io import atomic_dir, atomic_write_json
-
     files = params.get("files")
     train, held = generate(params["seed"], 0 if files else params["train"], params["held_out"],
                            params["held_out_fraction"])
     k = params["per_document"]
     if files:  # a real math corpus (e.g. MegaMath shards): its text replaces the generated problems
-        from .data import collect_documents
-
         try:
             docs, manifest = collect_documents({**params["data"], "source": "files", "files": files})
         except (FileNotFoundError, ValueError) as e:
@@ -147,7 +143,5 @@ def write_corpus(params: dict, out_dir: str) -> dict:
 
 
 def read_held_out(path: str) -> list[Problem]:
-    import json
-
     with open(path) as f:
         return [Problem(r["kind"], r["question"], r["answer"]) for r in map(json.loads, f) if r]

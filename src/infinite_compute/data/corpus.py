@@ -1,4 +1,4 @@
-"""Corpus, split, tokenizer, token budgets and levanter caches.
+"""The corpus and its split into training and validation documents.
 
 The default corpus is text every Python install carries: the interpreter's standard-library
 sources and its pydoc topic texts. Documents are chosen and ordered by hashes only, so the same
@@ -15,11 +15,10 @@ import platform
 import sys
 import sysconfig
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterator
 
-import numpy as np
-
-from .io import atomic_dir, atomic_write_json, atomic_write_text
+from ..runtime.io import atomic_write_json, atomic_write_text
+from ..study.config import ConfigError
 
 EOT = "<|endoftext|>"
 
@@ -30,7 +29,7 @@ class Document:
     text: str
 
 
-def _sha256_bytes(data: bytes) -> str:
+def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -109,8 +108,6 @@ def check_local_files(data_cfg: dict) -> None:
     adds one end-of-text token, so B bytes give at most 2B tokens; the tokenize job checks the exact
     count. Raises ConfigError or FileNotFoundError naming the key; URLs and buckets are checked by
     the corpus job."""
-    from .plan import ConfigError
-
     if data_cfg["source"] != "files":
         return
     pats = data_cfg["files"]
@@ -149,7 +146,7 @@ def collect_documents(data_cfg: dict) -> tuple[list[Document], list[dict]]:
         else:
             with open(path, "rb") as f:
                 raw = f.read()
-        files.append({"path": rel, "sha256": _sha256_bytes(raw), "bytes": len(raw)})
+        files.append({"path": rel, "sha256": sha256_bytes(raw), "bytes": len(raw)})
         return raw
 
     if data_cfg["source"] == "stdlib":
@@ -221,7 +218,7 @@ def prepare_corpus(config: dict, out_dir: str) -> dict:
         "files": files,
         "documents": {"train": len(train), "validation": len(val)},
         "characters": {"train": sum(len(d.text) for d in train), "validation": sum(len(d.text) for d in val)},
-        "corpus_sha256": _sha256_bytes("".join(f["sha256"] for f in files).encode()),
+        "corpus_sha256": sha256_bytes("".join(f["sha256"] for f in files).encode()),
     }
     atomic_write_json(os.path.join(out_dir, "manifest.json"), manifest)
     return manifest
@@ -232,189 +229,3 @@ def read_jsonl(path: str) -> Iterator[dict]:
         for line in f:
             if line.strip():
                 yield json.loads(line)
-
-
-def copy_tokenizer(path: str, out_dir: str) -> dict:
-    """A given Hugging Face tokenizer (e.g. Llama-3's) as the study's tokenizer directory, checked to
-    load offline and to define the end-of-sequence token every document ends with."""
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"config key 'tokenizer.path': '{path}' is not a directory")
-    try:
-        tok = load_tokenizer(path)
-    except Exception as e:  # noqa: BLE001 - any load failure is a bad config value
-        raise ValueError(f"config key 'tokenizer.path': '{path}' is not a loadable Hugging Face tokenizer: {e}") from None
-    if tok.eos_token_id is None:
-        raise ValueError(f"config key 'tokenizer.path': the tokenizer at '{path}' has no end-of-sequence token")
-    with atomic_dir(out_dir) as tmp:
-        tok.save_pretrained(tmp)
-    return {"path": path, "vocab_size": len(tok), "eos_token": tok.eos_token, "bos_token": tok.bos_token}
-
-
-def train_tokenizer(train_jsonl: str, vocab_size: int, training_chars: int, out_dir: str) -> None:
-    """Byte-level BPE on the first `training_chars` of the training split, as a local HF tokenizer dir.
-
-    The post-processor adds <|endoftext|> at both ends of a document, so levanter's BatchTokenizer
-    finds BOS and EOS already present and leaves the text alone.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    def texts() -> Iterator[str]:
-        seen = 0
-        for rec in read_jsonl(train_jsonl):
-            yield rec["text"]
-            seen += len(rec["text"])
-            if seen >= training_chars:
-                return
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[EOT],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts(), trainer)
-    eot = tok.token_to_id(EOT)
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{EOT} $A {EOT}", pair=f"{EOT} $A {EOT} $B {EOT}", special_tokens=[(EOT, eot)]
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=EOT,
-        eos_token=EOT,
-        model_max_length=1 << 30,
-        model_input_names=["input_ids"],
-    )
-    with atomic_dir(out_dir) as tmp:
-        fast.save_pretrained(tmp)
-        # levanter's HF export needs a *local* reference checkpoint with a Llama config.json
-        from transformers import LlamaConfig as HfLlamaConfig
-
-        HfLlamaConfig(vocab_size=len(fast), bos_token_id=eot, eos_token_id=eot).save_pretrained(tmp)
-
-
-def load_tokenizer(tokenizer_dir: str):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
-
-
-def tokenize_stream(jsonl: str, tokenizer_dir: str, max_tokens: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Tokenize documents in order with levanter's own text preprocessor until `max_tokens`.
-
-    Returns the flat token stream and the document start offsets (one extra at the end).
-    """
-    from levanter.data.text import TextLmDatasetFormat, preprocessor_for_format
-
-    tok = load_tokenizer(tokenizer_dir)
-    proc = preprocessor_for_format(TextLmDatasetFormat(), tok, enforce_bos=True, enforce_eos=True)
-    pieces: list[np.ndarray] = []
-    total = 0
-    batch: list[dict] = []
-
-    def flush() -> bool:
-        nonlocal total
-        for row in proc(batch):
-            ids = np.asarray(row["input_ids"], dtype=np.int32)
-            pieces.append(ids)
-            total += len(ids)
-            if max_tokens is not None and total >= max_tokens:
-                return True
-        batch.clear()
-        return False
-
-    for rec in read_jsonl(jsonl):
-        batch.append({"text": rec["text"]})
-        if len(batch) == 64 and flush():
-            break
-    else:
-        if batch:
-            flush()
-    lengths = np.array([len(p) for p in pieces], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    stream = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
-    if max_tokens is not None:
-        stream = stream[:max_tokens]
-        offsets = np.minimum(offsets, len(stream))
-        offsets = offsets[: int(np.searchsorted(offsets, len(stream), side="left")) + 1]
-    return stream, offsets
-
-
-def write_token_stream(path: str, stream: np.ndarray, offsets: np.ndarray) -> None:
-    from .io import atomic_path
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, tokens=stream, offsets=offsets)
-
-
-def read_token_stream(path: str) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(path) as z:
-        return z["tokens"], z["offsets"]
-
-
-def documents_of(stream: np.ndarray, offsets: np.ndarray, limit: int) -> Iterable[np.ndarray]:
-    """The documents of a token stream cut to its first `limit` tokens (the last one truncated)."""
-    for a, b in zip(offsets[:-1], offsets[1:]):
-        if a >= limit:
-            return
-        yield stream[a : min(b, limit)]
-
-
-def write_levanter_cache(cache_dir: str, docs: Iterable[np.ndarray], tokenizer_dir: str) -> int:
-    """Write a finished levanter TreeCache (no Ray) that `load_lm_dataset_cache` accepts."""
-    from levanter.data.text import TextLmDatasetFormat, preprocessor_for_format
-    from levanter.store.cache import CacheMetadata, SerialCacheWriter
-
-    tok = load_tokenizer(tokenizer_dir)
-    proc = preprocessor_for_format(TextLmDatasetFormat(), tok, enforce_bos=True, enforce_eos=True)
-    rows = 0
-    with atomic_dir(cache_dir) as tmp:
-        with SerialCacheWriter(tmp, proc.output_exemplar, CacheMetadata(preprocessor_metadata=proc.metadata)) as w:
-            batch: list[dict] = []
-            for ids in docs:
-                batch.append({"input_ids": np.asarray(ids, dtype=np.int32)})
-                if len(batch) == 256:
-                    w.write_batch(batch)
-                    rows += len(batch)
-                    batch = []
-            if batch:
-                w.write_batch(batch)
-                rows += len(batch)
-    return rows
-
-
-def build_budget_cache(train_tokens: str, val_tokens: str, tokenizer_dir: str, budget: int, out_dir: str) -> dict:
-    """levanter cache (train + validation splits) of the first `budget` training tokens."""
-    stream, offsets = read_token_stream(train_tokens)
-    if len(stream) < budget:
-        raise ValueError(
-            f"config key 'data.token_budgets': budget {budget} exceeds the {len(stream)} training tokens of the corpus"
-        )
-    vstream, voffsets = read_token_stream(val_tokens)
-    with atomic_dir(out_dir) as tmp:
-        rows = write_levanter_cache(os.path.join(tmp, "train"), documents_of(stream, offsets, budget), tokenizer_dir)
-        write_levanter_cache(
-            os.path.join(tmp, "validation"), documents_of(vstream, voffsets, len(vstream)), tokenizer_dir
-        )
-        info = {
-            "token_budget": budget,
-            "train_tokens": int(min(budget, len(stream))),
-            "train_documents": rows,
-            "validation_tokens": int(len(vstream)),
-            "train_sha256": _sha256_bytes(stream[:budget].tobytes()),
-        }
-        atomic_write_json(os.path.join(tmp, "info.json"), info)
-    return info
-
-
-def evaluation_sequences(val_tokens: str, seq_len: int) -> np.ndarray:
-    """The held-out token stream cut into whole sequences [n, seq_len]: what every model is scored on."""
-    stream, _ = read_token_stream(val_tokens)
-    n = len(stream) // seq_len
-    if n == 0:
-        raise ValueError(f"data.validation_tokens gives {len(stream)} tokens: fewer than one sequence of {seq_len}")
-    return stream[: n * seq_len].reshape(n, seq_len)

@@ -16,7 +16,7 @@ seed), the data order (TokenSeqDataset over the levanter cache, its Feistel shuf
 LmExample.causal with EOS segments, compute_next_token_loss, TrainerState's optimizer init and
 take_train_step, the validation loss averaged over all tokens, the eval schedule (after step 0,
 every `steps_per_eval`, and the last step), save/load_checkpoint, and the HF converter's export.
-Outputs are those of train.train: spec.json, hf/, metrics.json.
+Outputs are those of the trainer engine (engine.py): spec.json, hf/, metrics.json.
 """
 
 from __future__ import annotations
@@ -29,9 +29,43 @@ import os
 import shutil
 import time
 
+import equinox as eqx
+import haliax as hax
+import jax
+import jax.numpy as jnp
+import jax.random as jrandom
 import numpy as np
+from levanter.checkpoint import (
+    discover_latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from levanter.data.dataset import EpochDataset
+from levanter.data.text import (
+    DEFAULT_IGNORE_INDEX,
+    TokenSeqDataset,
+    UrlSingleDatasetLMConfig,
+)
+from levanter.models.lm_model import LmExample, compute_next_token_loss
+from levanter.trainer import DEFAULT_JAX_CONFIG
+from levanter.trainer_state import init_optimizer_for_trainables, take_train_step
+from levanter.utils.jax_utils import parameter_count
 
-from .plan import ModelShape, RunSpec
+from ..data.tokenizer import load_tokenizer
+from ..study.specs import ModelShape, RunSpec
+from .engine import (
+    StepRecord,
+    StepRecords,
+    adamw_config,
+    check_init_from,
+    process_start,
+    publish,
+    state_dir,
+    summarise,
+)
+from .optim import TracedAdamWConfig
+from .scoring import device_mesh, load_model
+from .shapes import llama_config
 
 logger = logging.getLogger(__name__)
 
@@ -62,16 +96,6 @@ class Programs:
     """The jitted programs of one `Static` (and tokenizer dir, which the model's config carries)."""
 
     def __init__(self, static: Static, tokenizer_dir: str):
-        import equinox as eqx
-        import haliax as hax
-        import jax
-        import jax.numpy as jnp
-        from levanter.models.lm_model import LmExample, compute_next_token_loss
-        from levanter.trainer_state import take_train_step
-
-        from .optim import TracedAdamWConfig
-        from .train import llama_config
-
         self.static = s = static
         self.config = llama_config(s.model, tokenizer_dir)
         self.Vocab = hax.Axis("vocab", s.vocab)
@@ -155,9 +179,6 @@ class TrainingOrder:
     with the data key, repeated for `epochs` epochs (EpochDataset: each epoch in the same order)."""
 
     def __init__(self, cache, seq_len: int, data_key, epochs: int):
-        from levanter.data.dataset import EpochDataset
-        from levanter.data.text import TokenSeqDataset
-
         shuffled = TokenSeqDataset(cache, seq_len).shuffle(data_key, perm_type="feistel")
         self._levanter = EpochDataset(shuffled, max_epochs=epochs).as_sync_dataset()
         self.per_epoch = len(shuffled.as_sync_dataset())
@@ -177,8 +198,6 @@ class TrainingOrder:
 
 def _datasets(cache_dir: str, tokenizer_dir: str, seq_len: int, data_key, epochs: int):
     """The run's training order and its validation sequences."""
-    from levanter.data.text import TokenSeqDataset, UrlSingleDatasetLMConfig
-
     cfg = UrlSingleDatasetLMConfig(cache_dir=cache_dir, tokenizer=tokenizer_dir, shuffle=True, permutation_type="feistel")
     train = TrainingOrder(cfg.build_or_load_cache("train", monitors=False), seq_len, data_key, epochs)
     val = TokenSeqDataset(cfg.build_or_load_cache("validation", monitors=False), seq_len).as_sync_dataset()
@@ -202,21 +221,7 @@ def train(
 ) -> dict:
     """Train `spec` (from the HF export at `init_from`, if given), export it to `out_dir`/hf and
     write spec.json and metrics.json beside it; resumes from the newest checkpoint of this spec."""
-    from .train import StepRecords, _process_start, _summarise, adamw_config, check_init_from, publish, spec_hash
-
     check_init_from(spec, init_from)
-    import jax
-    import jax.numpy as jnp
-    import jax.random as jrandom
-    from levanter.checkpoint import discover_latest_checkpoint, load_checkpoint, save_checkpoint
-    from levanter.data.text import DEFAULT_IGNORE_INDEX
-    from levanter.trainer import DEFAULT_JAX_CONFIG
-    from levanter.trainer_state import init_optimizer_for_trainables
-    from levanter.utils.jax_utils import parameter_count
-
-    from . import evaluate
-    from .data import load_tokenizer
-
     started, traces = time.time(), TRACES["run_chunk"]
     # The jax settings levanter's Trainer applies (jax_softmax_custom_jvp changes softmax's gradient):
     # applied for every run, so that a run does not depend on what ran before it in a warm worker
@@ -227,19 +232,21 @@ def train(
     o = spec.optimizer
     static = Static(spec.model, len(tokenizer), spec.batch_size, chunk, o["beta1"], o["beta2"], o["epsilon"],
                     o["max_grad_norm"], tokenizer.eos_token_id, DEFAULT_IGNORE_INDEX)
-    ckpt = os.path.join(checkpoint_root, f"{spec.run_id}-{spec_hash(spec)}")
+    ckpt = state_dir(checkpoint_root, spec)
     ckpt_dir = os.path.join(ckpt, "checkpoints")
     os.makedirs(ckpt_dir, exist_ok=True)
     steps = spec.num_train_steps
     evals = eval_steps(steps, evals_per_run)
     tracker = None
     if wandb and wandb.get("enabled"):
-        from levanter.tracker.wandb import WandbConfig
+        from levanter.tracker.wandb import (
+            WandbConfig,  # imports wandb: only for a run that logs to it
+        )
 
         tracker = WandbConfig(project=wandb["project"], mode=wandb["mode"], name=spec.run_id,
                               tags=[spec.data]).init(spec.run_id)
 
-    with evaluate.device_mesh():
+    with device_mesh():
         progs = programs(static, tokenizer_dir)
         # train_lm's keys: the model's from the run seed, the data order's from the data seed (= seed)
         _, _, model_key, _ = jrandom.split(jrandom.PRNGKey(spec.seed), 4)
@@ -247,7 +254,7 @@ def train(
         train_data, validation = _datasets(cache_dir, tokenizer_dir, spec.model.seq_len, data_key, spec.epochs)
         opt = adamw_config(spec).build(steps)
         if init_from:
-            model = evaluate.load_model(init_from, spec, tokenizer_dir)
+            model = load_model(init_from, spec, tokenizer_dir)
         else:
             model = progs.init_model(model_key)
         state = {"model": model, "opt_state": init_optimizer_for_trainables(opt, model), "step": jnp.zeros((), jnp.int32)}
@@ -262,7 +269,7 @@ def train(
         del state
         records = StepRecords(os.path.join(ckpt, "metrics.jsonl"))
         # records past the checkpoint are redone (a run killed after them logs them again)
-        records.items = [r for r in records.items if r.get("step", 0) < start]
+        records.keep_before(start)
 
         def validation_loss(model) -> float:
             total = count = 0.0
@@ -287,17 +294,16 @@ def train(
             model, opt_state, losses = progs.run_chunk(np.int32(b - a), model, opt_state, tokens)
             losses = np.asarray(losses)[: b - a]
             t2 = time.time()
-            # levanter's json_logger records, so that train._summarise reads both engines' runs; a fresh
-            # run's first call is step 0 alone (an eval follows it), and it compiles or loads the program
+            # a fresh run's first call is step 0 alone (an eval follows it), and it compiles or loads
+            # the program
             for i, loss in enumerate(losses):
-                metrics = {"train/loss": float(loss), "throughput/duration": (t2 - t1) / (b - a),
-                           "throughput/loading_time": (t1 - t0) / (b - a)}
                 if tracker is not None:
                     tracker.log({"train/loss": float(loss)}, step=a + i)
-                records.add({"event": "log", "step": a + i, "metrics": metrics, "_time": t2})
+                records.add(StepRecord(step=a + i, time=t2, train_loss=float(loss), step_seconds=(t2 - t1) / (b - a),
+                                       loading_seconds=(t1 - t0) / (b - a)))
             if b - 1 in evals:
                 loss = validation_loss(model)
-                records.add({"event": "log", "step": b - 1, "metrics": {"eval/loss": loss}, "_time": time.time()})
+                records.add(StepRecord(step=b - 1, time=time.time(), eval_loss=loss))
                 if tracker is not None:
                     tracker.log({"eval/loss": loss}, step=b - 1)
                 print(f"step {b - 1}: train loss {losses[-1]:.4f}, eval loss {loss:.4f}", flush=True)
@@ -310,14 +316,14 @@ def train(
                         shutil.rmtree(old, ignore_errors=True)
                 last_save = time.time()
         records.close()
-        records.items.append({"event": "summary", "metrics": {"parameter_count": parameter_count(model)}})
+        n_params = parameter_count(model)
         export = os.path.join(ckpt, "hf")
         shutil.rmtree(export, ignore_errors=True)
         converter = progs.config.hf_checkpoint_converter().replaced(tokenizer=tokenizer)
         converter.save_pretrained(model, export)
     if tracker is not None:
         tracker.finish()
-    metrics = _summarise(records.items, spec, time.time() - started, len(tokenizer), _process_start())
+    metrics = summarise(records.items, spec, time.time() - started, len(tokenizer), n_params, process_start())
     metrics["programs_traced"] = TRACES["run_chunk"] - traces  # 0: a warm worker had this shape's programs
     publish(out_dir, spec, export, metrics, ckpt)
     return metrics

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .io import atomic_path
+from ..runtime.io import atomic_path
 
 PROVENANCE = [
     pa.field("config_hash", pa.string()),
@@ -258,3 +258,19 @@ def read_table(path: str) -> pd.DataFrame:
 
 def results_dir(path: str) -> str:
     return os.path.dirname(os.path.abspath(path))
+
+
+TABLES = ("runs", "ensembles", "distillation", "benchmarks", "tuning", "fits", "efficiency")
+OPTIONAL_TABLES = ("cpt", "cpt_fits")  # only in a study with a CPT stage
+
+
+def read_tables(paths: list[str]) -> dict:
+    """The result tables at `paths` by kind (the file's name: runs.parquet -> "runs"); every kind of
+    TABLES must be there, and the optional ones are None when the study does not make them."""
+    t = {os.path.basename(p)[: -len(".parquet")]: read_table(p) for p in paths}
+    missing = [k for k in TABLES if k not in t]
+    if missing:
+        raise ValueError(f"result tables {missing} are not among {paths}")
+    for k in OPTIONAL_TABLES:
+        t.setdefault(k, None)
+    return t

@@ -2,17 +2,61 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from .analysis import ASYMPTOTE_LABELS, LIMITS
-from .io import atomic_path, read_json
+from ..runtime.io import atomic_path
+from ..science.analysis import ASYMPTOTE_LABELS, LIMITS
 
-FIGURES = ("data", "training", "epochs", "weight_decay", "params", "ensembles", "joint", "asymptotes", "tokens", "data_scaling",
-           "efficiency", "distillation", "benchmarks", "cpt")
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """A figure of the study: `draw(tables, ax, fig)` draws it on one axes; `caption` is its
+    report caption, a format string whose fields are settings of the config (`caption_settings`)."""
+
+    name: str
+    draw: Callable
+    caption: str
+
+
+REGISTRY: dict[str, Figure] = {}
+
+
+def figure(name: str, caption: str):
+    """Register the decorated function as the figure `name`: a new figure is this one entry."""
+
+    def register(fn):
+        if name in REGISTRY:
+            raise ValueError(f"figure '{name}' is registered twice")
+        REGISTRY[name] = Figure(name, fn, caption)
+        return fn
+
+    return register
+
+
+def caption_settings(config: dict) -> dict[str, str]:
+    """The config's settings that captions state, as sentences."""
+    rules = {(r["epochs_factor"], r["weight_decay_factor"]) for r in config.get("ensemble_recipes", [])}
+    if not rules:
+        member_rule = "The ensembles are fixed ones: their members' settings are given in the config."
+    else:
+        parts = []
+        for ef, wf in sorted(rules):
+            epochs = "its epochs" if ef == 1 else f"{ef:g}x its epochs"
+            wd = "its weight decay" if wf == 1 else f"{wf:g}x its weight decay"
+            paper = " (the paper's rule)" if (ef, wf) == (2, 0.5) else ""
+            parts.append(f"the tuned single model's lr, {epochs}, {wd}, new seeds{paper}")
+        member_rule = "Members of a search's ensemble: " + "; or ".join(parts) + "."
+    return {"member_rule": member_rule}
+
+
+def caption(name: str, config: dict) -> str:
+    """The report caption of figure `name` under `config`."""
+    return REGISTRY[name].caption.format(**caption_settings(config))
 
 
 def _plt():
@@ -44,10 +88,6 @@ def _fit_curve(ax, row, x_lo, x_hi, color, label):
         ax.annotate(f"E = {row['E']:.3f} is off the axis", (0.02, 0.03), xycoords="axes fraction", color=color)
 
 
-TABLES = ("runs", "ensembles", "distillation", "benchmarks", "tuning", "fits", "efficiency")
-OPTIONAL_TABLES = ("cpt", "cpt_fits")  # only in a study with a CPT stage
-
-
 def _search_runs(t, recipe: str):
     """Runs trained by the search cells of one recipe, with their cell's model."""
     runs, tuning = t["runs"], t["tuning"]
@@ -56,26 +96,15 @@ def _search_runs(t, recipe: str):
     return ok
 
 
-def read_tables(results: str) -> dict:
-    """Every result table by kind (the optional ones None when the study does not make them)."""
-    from .results import read_table
-
-    t = {k: read_table(os.path.join(results, f"{k}.parquet"))
-         for k in TABLES}
-    for k in OPTIONAL_TABLES:
-        path = os.path.join(results, f"{k}.parquet")
-        t[k] = read_table(path) if os.path.exists(path) else None
-    return t
-
-
-def fig_data(t, ax, fig, data_dir):
-    info = []
-    for d in sorted(os.listdir(os.path.join(data_dir, "cache"))):
-        p = os.path.join(data_dir, "cache", d, "info.json")
-        if d[:1] == "d" and d[1:].isdigit() and os.path.exists(p):
-            info.append(read_json(p))
-    info.sort(key=lambda r: r["token_budget"])
-    manifest = read_json(os.path.join(data_dir, "corpus", "manifest.json"))
+@figure(
+    "data",
+    'Documents in each nested token budget D (each budget is a prefix of the same token '
+    'stream); the corpus and its files are recorded with sha256 in '
+    'results/data/corpus/manifest.json.',
+)
+def fig_data(t, ax, fig):
+    info = sorted(t["budget_caches"], key=lambda r: r["token_budget"])
+    manifest = t["manifest"]
     ax.bar([str(r["token_budget"]) for r in info], [r["train_documents"] for r in info], color="C0")
     ax.set_xlabel("token budget D (nested prefixes of one stream)")
     ax.set_ylabel("documents in budget")
@@ -85,7 +114,12 @@ def fig_data(t, ax, fig, data_dir):
     )
 
 
-def fig_training(t, ax, fig, data_dir):
+@figure(
+    "training",
+    "Validation loss during training (levanter's in-training evaluation) of every run of the "
+    'plan.',
+)
+def fig_training(t, ax, fig):
     runs = t["runs"]
     for _, r in runs.iterrows():
         c = json.loads(r["eval_curve"])
@@ -96,7 +130,14 @@ def fig_training(t, ax, fig, data_dir):
     ax.set_title(f"Training curves of all {len(runs)} runs")
 
 
-def fig_epochs(t, ax, fig, data_dir):
+@figure(
+    "epochs",
+    'Validation loss against epochs at a fixed token budget, per model, for the runs of the '
+    'baseline searches (default weight decay, solid) and the regularized searches (dashed), '
+    "each point the best over the other searched hyperparameters. The paper's first claim: at "
+    'the default weight decay more epochs overfit.',
+)
+def fig_epochs(t, ax, fig):
     """Claim 1: at the default weight decay more epochs overfit; tuned weight decay moves the optimum."""
     drawn = 0
     tuning = t["tuning"]
@@ -122,7 +163,15 @@ def fig_epochs(t, ax, fig, data_dir):
     ax.legend(fontsize=6)
 
 
-def fig_weight_decay(t, ax, fig, data_dir):
+@figure(
+    "weight_decay",
+    'The regularized search of each model: validation loss over weight decay and epochs (best '
+    'learning rate at each), blank where the search did not train. The red box is the '
+    'selected run; the title gives its weight decay as a multiple of the default and its '
+    'locally-optimal certificate (certified: all six neighbours trained and none lower; edge: '
+    'the optimum sits on an end of the searched grid, on the named side).',
+)
+def fig_weight_decay(t, ax, fig):
     """Per N, the regularized search's loss over weight decay x epochs (best lr), the selected run
     boxed, its certificate in the title."""
     tuning = t["tuning"]
@@ -174,7 +223,15 @@ def fig_weight_decay(t, ax, fig, data_dir):
     fig.suptitle("Regularized search: loss over weight decay x epochs (red box: selected)", fontsize=9)
 
 
-def fig_params(t, ax, fig, data_dir):
+@figure(
+    "params",
+    'Validation loss against non-embedding parameters N for the baseline recipe (default '
+    'weight decay, searched epochs and lr) and the regularized recipe (lr, weight decay and '
+    'epochs searched jointly); open markers are selections whose local optimality is not '
+    'certified. Fits are lmfit power laws L = A/N^alpha + E; dotted lines are asymptotes E, '
+    'bands their bootstrap CIs.',
+)
+def fig_params(t, ax, fig):
     fits, tuning = t["fits"], t["tuning"]
     fits = fits[(fits["fit"] == "params") & (fits["n_points"] > 1)]  # a lone size is no curve
     if fits.empty:
@@ -210,7 +267,14 @@ def _main_budget(df):
     return int(df["token_budget"].value_counts().idxmax())
 
 
-def fig_ensembles(t, ax, fig, data_dir):
+@figure(
+    "ensembles",
+    "Ensemble loss against members K at the study's main token budget (log of the mean of "
+    'member probabilities, from saved per-token log-probs; points are the mean over member '
+    'subsets of size K, bars their spread), with the lmfit power law in K per model whose '
+    'asymptote E is the K -> infinity loss. {member_rule}',
+)
+def fig_ensembles(t, ax, fig):
     """Claim 3: per N, the ensemble loss falls as a power law in K to a K -> inf asymptote."""
     ens, fits = t["ensembles"], t["fits"]
     if ens.empty:
@@ -236,7 +300,14 @@ def fig_ensembles(t, ax, fig, data_dir):
     ax.legend(fontsize=6)
 
 
-def fig_joint(t, ax, fig, data_dir):
+@figure(
+    "joint",
+    "The K -> infinity asymptote of each model's ensemble (bars: bootstrap CI) against N, "
+    'with the power-law fit over N whose asymptote is the joint (N, K -> infinity) loss; '
+    "beside it the regularized single models and their N -> infinity asymptote. The paper's "
+    'claim 3: the joint asymptote lies below the regularized one.',
+)
+def fig_joint(t, ax, fig):
     """Claims 2-3: the K -> inf asymptotes over N with the joint fit, beside the regularized L(N)."""
     fits = t["fits"]
     per_k = fits[(fits["fit"] == "ensemble") & (fits["status"] == "ok") & (fits["recipe"] != "fixed")]
@@ -269,7 +340,13 @@ def fig_joint(t, ax, fig, data_dir):
     ax.legend(fontsize=6)
 
 
-def fig_asymptotes(t, ax, fig, data_dir):
+@figure(
+    "asymptotes",
+    "Asymptotes E (with bootstrap CIs) per model and token budget: each ensemble's K -> "
+    "infinity loss, and per budget the regularized recipe's N -> infinity and the ensembles' "
+    'joint N, K -> infinity asymptotes.',
+)
+def fig_asymptotes(t, ax, fig):
     """The N x D table of asymptotes: K -> inf per (N, D), and per D the N -> inf and joint ones."""
     fits = t["fits"]
     fitted = fits[~fits["status"].str.startswith("too few")]  # a failed fit is shown as failed
@@ -311,7 +388,15 @@ def pd_values(col) -> list:
     return [v for v in col.tolist() if v is not None and np.isfinite(v)]
 
 
-def fig_efficiency(t, ax, fig, data_dir):
+@figure(
+    "efficiency",
+    "Data-efficiency multipliers D_eff / D against the baseline's fitted data-scaling law "
+    "L(D): for each recipe's best run, each fixed ensemble, and the asymptotes (N -> "
+    "infinity, K -> infinity, joint), with CIs that combine the baseline law's bootstrap "
+    "refits with the asymptotes' own bootstrap CIs. A loss below L(D)'s own asymptote is "
+    'reached by no amount of baseline data (unbounded).',
+)
+def fig_efficiency(t, ax, fig):
     """Data-efficiency multipliers of every recipe against the baseline's L(D), with CIs."""
     eff = t["efficiency"]
     if eff.empty:
@@ -339,7 +424,15 @@ def fig_efficiency(t, ax, fig, data_dir):
     ax.set_title("Data efficiency vs the baseline's L(D) (error bars: CIs)", fontsize=9)
 
 
-def fig_tokens(t, ax, fig, data_dir):
+@figure(
+    "tokens",
+    "Token scaling: per token budget D, the regularized single models' N -> infinity "
+    "asymptote and the ensembles' joint N, K -> infinity asymptote (bars: bootstrap CIs), "
+    "against the baseline's best loss per D and its fitted law L(D). Labels give each "
+    "asymptote's data-efficiency multiplier against L(D) at that budget; the paper's claim 4 "
+    'is that such multipliers hold across budgets.',
+)
+def fig_tokens(t, ax, fig):
     """Claim 4: per token budget, each recipe's asymptote (N -> inf; N, K -> inf) against the baseline's
     L(D), each labelled with its data-efficiency multiplier."""
     fits, eff = t["fits"], t["efficiency"]
@@ -374,7 +467,13 @@ def fig_tokens(t, ax, fig, data_dir):
     ax.legend(fontsize=6)
 
 
-def fig_data_scaling(t, ax, fig, data_dir):
+@figure(
+    "data_scaling",
+    "The baseline's data-scaling law L(D) and each recipe's effective token count at the "
+    "study's main budget: its data-efficiency multiplier is D_eff(its loss) / D_eff(the "
+    "baseline's loss at the same D).",
+)
+def fig_data_scaling(t, ax, fig):
     fits, eff = t["fits"], t["efficiency"]
     row = fits[fits["fit"] == "data"]
     if row.empty or not len(row.iloc[0]["x"]):
@@ -402,7 +501,12 @@ def fig_data_scaling(t, ax, fig, data_dir):
     ax.legend(fontsize=7)
 
 
-def fig_distillation(t, ax, fig, data_dir):
+@figure(
+    "distillation",
+    "Distillation: validation loss of a single model of the teacher's recipe, the teacher (an "
+    'ensemble or a single model) and the student trained on real plus teacher-sampled tokens.',
+)
+def fig_distillation(t, ax, fig):
     """Claims 5-6: per student size and budget, the baseline and regularized single models, each
     teacher, and the distilled (ensemble teacher) and self-distilled (single teacher) students."""
     dist, runs, tuning = t["distillation"], t["runs"], t["tuning"]
@@ -440,7 +544,15 @@ def fig_distillation(t, ax, fig, data_dir):
     ax.set_title("Distillation: single models, teachers and students (same size and real data)", fontsize=9)
 
 
-def fig_benchmarks(t, ax, fig, data_dir):
+@figure(
+    "benchmarks",
+    'Downstream accuracy through lm-eval-harness (the configured tasks; by default '
+    'heldout_next_line, a multiple-choice task built from held-out text) against validation '
+    'loss, per model family, averaged over tasks when there are several; ensembles score each '
+    "choice by the mixture of their members' per-token probabilities. Bars: standard errors; "
+    'dashed: chance.',
+)
+def fig_benchmarks(t, ax, fig):
     """Accuracy against validation loss per model family; with several tasks, their mean (the
     paper's average downstream accuracy), its stderr from the tasks' own."""
     b = t["benchmarks"]
@@ -466,7 +578,16 @@ def _ticker():
     return matplotlib.ticker
 
 
-def fig_cpt(t, ax, fig, data_dir):
+@figure(
+    "cpt",
+    'Continued pre-training on math from a model of the study: held-out exact-match accuracy '
+    "(greedy answers) per recipe at the recipes' math budget: the default recipe, a smaller "
+    'batch, more epochs with the selected weight decay, and the ensemble of the latter '
+    '(answers from the mixture of its members). Labels: held-out math loss and the '
+    "data-efficiency multiplier against the default recipe's math data-scaling law (inset: "
+    'its points and fit).',
+)
+def fig_cpt(t, ax, fig):
     """CPT on math: held-out answer accuracy per recipe at the recipes' budget, labelled with the
     loss and its data-efficiency multiplier against the default recipe's math L(D); beside it the
     default recipe at every budget."""
@@ -509,14 +630,17 @@ def fig_cpt(t, ax, fig, data_dir):
     inset.tick_params(labelsize=5)
 
 
-def draw(name: str, results: str, out: str, data_dir: str, baseline_wd: float) -> None:
-    if name not in FIGURES:
+FIGURES = tuple(REGISTRY)  # every figure, in the order they are defined above
+
+
+def draw(name: str, tables: dict, out: str) -> None:
+    """Figure `name` as a PNG at `out`, from `tables` (results.read_tables, plus the budgets' cache
+    info as `budget_caches`, the corpus `manifest` and the `baseline_wd`)."""
+    if name not in REGISTRY:
         raise ValueError(f"unknown figure '{name}'; known: {FIGURES}")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    tables = read_tables(results)
-    tables["baseline_wd"] = baseline_wd
-    globals()[f"fig_{name}"](tables, ax, fig, data_dir)
+    REGISTRY[name].draw(tables, ax, fig)
     if fig.get_layout_engine() is None:
         fig.tight_layout()
     with atomic_path(out) as tmp:

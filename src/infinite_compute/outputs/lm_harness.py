@@ -24,15 +24,18 @@ whose datasets lm-eval downloads from the Hugging Face hub the first time.
 from __future__ import annotations
 
 import functools
-import glob
-import json
 import logging
 import os
-import re
 
 import numpy as np
 
-LOCAL_TASKS = ("heldout_next_line",)  # built by the study from its held-out text
+from ..data.benchmarks import (
+    read_requests,  # noqa: F401 - the requests file, read here by the results job
+)
+from ..runtime.io import atomic_write_text
+from ..science.ensemble import ensemble_logprobs
+from ..study.tasks import LOCAL_TASKS
+
 BENCH_ARRAYS = ("bench_logprobs", "bench_offsets", "bench_greedy")  # what an evaluation saves (evaluate.py)
 
 _LOCAL_TASK_YAML = """\
@@ -67,26 +70,9 @@ def prepare_env() -> None:
 def write_local_tasks(items_path: str, out_dir: str) -> None:
     """The YAML of each local task (lm-eval's `include_path`), pointing at its items file."""
     os.makedirs(out_dir, exist_ok=True)
-    from .io import atomic_write_text
 
     atomic_write_text(os.path.join(out_dir, "heldout_next_line.yaml"),
                       _LOCAL_TASK_YAML.format(items=os.path.abspath(items_path)))
-
-
-def known_task_names() -> set[str]:
-    """Task names of the installed lm-eval, read from its task YAMLs (fast: no lm-eval import)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("lm_eval")
-    if spec is None or not spec.submodule_search_locations:
-        return set()
-    root = os.path.join(list(spec.submodule_search_locations)[0], "tasks")
-    names: set[str] = set()
-    pattern = re.compile(r"^(?:task|group|tag):\s*['\"]?([A-Za-z0-9_.\-]+)", re.M)
-    for path in glob.glob(os.path.join(root, "**", "*.yaml"), recursive=True):
-        with open(path, errors="replace") as f:
-            names.update(pattern.findall(f.read()))
-    return names
 
 
 def task_dict(tasks: list[str], items_path: str, num_fewshot: int, seed: int) -> dict:
@@ -219,11 +205,6 @@ def score(tasks: dict, table: dict, name: str, limit: int | None) -> dict:
 # --- the per-request tables of single models and ensembles ----------------------------------
 
 
-def read_requests(path: str) -> list[tuple[str, str]]:
-    with open(path) as f:
-        return [tuple(p) for p in json.load(f)["requests"]]
-
-
 def _segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Sums of values[offsets[i]:offsets[i+1]] (in float64; an empty segment sums to 0)."""
     c = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
@@ -240,7 +221,6 @@ def ensemble_table(pairs, members: list) -> dict:
     """{pair: (log-likelihood, False)} of the mixture of `members` (saved log-probs of each):
     per token log(mean_k p_k), summed over the continuation. Whether the mixture's argmax is the
     continuation needs the full distributions, which are not saved: is_greedy is False."""
-    from .ensemble import ensemble_logprobs
 
     offsets = members[0]["bench_offsets"]
     for m in members[1:]:

@@ -2,8 +2,8 @@
 
 At the study's model sizes a training job spends more time starting (imports, data and state
 set-up, tracing and compiling) than training (bench/train.py). When Snakemake runs jobs on this
-machine, the Snakefile's `onstart` starts this pool; every `python -m infinite_compute <cmd>` of a
-jax command then hands its argv, working directory, environment and its stdout/stderr file
+machine, the Snakefile's `onstart` starts this pool (cli/pool.py: the jobs' command line is what a
+worker runs); every `python -m infinite_compute <cmd>` of a jax command then hands its argv, working directory, environment and its stdout/stderr file
 descriptors to an idle worker over a Unix socket, and exits with the worker's exit code. The job's
 log, exit code and outputs are what they would be in its own process; a job the pool cannot take
 (no pool, or it is gone) runs in its own process as before.
@@ -22,19 +22,24 @@ log, exit code and outputs are what they would be in its own process; a job the 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 import traceback
+from typing import Callable
 
-# the subcommands that import jax and levanter: only these go to a worker
-COMMANDS = frozenset({"train", "evaluate", "cpt-evaluate", "cpt-ensemble", "sample"})
+import psutil  # installed with snakemake
+
 ENV = "IC_WORKER"  # the pool's socket path, set for local jobs by the Snakefile
 JOB_START = "IC_JOB_START"  # when the client process started: a job's start-up is timed from it
 _MAX_REQUEST = 1 << 20
+# the folder that holds the package (src/): the pool's interpreter imports it from there
+_SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def forward(argv: list[str]) -> int | None:
@@ -49,8 +54,6 @@ def forward(argv: list[str]) -> int | None:
     except OSError:
         conn.close()
         return None
-    import psutil
-
     env = {**os.environ, JOB_START: repr(psutil.Process().create_time())}
     request = {"argv": list(argv), "cwd": os.getcwd(), "env": env}
     sys.stdout.flush()
@@ -72,24 +75,9 @@ def forward(argv: list[str]) -> int | None:
 # --- the worker --------------------------------------------------------------------------------
 
 
-def _warm_up() -> None:
-    """What every jax job imports, once per worker."""
-    sys.modules.setdefault("lm_eval", None)  # as cli.main does for these commands
-    from . import cli
-
-    cli._env_defaults()
-    import levanter.main.train_lm  # noqa: F401
-
-    from . import cpt, evaluate, loop, train  # noqa: F401
-
-
-def _run(request: dict, fds: list[int], conn: socket.socket) -> int:
-    """Run one job with the client's cwd, environment and stdout/stderr; exit the worker if the
-    client goes away before the job ends."""
-    import logging
-
-    from . import cli
-
+def _run(main: Callable[[list[str]], None], request: dict, fds: list[int], conn: socket.socket) -> int:
+    """Run one job, `main(argv)`, with the client's cwd, environment and stdout/stderr; exit the
+    worker if the client goes away before the job ends."""
     done = threading.Event()
 
     def watch() -> None:
@@ -112,7 +100,7 @@ def _run(request: dict, fds: list[int], conn: socket.socket) -> int:
         os.environ.update(request["env"])
         os.environ.pop(ENV, None)  # the job runs here, it is not forwarded again
         os.chdir(request["cwd"])
-        cli.main(request["argv"])
+        main(request["argv"])
         rc = 0
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -158,20 +146,20 @@ def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
 
 
 def _describe(argv: list[str]) -> str:
-    """A job in one line: its command and output folder."""
-    cmd = next((a for a in argv if a in COMMANDS), "?")
+    """A job in one line: its command (the first word that is neither a flag nor a flag's number)
+    and output folder."""
+    cmd = next((a for a in argv if not a.startswith("-") and not a.isdigit()), "?")
     out = argv[argv.index("--out") + 1] if "--out" in argv[:-1] else ""
     return f"{cmd} {out}"
 
 
 def _rss_mb() -> float:
-    import psutil
-
     return psutil.Process().memory_info().rss / 2**20
 
 
-def _worker(listener: socket.socket, max_tasks: int, max_rss_mb: float) -> None:
-    _warm_up()
+def _worker(listener: socket.socket, main: Callable[[list[str]], None], warm_up: Callable[[], None],
+            max_tasks: int, max_rss_mb: float) -> None:
+    warm_up()
     for _ in range(max_tasks):
         conn, _ = listener.accept()
         with conn:
@@ -180,7 +168,7 @@ def _worker(listener: socket.socket, max_tasks: int, max_rss_mb: float) -> None:
             except (OSError, ValueError, KeyError):
                 continue
             started = time.time()
-            rc = _run(request, fds, conn)
+            rc = _run(main, request, fds, conn)
             # the job's line in logs/workers.log: what it ran, its time and the worker's memory after it
             rss = _rss_mb()
             print(f"worker {os.getpid()}: rc={rc} {time.time() - started:.1f}s rss={rss:.0f}MB "
@@ -195,18 +183,16 @@ def _worker(listener: socket.socket, max_tasks: int, max_rss_mb: float) -> None:
 
 
 def _alive(pid: int, created: float) -> bool:
-    import psutil
-
     try:
         return psutil.Process(pid).create_time() == created
     except psutil.Error:
         return False
 
 
-def serve(path: str, workers: int, owner: int, max_tasks: int = 200, max_rss_mb: float = 2048) -> None:
-    """The pool: listen on `path`, keep `workers` workers, exit when process `owner` is gone."""
-    import psutil
-
+def serve(path: str, workers: int, owner: int, main: Callable[[list[str]], None], warm_up: Callable[[], None],
+          max_tasks: int = 200, max_rss_mb: float = 2048) -> None:
+    """The pool: listen on `path`, keep `workers` workers, exit when process `owner` is gone. Each
+    worker calls `warm_up()` once (the imports every job needs), then `main(argv)` for each job."""
     created = psutil.Process(owner).create_time()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     if os.path.exists(path):
@@ -238,7 +224,7 @@ def serve(path: str, workers: int, owner: int, max_tasks: int = 200, max_rss_mb:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is Snakemake's
                 try:
-                    _worker(listener, max_tasks, max_rss_mb)
+                    _worker(listener, main, warm_up, max_tasks, max_rss_mb)
                 finally:
                     os._exit(0)
             children.add(pid)
@@ -255,25 +241,19 @@ def serve(path: str, workers: int, owner: int, max_tasks: int = 200, max_rss_mb:
 def pool_size(cores: int, threads: int, worker_gb: float = 3.0) -> int:
     """Workers for `cores` job slots of `threads` cores each, no more than the memory holds (a
     worker is replaced at 2 GB; `worker_gb` leaves room for the job it is running)."""
-    import psutil
-
     return max(1, min(cores // max(1, threads), int(psutil.virtual_memory().total / 2**30 // worker_gb)))
 
 
-def start(path: str, workers: int, log: str) -> int:
-    """Start a pool for this process (Snakemake's) in the background; returns the pool's pid."""
-    import subprocess
-
+def start(path: str, workers: int, log: str, module: str) -> int:
+    """Start a pool for this process (Snakemake's) in the background: `python -m <module> <path>
+    <workers> <this pid>`, a module that calls `serve`; returns the pool's pid."""
     os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
     with open(log, "a") as f:
         p = subprocess.Popen(
-            [sys.executable, "-m", "infinite_compute.worker", path, str(workers), str(os.getpid())],
+            [sys.executable, "-m", module, path, str(workers), str(os.getpid())],
             stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")])},
+                [_SRC, os.environ.get("PYTHONPATH", "")])},
         )
     return p.pid
 
-
-if __name__ == "__main__":
-    serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

@@ -7,8 +7,7 @@ import os
 import jinja2
 import numpy as np
 
-from .analysis import ASYMPTOTE_LABELS, LIMITS
-from .io import atomic_write_text, read_json
+from ..science.analysis import ASYMPTOTE_LABELS, LIMITS
 
 
 def _num(x, digits: int = 3) -> str:
@@ -78,13 +77,10 @@ def _cpt(c, fits) -> dict | None:
             "budget": int(c.loc[c["recipe"] == "ensemble", "token_budget"].iloc[0])}
 
 
-def context(results: str, data_dir: str, baseline_wd: float) -> dict:
-    from .figures import read_tables
-
-    t = read_tables(results)
+def context(t: dict, manifest: dict, baseline_wd: float) -> dict:
+    """The template's variables, from the result tables `t` (results.read_tables) and the corpus manifest."""
     runs = t["runs"]
     fits = t["fits"]
-    manifest = read_json(os.path.join(data_dir, "corpus", "manifest.json"))
     bench = t["benchmarks"]
     families = (bench.groupby(["task", "family"]).agg(acc=("acc", "mean"), acc_norm=("acc_norm", "mean"),
                                                       loss=("loss", "mean"), n=("model_id", "count"),
@@ -116,7 +112,8 @@ def context(results: str, data_dir: str, baseline_wd: float) -> dict:
     }
 
 
-def render(template: str, results: str, out: str, data_dir: str, baseline_wd: float) -> None:
+def render(template: str, tables: dict, manifest: dict, baseline_wd: float) -> str:
+    """The paper's text: `template` rendered with `context`'s variables."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(os.path.dirname(os.path.abspath(template))),
         undefined=jinja2.StrictUndefined,
@@ -126,5 +123,4 @@ def render(template: str, results: str, out: str, data_dir: str, baseline_wd: fl
     env.filters["num"] = _num
     env.filters["sig"] = _sig
     env.filters["pct"] = lambda x: "n/a" if not np.isfinite(x) else f"{100 * x:.0f}%"
-    text = env.get_template(os.path.basename(template)).render(**context(results, data_dir, baseline_wd))
-    atomic_write_text(out, text)
+    return env.get_template(os.path.basename(template)).render(**context(tables, manifest, baseline_wd))

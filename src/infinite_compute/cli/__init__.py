@@ -1,0 +1,110 @@
+"""The command line: one subcommand per rule, grouped in one module per rule file (cli/data.py for
+rules/data.smk, ...). A command reads the files its rule declares, calls one function of the layers
+below, and writes the rule's outputs; the logic lives in those layers.
+
+Only the chosen command's module is imported (`importlib`, below): the jax commands' modules import
+jax and levanter at their top, and a light job (a table, a figure) must not pay for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ..runtime import worker
+from ..runtime.env import hide_lm_eval, set_job_defaults
+
+# name -> (module of cli, its function, the arguments: a flag, or (flag, argparse keywords))
+COMMANDS: dict[str, tuple[str, str, tuple]] = {
+    "corpus": ("data", "corpus", ("--data", ("--seed", {"type": int}), "--out")),
+    "tokenizer": ("data", "tokenizer", ("--train", ("--vocab-size", {"type": int}), ("--training-chars", {"type": int}),
+                                        "--out")),
+    "copy-tokenizer": ("data", "copy_tokenizer", ("--path", "--out")),
+    "tokenize": ("data", "tokenize", ("--train", "--validation", "--tokenizer", ("--train-tokens", {"type": int}),
+                                      ("--validation-tokens", {"type": int}), "--out-train", "--out-validation")),
+    "cache": ("data", "cache", ("--train", "--validation", "--tokenizer", ("--budget", {"type": int}), "--out")),
+    "benchmark-items": ("data", "benchmark_items", ("--validation", "--params", ("--seed", {"type": int}), "--out",
+                                                    "--tasks-dir")),
+    "benchmark-requests": ("data", "benchmark_requests", ("--items", "--settings", "--out")),
+    "train": ("train", "train", ("--spec", "--cache", "--tokenizer", "--out", "--checkpoints", "--settings",
+                                 ("--init-from", {"required": False, "default": None}))),
+    "tune-round": ("tuning", "tune_round", ("--cell", ("--round", {"type": int}), ("--previous", {"nargs": "*"}),
+                                            ("--evals", {"nargs": "+", "required": True}), "--out")),
+    "tune-final": ("tuning", "tune_final", ("--round", "--out")),
+    "evaluate": ("evaluate", "evaluate", ("--spec", "--hf", "--validation", "--requests", "--tokenizer",
+                                          ("--batch-size", {"type": int}), "--out-eval", "--out-logprobs")),
+    "ensemble": ("ensemble", "ensemble", ("--name", ("--logprobs", {"nargs": "+", "required": True}),
+                                          ("--member-ids", {"nargs": "+", "required": True}), "--info",
+                                          ("--seed", {"type": int}), "--out")),
+    "sample": ("distill", "sample", (("--specs", {"nargs": "+", "required": True}),
+                                     ("--hfs", {"nargs": "+", "required": True}), "--tokenizer", "--params",
+                                     ("--batch-size", {"type": int}), "--out")),
+    "distill-cache": ("distill", "distill_cache", ("--train", "--validation", "--samples", "--tokenizer",
+                                                   ("--budget", {"type": int}), ("--share", {"type": float}), "--out")),
+    "math-corpus": ("cpt", "math_corpus", ("--params", "--out")),
+    "cpt-evaluate": ("cpt", "cpt_evaluate", ("--spec", "--hf", "--validation", "--held-out", "--tokenizer",
+                                             ("--answer-tokens", {"type": int}), ("--batch-size", {"type": int}),
+                                             "--out-eval", "--out-logprobs")),
+    "cpt-select": ("cpt", "cpt_select", (("--evals", {"nargs": "+", "required": True}), "--out")),
+    "cpt-ensemble": ("cpt", "cpt_ensemble", (("--specs", {"nargs": "+", "required": True}),
+                                             ("--hfs", {"nargs": "+", "required": True}),
+                                             ("--logprobs", {"nargs": "+", "required": True}), "--held-out",
+                                             "--tokenizer", ("--answer-tokens", {"type": int}),
+                                             ("--batch-size", {"type": int}), "--out")),
+    "cpt-results": ("cpt", "cpt_results", ("--plan", ("--specs", {"nargs": "+", "required": True}),
+                                           ("--evals", {"nargs": "+", "required": True}), "--selected", "--ensemble",
+                                           "--settings", "--out-table", "--out-fits")),
+    "results": ("results", "results", ("--plan", ("--tuning", {"nargs": "*"}), ("--specs", {"nargs": "+"}),
+                                       ("--metrics", {"nargs": "+"}), ("--evals", {"nargs": "+"}),
+                                       ("--logprobs", {"nargs": "+"}), ("--ensembles", {"nargs": "*"}),
+                                       ("--baseline-wd", {"type": float}), "--benchmark-items",
+                                       "--benchmark-settings", "--benchmark-requests",
+                                       ("--out", {"nargs": "+", "required": True}))),
+    "fits": ("fits", "fits", ("--tuning", "--ensembles", "--settings", "--out-fits", "--out-efficiency",
+                              "--out-json")),
+    "figure": ("figures", "figure", ("--name", ("--tables", {"nargs": "+", "required": True}),
+                                     ("--caches", {"nargs": "+", "required": True}), "--manifest",
+                                     ("--baseline-wd", {"type": float}), "--out")),
+    "figures-index": ("figures", "figures_index", (("--figures", {"nargs": "+", "required": True}), "--out")),
+    "paper": ("paper", "paper", ("--template", ("--tables", {"nargs": "+", "required": True}), "--manifest",
+                                 ("--baseline-wd", {"type": float}), "--out")),
+}
+# the commands that import jax and levanter: run by a warm worker when Snakemake started a pool
+JAX_COMMANDS = frozenset({"train", "evaluate", "cpt-evaluate", "cpt-ensemble", "sample"})
+# the commands that use lm-eval; every other one hides it from levanter (runtime.env.hide_lm_eval)
+LM_EVAL_COMMANDS = frozenset({"benchmark-requests", "results"})
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="infinite-compute", description=__doc__)
+    p.add_argument("--threads", type=int, default=None, help="cores this job may use (Snakemake's {threads})")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name, (module, fn, args) in COMMANDS.items():
+        sp = sub.add_parser(name)
+        for spec in args:
+            flag, kw = spec if isinstance(spec, tuple) else (spec, {})
+            kw = dict(kw)
+            sp.add_argument(flag, required=kw.pop("required", not kw.get("nargs") == "*"), **kw)
+        sp.set_defaults(module=module, fn=fn)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    a = parser().parse_args(argv)
+    if a.cmd in JAX_COMMANDS and (rc := worker.forward(sys.argv[1:] if argv is None else argv)) is not None:
+        sys.exit(rc)  # run by a warm worker (runtime/worker.py), when Snakemake started a pool
+    if a.cmd not in LM_EVAL_COMMANDS:
+        hide_lm_eval()
+    set_job_defaults(a.threads)
+    getattr(importlib.import_module(f"{__name__}.{a.module}"), f"cmd_{a.fn}")(a)
+
+
+def warm_up() -> None:
+    """What every jax command imports, once per warm worker (cli/pool.py)."""
+    hide_lm_eval()  # as main does for these commands
+    set_job_defaults()
+    for module in sorted({COMMANDS[c][0] for c in JAX_COMMANDS}):
+        importlib.import_module(f"{__name__}.{module}")

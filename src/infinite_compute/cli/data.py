@@ -1,0 +1,54 @@
+"""Commands of rules/data.smk: corpus, tokenizer, token streams, budget caches, benchmark items and
+lm-eval's requests."""
+
+from __future__ import annotations
+
+import json
+
+from ..data import benchmarks, corpus, tokenizer, tokens
+from ..outputs import lm_harness
+
+
+def cmd_corpus(a) -> None:
+    corpus.prepare_corpus({"data": json.loads(a.data), "seed": a.seed}, a.out)
+
+
+def cmd_tokenizer(a) -> None:
+    tokenizer.train_tokenizer(a.train, a.vocab_size, a.training_chars, a.out)
+
+
+def cmd_copy_tokenizer(a) -> None:
+    print(json.dumps(tokenizer.copy_tokenizer(a.path, a.out)))
+
+
+def cmd_tokenize(a) -> None:
+    for split, jsonl, limit, out in (("train", a.train, a.train_tokens, a.out_train),
+                                     ("validation", a.validation, a.validation_tokens or None, a.out_validation)):  # 0: all
+        stream, offsets = tokens.tokenize_stream(jsonl, a.tokenizer, limit)
+        if limit is not None and len(stream) < limit:
+            raise SystemExit(
+                f"config key '{'data.token_budgets' if split == 'train' else 'data.validation_tokens'}': "
+                f"{limit} tokens asked, but the {split} split of the corpus has only {len(stream)}"
+            )
+        tokens.write_token_stream(out, stream, offsets)
+
+
+def cmd_cache(a) -> None:
+    tokens.build_budget_cache(a.train, a.validation, a.tokenizer, a.budget, a.out)
+
+
+def cmd_benchmark_items(a) -> None:
+    params = json.loads(a.params)
+    docs = list(corpus.read_jsonl(a.validation))
+    items = benchmarks.build_items(docs, seed=a.seed, **{k: params[k] for k in benchmarks.ITEM_KEYS})
+    benchmarks.write_items(items, a.out)
+    lm_harness.write_local_tasks(a.out, a.tasks_dir)
+
+
+def cmd_benchmark_requests(a) -> None:
+    """Every (context, continuation) pair lm-eval asks of a model on the configured tasks."""
+    s = json.loads(a.settings)
+    tasks = lm_harness.task_dict(s["tasks"], a.items, s["num_fewshot"], s["seed"])
+    pairs = lm_harness.requests(tasks, s["limit"])
+    benchmarks.write_requests(a.out, s["tasks"], pairs)
+    print(json.dumps({"tasks": s["tasks"], "requests": len(pairs)}))

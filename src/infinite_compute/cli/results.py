@@ -1,0 +1,54 @@
+"""Commands of rules/results.smk: the runs, ensembles, distillation, benchmarks and tuning tables."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from ..outputs import lm_harness
+from ..outputs.results import with_provenance, write_table
+from ..outputs.rows import study_rows
+from ..runtime.io import read_json
+
+
+def cmd_results(a) -> None:
+    """The tables from the files the rule lists: every trained run's spec, metrics, eval and
+    log-probs (in one order), every ensemble's record and every search's final record."""
+    plan = read_json(a.plan)
+    evals = [read_json(p) for p in a.evals]
+    if not (len(a.specs) == len(a.metrics) == len(evals) == len(a.logprobs)):
+        raise SystemExit("results: --specs, --metrics, --evals and --logprobs must list the same runs")
+    ids = [ev["run_id"] for ev in evals]
+    specs = dict(zip(ids, map(read_json, a.specs)))
+    metrics = dict(zip(ids, map(read_json, a.metrics)))
+    for rid in ids:
+        if specs[rid]["run_id"] != rid or metrics[rid]["run_id"] != rid:
+            raise SystemExit(f"results: the files of run '{rid}' are not listed in the same order")
+    logprobs = dict(zip(ids, a.logprobs))
+    ensembles = {e["ensemble"]: e for e in sorted(map(read_json, a.ensembles), key=lambda e: e["ensemble"])}
+
+    bs = json.loads(a.benchmark_settings)
+    pairs = lm_harness.read_requests(a.benchmark_requests)
+    tasks = lm_harness.task_dict(bs["tasks"], a.benchmark_items, bs["num_fewshot"], bs["seed"])
+    bench_logprobs: dict[str, dict] = {}
+
+    def bench_of(rid):  # a run's saved benchmark log-probs, read once (runs and ensembles share them)
+        if rid not in bench_logprobs:
+            with np.load(logprobs[rid]) as z:
+                bench_logprobs[rid] = {k: z[k] for k in lm_harness.BENCH_ARRAYS}
+        return bench_logprobs[rid]
+
+    def score_run(rid):  # lm-eval's metrics per task, from the saved log-likelihoods
+        return lm_harness.score(tasks, lm_harness.run_table(pairs, bench_of(rid)), rid, bs["limit"])
+
+    def score_ensemble(name, k, members):
+        table = lm_harness.ensemble_table(pairs, [bench_of(r) for r in members])
+        return lm_harness.score(tasks, table, f"{name}:K={k}", bs["limit"])
+
+    tables = study_rows(plan, [read_json(p) for p in a.tuning], specs, metrics, dict(zip(ids, evals)), ensembles,
+                        a.baseline_wd, score_run, score_ensemble)
+    outs = {os.path.basename(p)[: -len(".parquet")]: p for p in a.out}
+    for kind, rows in tables.items():
+        write_table(kind, with_provenance(rows, plan["config_hash"]), outs[kind])

@@ -1,0 +1,85 @@
+"""The study's tokenizer: a byte-level BPE trained on the corpus, or a given Hugging Face tokenizer
+(e.g. Llama-3's) checked and copied. Either is a local HF tokenizer directory; nothing is fetched."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+from ..runtime.io import atomic_dir
+from .corpus import EOT, read_jsonl
+
+
+def copy_tokenizer(path: str, out_dir: str) -> dict:
+    """A given Hugging Face tokenizer (e.g. Llama-3's) as the study's tokenizer directory, checked to
+    load offline and to define the end-of-sequence token every document ends with."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"config key 'tokenizer.path': '{path}' is not a directory")
+    try:
+        tok = load_tokenizer(path)
+    except Exception as e:  # noqa: BLE001 - any load failure is a bad config value
+        raise ValueError(f"config key 'tokenizer.path': '{path}' is not a loadable Hugging Face tokenizer: {e}") from None
+    if tok.eos_token_id is None:
+        raise ValueError(f"config key 'tokenizer.path': the tokenizer at '{path}' has no end-of-sequence token")
+    with atomic_dir(out_dir) as tmp:
+        tok.save_pretrained(tmp)
+    return {"path": path, "vocab_size": len(tok), "eos_token": tok.eos_token, "bos_token": tok.bos_token}
+
+
+def train_tokenizer(train_jsonl: str, vocab_size: int, training_chars: int, out_dir: str) -> None:
+    """Byte-level BPE on the first `training_chars` of the training split, as a local HF tokenizer dir.
+
+    The post-processor adds <|endoftext|> at both ends of a document, so levanter's BatchTokenizer
+    finds BOS and EOS already present and leaves the text alone.
+    """
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+    from transformers import PreTrainedTokenizerFast
+
+    def texts() -> Iterator[str]:
+        seen = 0
+        for rec in read_jsonl(train_jsonl):
+            yield rec["text"]
+            seen += len(rec["text"])
+            if seen >= training_chars:
+                return
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts(), trainer)
+    eot = tok.token_to_id(EOT)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{EOT} $A {EOT}", pair=f"{EOT} $A {EOT} $B {EOT}", special_tokens=[(EOT, eot)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=EOT,
+        eos_token=EOT,
+        model_max_length=1 << 30,
+        model_input_names=["input_ids"],
+    )
+    with atomic_dir(out_dir) as tmp:
+        fast.save_pretrained(tmp)
+        # levanter's HF export needs a *local* reference checkpoint with a Llama config.json
+        from transformers import LlamaConfig as HfLlamaConfig
+
+        HfLlamaConfig(vocab_size=len(fast), bos_token_id=eot, eos_token_id=eot).save_pretrained(tmp)
+
+
+def load_tokenizer(tokenizer_dir: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)

@@ -1,0 +1,26 @@
+"""levanter's Llama config of a study model shape (study.specs.ModelShape): the one place that maps
+the study's shape keys onto levanter's, for both training engines and for scoring."""
+
+from __future__ import annotations
+
+from levanter.layers.attention import AttentionBackend
+from levanter.models.llama import LlamaConfig
+
+from ..study.specs import ModelShape
+
+
+def llama_config(m: ModelShape, tokenizer_dir: str, gradient_checkpointing: bool | None = None):
+    """levanter's LlamaConfig of a shape; the tokenizer dir doubles as the local HF reference."""
+    return LlamaConfig(
+        seq_len=m.seq_len,
+        hidden_dim=m.hidden_dim,
+        intermediate_dim=m.intermediate_dim,
+        num_layers=m.num_layers,
+        num_heads=m.num_heads,
+        num_kv_heads=m.num_kv_heads,
+        gradient_checkpointing=m.gradient_checkpointing if gradient_checkpointing is None else gradient_checkpointing,
+        attn_backend=AttentionBackend(m.attention_backend),
+        cross_entropy_block_size=m.cross_entropy_block_size,
+        tokenizer=tokenizer_dir,
+        reference_checkpoint=tokenizer_dir,
+    )

@@ -1,0 +1,202 @@
+"""The `trainer` engine: one run of the plan with levanter's own `train_lm` and `Trainer`, in-process,
+on whatever jax device exists, with its meshes, sharding and mixed precision (`training.levanter`).
+
+Its outputs and resumable state are those of engine.py, as for the loop engine; its step records
+are levanter's json_logger records, collected as they are logged.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import math
+import os
+import time
+from datetime import timedelta
+
+import jmp
+import levanter.main.train_lm as train_lm
+from levanter.callbacks.watch import WatchConfig
+from levanter.checkpoint import CheckpointerConfig
+from levanter.data.text import UrlSingleDatasetLMConfig
+from levanter.distributed import RayConfig
+from levanter.main.train_lm import TrainLmConfig
+from levanter.tracker.json_logger import JsonLoggerConfig
+from levanter.trainer import TrainerConfig
+
+from ..data.tokenizer import load_tokenizer
+from ..study.specs import RunSpec
+from .engine import (
+    StepRecord,
+    StepRecords,
+    adamw_config,
+    check_init_from,
+    process_start,
+    publish,
+    state_dir,
+    summarise,
+)
+from .shapes import llama_config
+
+logger = logging.getLogger(__name__)
+
+
+class _MetricsCollector(logging.Handler):
+    """Collects levanter's json_logger records (one per logged step) as StepRecords, and its summary
+    (the parameter count, logged again by a resumed run)."""
+
+    def __init__(self, path: str):
+        super().__init__(logging.INFO)
+        self.records = StepRecords(path)
+        self.summary: dict = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            rec = json.loads(record.getMessage())
+        except (json.JSONDecodeError, TypeError):
+            return
+        if not isinstance(rec, dict):
+            return
+        if rec.get("event") == "summary":
+            self.summary.update(rec["metrics"])
+        elif rec.get("event") == "log" and rec.get("step") is not None:
+            m = rec["metrics"]
+            fields = {k: float(m[key]) for k, key in (("train_loss", "train/loss"), ("eval_loss", "eval/loss"),
+                                                       ("step_seconds", "throughput/duration"),
+                                                       ("loading_seconds", "throughput/loading_time")) if key in m}
+            if fields:
+                self.records.add(StepRecord(step=int(rec["step"]), time=record.created, **fields))
+                self.records.flush()
+
+    def close(self) -> None:
+        self.records.close()
+        super().close()
+
+
+def levanter_config(
+    spec: RunSpec,
+    *,
+    cache_dir: str,
+    tokenizer_dir: str,
+    checkpoint_dir: str,
+    export_dir: str,
+    evals_per_run: int,
+    checkpoint_minutes: float,
+    wandb: dict | None,
+    init_from: str | None = None,
+    trainer: dict | None = None,
+):
+    """The `TrainLmConfig` of one run: the paper's AdamW recipe, cosine to `min_lr_ratio`;
+    `trainer` overrides levanter's TrainerConfig for accelerators (mesh, precision, parallelism)."""
+
+    m = spec.model
+    trackers: list = [JsonLoggerConfig()]
+    if wandb and wandb.get("enabled"):
+        from levanter.tracker.wandb import (
+            WandbConfig,  # imports wandb: only for a run that logs to it
+        )
+
+        trackers.append(
+            WandbConfig(project=wandb["project"], mode=wandb["mode"], name=spec.run_id, tags=[spec.data])
+        )
+    steps = spec.num_train_steps
+    overrides = dict(trainer or {})  # what the explicit settings below do not take is passed as is
+    return TrainLmConfig(
+        data=UrlSingleDatasetLMConfig(
+            cache_dir=cache_dir,
+            tokenizer=tokenizer_dir,
+            shuffle=True,
+            permutation_type="feistel",
+        ),
+        model=llama_config(m, tokenizer_dir),
+        trainer=TrainerConfig(
+            id=spec.run_id,
+            seed=spec.seed,
+            mp=jmp.get_policy(overrides.pop("mp", "f32")),
+            train_batch_size=spec.batch_size,
+            num_train_steps=steps,
+            steps_per_eval=max(1, math.ceil(steps / evals_per_run)),
+            tracker=tuple(trackers),
+            require_accelerator=overrides.pop("require_accelerator", False),
+            # a diverged run finishes and is recorded as diverged (NaN loss) instead of failing the study
+            crash_on_nan=False,
+            crash_on_inf=False,
+            log_dir=os.path.join(checkpoint_dir, "logs"),
+            log_jaxprs=False,
+            log_xla_hlo=False,
+            watch=WatchConfig(interval=0),  # per-parameter norms cost a compile and time per step
+            ray=RayConfig(auto_start_cluster=False, start_workers=False),
+            checkpointer=CheckpointerConfig(
+                base_path=os.path.join(checkpoint_dir, "checkpoints"),
+                save_interval=timedelta(minutes=checkpoint_minutes),
+                keep=[],
+                append_run_id_to_base_path=False,
+            ),
+            **overrides,
+        ),
+        optimizer=adamw_config(spec),
+        epoch=spec.epochs,
+        data_seed=spec.seed,
+        hf_save_path=export_dir,
+        hf_save_steps=steps,
+        # CPT: start from a pretrained model's HF export (a resumed run starts from its checkpoint)
+        initialize_from_hf=init_from or False,
+    )
+
+
+def train(
+    spec: RunSpec,
+    *,
+    cache_dir: str,
+    tokenizer_dir: str,
+    out_dir: str,
+    checkpoint_root: str,
+    evals_per_run: int = 8,
+    checkpoint_minutes: float = 1.0,
+    wandb: dict | None = None,
+    init_from: str | None = None,
+    trainer: dict | None = None,
+) -> dict:
+    """Train `spec` (from the HF export at `init_from`, if given), export it to `out_dir`/hf and
+    write spec.json and metrics.json beside it."""
+    check_init_from(spec, init_from)
+
+    ckpt = state_dir(checkpoint_root, spec)
+    export_tmp = os.path.join(ckpt, "hf")
+    os.makedirs(ckpt, exist_ok=True)
+    cfg = levanter_config(
+        spec,
+        cache_dir=cache_dir,
+        tokenizer_dir=tokenizer_dir,
+        checkpoint_dir=ckpt,
+        export_dir=export_tmp,
+        evals_per_run=evals_per_run,
+        checkpoint_minutes=checkpoint_minutes,
+        wandb=wandb,
+        init_from=init_from,
+        trainer=trainer,
+    )
+    collector = _MetricsCollector(os.path.join(ckpt, "metrics.jsonl"))
+    json_log = logging.getLogger("levanter.json_logger")
+    json_log.addHandler(collector)
+    json_log.setLevel(logging.INFO)
+    start = time.time()
+    try:
+        train_lm.main(cfg)
+    finally:
+        json_log.removeHandler(collector)
+        collector.close()
+    wall = time.time() - start
+
+    exports = sorted(glob.glob(os.path.join(export_tmp, "**", "step-*"), recursive=True), key=_step_of)
+    if not exports or _step_of(exports[-1]) < spec.num_train_steps - 1:
+        raise RuntimeError(f"{spec.run_id}: levanter wrote no final HF export under {export_tmp}")
+    metrics = summarise(collector.records.items, spec, wall, len(load_tokenizer(tokenizer_dir)),
+                        collector.summary.get("parameter_count"), process_start())
+    publish(out_dir, spec, exports[-1], metrics, ckpt)
+    return metrics
+
+
+def _step_of(path: str) -> int:
+    return int(os.path.basename(path).split("-")[-1])

@@ -1,0 +1,197 @@
+"""The rows of the results tables, built from the study's records by pure functions: the plan, the
+searches' final records, each run's spec, metrics and evaluation, the ensembles' curves, the CPT
+evaluations. No file is read here (cli/results.py and cli/cpt.py read them); each function is a
+unit under test (tests/test_rows.py), and results.SCHEMAS declares the columns."""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+import numpy as np
+
+NO_MEMBERSHIP = {"sweeps": [], "ensembles": []}
+
+
+def searched_by(finals: list[dict]) -> dict[str, list[str]]:
+    """run id -> the search cells that trained it."""
+    searched: dict[str, list[str]] = {}
+    for f in finals:
+        for q in f["points"]:
+            searched.setdefault(q["run_id"], []).append(f["cell"])
+    return searched
+
+
+def memberships(plan_membership: dict, ensembles: dict[str, dict]) -> dict[str, dict]:
+    """run id -> its sweeps and ensembles; members of a search's ensemble are known only from the
+    ensemble's record, so they come from `ensembles` (name -> record)."""
+    out = {r: {"sweeps": list(m["sweeps"]), "ensembles": []} for r, m in plan_membership.items()}
+    for name, e in ensembles.items():
+        for r in e["members"]:
+            out.setdefault(r, {"sweeps": [], "ensembles": []})["ensembles"].append(name)
+    return out
+
+
+def run_role(spec: dict, searched: bool, membership: dict) -> str:
+    """What a run is for: a student, a search point, a sweep point, an ensemble member, or a teacher."""
+    if spec["teacher"]:
+        return "student"
+    if searched:
+        return "search"
+    if membership["sweeps"]:
+        return "sweep"
+    return "member" if membership["ensembles"] else "teacher"
+
+
+def run_family(role: str, weight_decay: float, baseline_wd: float) -> str:
+    """The benchmarks table's family of a run: a search or sweep point is `baseline` at the default
+    weight decay and `tuned-wd` otherwise; other runs are their role."""
+    if role not in ("sweep", "search"):
+        return role
+    return "baseline" if np.isclose(weight_decay, baseline_wd) else "tuned-wd"
+
+
+def run_row(rid: str, spec: dict, metrics: dict, ev: dict, role: str, membership: dict, searches: list[str]) -> dict:
+    return {
+        "run_id": rid, "role": role, "sweeps": membership["sweeps"], "searches": searches,
+        "ensembles": membership["ensembles"],
+        "model": spec["model"]["name"], "non_embedding_params": metrics["non_embedding_params"],
+        "parameter_count": metrics["parameter_count"], "token_budget": spec["token_budget"],
+        "epochs": spec["epochs"], "learning_rate": spec["learning_rate"],
+        "weight_decay": spec["weight_decay"], "seed": spec["seed"], "batch_size": spec["batch_size"],
+        "seq_len": spec["model"]["seq_len"], "num_train_steps": spec["num_train_steps"],
+        "tokens_seen": metrics["tokens_seen"], "flops": metrics["flops"],
+        "wall_seconds": metrics["wall_seconds"], "tokens_per_second": metrics["tokens_per_second"],
+        "train_eval_loss": metrics["final_eval_loss"], "loss": ev["loss"],
+        "diverged": bool(metrics["diverged"] or not np.isfinite(ev["loss"])), "data": spec["data"],
+        "teacher": spec["teacher"], "synthetic_share": spec["synthetic_share"],
+        "eval_curve": json.dumps(metrics["eval_loss"]),
+    }
+
+
+def ensemble_rows(name: str, record: dict) -> list[dict]:
+    """One row per K of an ensemble's record (ensemble_curve's output)."""
+    info, rows = record["info"], []
+    for row in record["curve"]:
+        k = row["ensemble_size"]
+        rows.append(
+            {
+                "ensemble": name, "recipe": info["recipe"], "cell": info["cell"], "model": info["model"],
+                "non_embedding_params": info["non_embedding_params"], "token_budget": info["token_budget"],
+                "epochs": info["epochs"], "learning_rate": info["learning_rate"],
+                "weight_decay": info["weight_decay"], "ensemble_size": k, "member_ids": record["members"][:k],
+                "loss": row["loss_first"],
+                "loss_mean": row["loss_mean"], "loss_std": row["loss_std"], "n_subsets": row["n_subsets"],
+            }
+        )
+    return rows
+
+
+def fraction_of_gain_kept(single: float, teacher: float, student: float) -> float:
+    """How much of the teacher's gain over a single model of its recipe the student keeps:
+    (single - student) / (single - teacher). Self-distillation has no gain to keep: nan."""
+    gain = single - teacher
+    return (single - student) / gain if gain > 0 else float("nan")
+
+
+def distillation_row(name: str, d: dict, ensembles: dict[str, dict], losses: dict[str, float],
+                     selected: dict[str, str]) -> dict:
+    """A distillation's row: its teacher (an ensemble's full size, or one model), the single model
+    of the teacher's recipe (the mean member of an ensemble), and its student."""
+    if d["teacher_kind"] == "ensemble":
+        e = ensembles[d["teacher_name"]]
+        curve, teacher = e["curve"], e["members"]
+        teacher_loss = curve[-1]["loss_first"]
+        single = curve[0]["loss_mean"]  # the mean member: a single model of the same recipe
+    else:  # one model: a given run, or a search cell's selected run (self-distillation)
+        teacher = [selected[d["teacher_cell"]]] if d["teacher_kind"] == "search" else d["teacher_members"]
+        teacher_loss = single = losses[teacher[0]]
+    student_loss = losses[d["student"]]
+    return {
+        "distillation": name, "teacher_kind": d["teacher_kind"],
+        "teacher": d["teacher_name"] if d["teacher_kind"] == "ensemble" else teacher[0],
+        "teacher_size": len(teacher), "teacher_loss": teacher_loss,
+        "single_model_loss": single, "student_id": d["student"], "student_loss": student_loss,
+        "synthetic_share": d["synthetic_share"], "teacher_tokens": d["teacher_tokens"],
+        # self-distillation has no teacher gain to keep: nan, the figure shows losses
+        "fraction_of_gain_kept": fraction_of_gain_kept(single, teacher_loss, student_loss),
+    }
+
+
+def tuning_row(final: dict, non_embedding_params: int) -> dict:
+    """A search cell's row: its selected run and its locally-optimal certificate."""
+    b = final["best"]
+    return {
+        "cell": final["cell"], "search": final["search"], "recipe": final["recipe"], "model": final["model"],
+        "non_embedding_params": non_embedding_params, "token_budget": final["token_budget"],
+        "run_id": b["run_id"], "loss": b["loss"], "learning_rate": b["learning_rate"],
+        "weight_decay": b["weight_decay"], "epochs": b["epochs"], "status": final["status"],
+        "certified": final["certified"], "edges": final["edges"], "on_grid": b["on_grid"], "rounds": final["rounds"],
+        "n_trained": len(final["points"]), "neighbours": json.dumps(final["neighbours"]),
+    }
+
+
+def benchmark_rows(model_id: str, kind: str, family: str, loss: float, scores: dict[str, dict]) -> list[dict]:
+    """One row per task of lm-eval's metrics (`scores`: task -> metrics) for a run or an ensemble."""
+    return [{"model_id": model_id, "kind": kind, "family": family, "task": task, "loss": loss, **m}
+            for task, m in scores.items()]
+
+
+def study_rows(plan: dict, finals: list[dict], specs: dict[str, dict], metrics: dict[str, dict],
+               evals: dict[str, dict], ensembles: dict[str, dict], baseline_wd: float,
+               score_run: Callable[[str], dict], score_ensemble: Callable[[str, int, list[str]], dict]) -> dict:
+    """The rows of the runs, ensembles, distillation, benchmarks and tuning tables.
+
+    `specs`, `metrics` and `evals` map every trained run id to its spec.json, metrics.json and
+    eval.json; `ensembles` every ensemble's name to its record. `score_run(run id)` and
+    `score_ensemble(name, K, member ids)` give lm-eval's metrics per task."""
+    searched = searched_by(finals)
+    membership = memberships(plan["membership"], ensembles)
+    runs, bench = [], []
+    for rid in sorted(set(plan["runs"]) | set(searched) | set(membership)):
+        spec, ev = specs[rid], evals[rid]
+        mem = membership.get(rid, NO_MEMBERSHIP)
+        role = run_role(spec, rid in searched, mem)
+        runs.append(run_row(rid, spec, metrics[rid], ev, role, mem, searched.get(rid, [])))
+        bench += benchmark_rows(rid, "run", run_family(role, spec["weight_decay"], baseline_wd), ev["loss"],
+                                score_run(rid))
+    ens = []
+    for name, e in ensembles.items():
+        rows = ensemble_rows(name, e)
+        ens += rows
+        for row in rows:
+            k = row["ensemble_size"]
+            bench += benchmark_rows(f"{name}:K={k}", "ensemble", "ensemble", row["loss"],
+                                    score_ensemble(name, k, e["members"][:k]))
+    selected = {f["cell"]: f["best"]["run_id"] for f in finals}
+    losses = {r: ev["loss"] for r, ev in evals.items()}
+    dist = [distillation_row(name, d, ensembles, losses, selected) for name, d in sorted(plan["distillations"].items())]
+    params_of = {r["run_id"]: r["non_embedding_params"] for r in runs}
+    tuning = [tuning_row(f, params_of[f["best"]["run_id"]]) for f in finals]
+    return {"runs": runs, "ensembles": ens, "distillation": dist, "benchmarks": bench, "tuning": tuning}
+
+
+def cpt_rows(cpt: dict, specs: dict, evals: dict, selected: str, ensemble: dict) -> list[dict]:
+    """One row per CPT model: the default recipe at each budget, the small batch, each regularized
+    weight decay (the selected one marked), and the ensemble at each K."""
+    rows = []
+
+    def add(recipe, model_id, rid, ev, **extra):
+        s = specs[rid]
+        rows.append({
+            "recipe": recipe, "model_id": model_id, "base_cell": cpt["base_cell"], "model": cpt["model"],
+            "token_budget": int(s["token_budget"]), "epochs": int(s["epochs"]), "learning_rate": s["learning_rate"],
+            "weight_decay": s["weight_decay"], "batch_size": int(s["batch_size"]), "ensemble_size": 1,
+            "selected": False, "loss": ev["loss"], "accuracy": ev["accuracy"],
+            "accuracy_stderr": ev["accuracy_stderr"], "n_questions": int(ev["n_questions"]), **extra,
+        })
+
+    for _, rid in sorted(cpt["scaling"].items(), key=lambda kv: int(kv[0])):
+        add("default", rid, rid, evals[rid])
+    add("small-batch", cpt["small_batch"], cpt["small_batch"], evals[cpt["small_batch"]])
+    for rid in cpt["regularized"]:
+        add("regularized", rid, rid, evals[rid], selected=rid == selected)
+    for row in ensemble["curve"]:
+        k = row["ensemble_size"]
+        add("ensemble", f"{selected}:K={k}", selected, row, ensemble_size=int(k), selected=True)
+    return rows

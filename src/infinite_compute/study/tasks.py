@@ -1,0 +1,25 @@
+"""Which benchmark task names a config may use: the study's local tasks and the installed
+lm-eval-harness's, read from its task YAML files without importing it (a plan check stays fast)."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import re
+
+LOCAL_TASKS = ("heldout_next_line",)  # built by the study from its held-out text (data/benchmarks.py)
+
+
+def known_task_names() -> set[str]:
+    """Task names of the installed lm-eval, read from its task YAMLs (fast: no lm-eval import)."""
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or not spec.submodule_search_locations:
+        return set()
+    root = os.path.join(list(spec.submodule_search_locations)[0], "tasks")
+    names: set[str] = set()
+    pattern = re.compile(r"^(?:task|group|tag):\s*['\"]?([A-Za-z0-9_.\-]+)", re.M)
+    for path in glob.glob(os.path.join(root, "**", "*.yaml"), recursive=True):
+        with open(path, errors="replace") as f:
+            names.update(pattern.findall(f.read()))
+    return names
