@@ -27,14 +27,20 @@ onstart:
     # Jobs run on this machine hand their jax commands to warm workers (runtime/worker.py): one per
     # job slot, started here, gone with this Snakemake. Cluster executors' jobs, and jobs in conda or
     # container environments (another interpreter), run in their own processes.
-    if (config["resources"]["warm_workers"] and workflow.local_exec and workflow.is_main_process
-            and not workflow.deployment_settings.deployment_method):
-        for k, v in JOB_CACHES.items():  # the workers' caches are the jobs' (shell.prefix below)
+    if (
+        config["resources"]["warm_workers"]
+        and workflow.local_exec
+        and workflow.is_main_process
+        and not workflow.deployment_settings.deployment_method
+    ):
+        # the workers' caches are the jobs' (shell.prefix below)
+        for k, v in JOB_CACHES.items():
             os.environ.setdefault(k, os.path.abspath(v))
         threads = min(config["resources"]["train_threads"], config["resources"]["eval_threads"])
         sock = os.path.abspath(f"{paths.RESULTS}/workers/{os.getpid()}.sock")
         start_workers(sock, worker_pool_size(workflow.cores, threads), paths.WORKERS_LOG)
         os.environ[WORKER_ENV] = sock
+
 
 # Jobs run `python -m infinite_compute`: the interpreter running Snakemake comes first on PATH
 # (a conda env, when used, is put before it by Snakemake).
@@ -54,7 +60,8 @@ BENCHMARK_SETTINGS = {
 }
 # the Parquet tables every figure and the paper read (the CPT ones only in a study with a CPT stage)
 RESULT_TABLES = [fill(paths.TABLE, kind=k) for k in TABLES + (OPTIONAL_TABLES if PLAN.cpt else ())]
-STUDY_FIGURES = [f for f in FIGURES if f != "cpt" or PLAN.cpt]  # the CPT figure only with a CPT stage
+# the CPT figure only with a CPT stage
+STUDY_FIGURES = [f for f in FIGURES if f != "cpt" or PLAN.cpt]
 
 
 wildcard_constraints:

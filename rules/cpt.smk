@@ -10,13 +10,13 @@ rule math_corpus:
         validation=paths.MATH_VALIDATION,
         held_out=paths.MATH_HELD_OUT,
         info=paths.MATH_INFO,
-    params:
-        problems=lambda wc: json.dumps(PLAN.cpt.problems, sort_keys=True),
-        out=os.path.dirname(paths.MATH_INFO),
     log:
         "logs/cpt/math_corpus.log",
     conda:
         "../envs/study.yaml"
+    params:
+        problems=lambda wc: json.dumps(PLAN.cpt.problems, sort_keys=True),
+        out=lambda wc, output: os.path.dirname(output.info),
     shell:
         "python -m infinite_compute math-corpus --params {params.problems:q} --out {params.out} > {log} 2>&1"
 
@@ -30,12 +30,12 @@ rule math_tokens:
     output:
         train=paths.MATH_TOKENS_TRAIN,
         validation=paths.MATH_TOKENS_VALIDATION,
-    params:
-        train_tokens=lambda wc: max(PLAN.cpt.scaling),
     log:
         "logs/cpt/math_tokens.log",
     conda:
         "../envs/study.yaml"
+    params:
+        train_tokens=lambda wc: max(PLAN.cpt.scaling),
     shell:
         "python -m infinite_compute tokenize --train {input.train} --validation {input.validation} "
         "--tokenizer {input.tokenizer} --train-tokens {params.train_tokens} --validation-tokens 0 "
@@ -70,20 +70,20 @@ rule train_cpt:
         spec=paths.CPT_MODEL_SPEC,
         hf=directory(paths.CPT_MODEL_HF),
         metrics=paths.CPT_MODEL_METRICS,
-    params:
-        spec=run_spec,
-        out=lambda wc: fill(paths.CPT_MODEL, run=wc.run),
-        checkpoints=paths.CHECKPOINTS,
-        settings=TRAIN_SETTINGS,
-    threads: config["resources"]["train_threads"]
-    resources:
-        mem_mb=config["resources"]["train_mem_mb"],
     log:
         "logs/cpt/train/{run}.log",
     benchmark:
         "benchmarks/cpt/train/{run}.tsv"
     conda:
         "../envs/study.yaml"
+    threads: config["resources"]["train_threads"]
+    resources:
+        mem_mb=config["resources"]["train_mem_mb"],
+    params:
+        spec=run_spec,
+        out=lambda wc: fill(paths.CPT_MODEL, run=wc.run),
+        checkpoints=paths.CHECKPOINTS,
+        settings=TRAIN_SETTINGS,
     shell:
         "python -m infinite_compute --threads {threads} train --spec {params.spec:q} --cache {input.cache} --tokenizer {input.tokenizer} "
         "--out {params.out} --checkpoints {params.checkpoints} --settings {params.settings:q} --init-from {input.base} > {log} 2>&1"
@@ -100,16 +100,16 @@ rule cpt_evaluate:
     output:
         eval=paths.CPT_EVAL,
         logprobs=paths.CPT_LOGPROBS,
-    params:
-        answer_tokens=lambda wc: PLAN.cpt.answer_tokens,
-        batch_size=config["evaluation"]["batch_size"],
-    threads: config["resources"]["eval_threads"]
     log:
         "logs/cpt/evaluate/{run}.log",
     benchmark:
         "benchmarks/cpt/evaluate/{run}.tsv"
     conda:
         "../envs/study.yaml"
+    threads: config["resources"]["eval_threads"]
+    params:
+        answer_tokens=lambda wc: PLAN.cpt.answer_tokens,
+        batch_size=config["evaluation"]["batch_size"],
     shell:
         "python -m infinite_compute --threads {threads} cpt-evaluate --spec {input.spec} --hf {input.hf} --validation {input.validation} "
         "--held-out {input.held_out} --tokenizer {input.tokenizer} --answer-tokens {params.answer_tokens} "
@@ -140,14 +140,14 @@ rule cpt_ensemble:
         tokenizer=rules.train_tokenizer.output,
     output:
         paths.CPT_ENSEMBLE,
-    params:
-        answer_tokens=lambda wc: PLAN.cpt.answer_tokens,
-        batch_size=config["evaluation"]["batch_size"],
-    threads: config["resources"]["eval_threads"]
     log:
         "logs/cpt/ensemble.log",
     conda:
         "../envs/study.yaml"
+    threads: config["resources"]["eval_threads"]
+    params:
+        answer_tokens=lambda wc: PLAN.cpt.answer_tokens,
+        batch_size=config["evaluation"]["batch_size"],
     shell:
         "python -m infinite_compute --threads {threads} cpt-ensemble --specs {input.specs} --hfs {input.hfs} "
         "--logprobs {input.logprobs} --held-out {input.held_out} --tokenizer {input.tokenizer} "
@@ -166,14 +166,14 @@ rule cpt_results:
     output:
         table=fill(paths.TABLE, kind="cpt"),
         fits=fill(paths.TABLE, kind="cpt_fits"),
-    params:
-        settings=json.dumps(
-            {"bootstrap": config["fits"]["bootstrap"], "ci_level": config["fits"]["ci_level"], "seed": config["seed"]}
-        ),
     log:
         "logs/cpt/results.log",
     conda:
         "../envs/study.yaml"
+    params:
+        settings=json.dumps(
+            {"bootstrap": config["fits"]["bootstrap"], "ci_level": config["fits"]["ci_level"], "seed": config["seed"]}
+        ),
     shell:
         "python -m infinite_compute cpt-results --plan {input.plan} --specs {input.specs} --evals {input.evals} "
         "--selected {input.selected} --ensemble {input.ensemble} --settings {params.settings:q} "

@@ -3,14 +3,14 @@ rule prepare_corpus:
         train=paths.CORPUS_TRAIN,
         validation=paths.CORPUS_VALIDATION,
         manifest=paths.CORPUS_MANIFEST,
-    params:
-        data=json.dumps(config["data"], sort_keys=True),
-        seed=config["seed"],
-        out=paths.CORPUS,
     log:
         "logs/data/prepare_corpus.log",
     conda:
         "../envs/study.yaml"
+    params:
+        data=json.dumps(config["data"], sort_keys=True),
+        seed=config["seed"],
+        out=lambda wc, output: os.path.dirname(output.manifest),
     shell:
         "python -m infinite_compute corpus --data {params.data:q} --seed {params.seed} --out {params.out} > {log} 2>&1"
 
@@ -21,12 +21,12 @@ if config["tokenizer"].get("path"):
         """The given Hugging Face tokenizer (`tokenizer.path`, e.g. Llama-3's), checked and copied."""
         output:
             directory(paths.TOKENIZER),
-        params:
-            path=config["tokenizer"]["path"],
         log:
             "logs/data/train_tokenizer.log",
         conda:
             "../envs/study.yaml"
+        params:
+            path=config["tokenizer"]["path"],
         shell:
             "python -m infinite_compute copy-tokenizer --path {params.path:q} --out {output} > {log} 2>&1"
 
@@ -37,13 +37,13 @@ else:
             rules.prepare_corpus.output.train,
         output:
             directory(paths.TOKENIZER),
-        params:
-            vocab_size=config["tokenizer"]["vocab_size"],
-            chars=config["tokenizer"]["training_chars"],
         log:
             "logs/data/train_tokenizer.log",
         conda:
             "../envs/study.yaml"
+        params:
+            vocab_size=config["tokenizer"]["vocab_size"],
+            chars=config["tokenizer"]["training_chars"],
         shell:
             "python -m infinite_compute tokenizer --train {input} --vocab-size {params.vocab_size} "
             "--training-chars {params.chars} --out {output} > {log} 2>&1"
@@ -57,13 +57,13 @@ rule tokenize_corpus:
     output:
         train=paths.TOKENS_TRAIN,
         validation=paths.TOKENS_VALIDATION,
-    params:
-        train_tokens=max(PLAN.token_budgets),
-        validation_tokens=config["data"]["validation_tokens"],
     log:
         "logs/data/tokenize_corpus.log",
     conda:
         "../envs/study.yaml"
+    params:
+        train_tokens=max(PLAN.token_budgets),
+        validation_tokens=config["data"]["validation_tokens"],
     shell:
         "python -m infinite_compute tokenize --train {input.train} --validation {input.validation} "
         "--tokenizer {input.tokenizer} --train-tokens {params.train_tokens} "
@@ -95,13 +95,13 @@ rule benchmark_items:
     output:
         questions=paths.BENCHMARK_ITEMS,
         tasks=directory(paths.LM_EVAL_TASKS),
-    params:
-        benchmark=json.dumps({k: config["benchmark"][k] for k in BENCHMARK_ITEM_KEYS}, sort_keys=True),
-        seed=config["seed"],
     log:
         "logs/data/benchmark_items.log",
     conda:
         "../envs/study.yaml"
+    params:
+        benchmark=json.dumps({k: config["benchmark"][k] for k in BENCHMARK_ITEM_KEYS}, sort_keys=True),
+        seed=config["seed"],
     shell:
         "python -m infinite_compute benchmark-items --validation {input} --params {params.benchmark:q} "
         "--seed {params.seed} --out {output.questions} --tasks-dir {output.tasks} > {log} 2>&1"
@@ -114,12 +114,12 @@ rule benchmark_requests:
         questions=rules.benchmark_items.output.questions,
     output:
         paths.BENCHMARK_REQUESTS,
-    params:
-        settings=json.dumps(BENCHMARK_SETTINGS, sort_keys=True),
     log:
         "logs/data/benchmark_requests.log",
     conda:
         "../envs/study.yaml"
+    params:
+        settings=json.dumps(BENCHMARK_SETTINGS, sort_keys=True),
     shell:
         "python -m infinite_compute benchmark-requests --items {input.questions} --settings {params.settings:q} "
         "--out {output} > {log} 2>&1"

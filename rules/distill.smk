@@ -6,16 +6,16 @@ rule sample_teacher:
         tokenizer=rules.train_tokenizer.output,
     output:
         paths.SAMPLES,
-    params:
-        sampling=lambda wc: json.dumps(PLAN.distillations[wc.name].sampling_params(), sort_keys=True),
-        batch_size=config["evaluation"]["batch_size"],
-    threads: config["resources"]["eval_threads"]
     log:
         "logs/distill/sample_{name}.log",
     benchmark:
         "benchmarks/distill/sample_{name}.tsv"
     conda:
         "../envs/study.yaml"
+    threads: config["resources"]["eval_threads"]
+    params:
+        sampling=lambda wc: json.dumps(PLAN.distillations[wc.name].sampling_params(), sort_keys=True),
+        batch_size=config["evaluation"]["batch_size"],
     shell:
         "python -m infinite_compute --threads {threads} sample --specs {input.specs} --hfs {input.hfs} --tokenizer {input.tokenizer} "
         "--params {params.sampling:q} --batch-size {params.batch_size} --out {output} > {log} 2>&1"
@@ -30,13 +30,13 @@ rule distill_cache:
         tokenizer=rules.train_tokenizer.output,
     output:
         directory(paths.DISTILL_CACHE),
-    params:
-        budget=lambda wc: PLAN.distillations[wc.name].token_budget,
-        share=lambda wc: PLAN.distillations[wc.name].synthetic_share,
     log:
         "logs/distill/cache_{name}.log",
     conda:
         "../envs/study.yaml"
+    params:
+        budget=lambda wc: PLAN.distillations[wc.name].token_budget,
+        share=lambda wc: PLAN.distillations[wc.name].synthetic_share,
     shell:
         "python -m infinite_compute distill-cache --train {input.train} --validation {input.validation} "
         "--samples {input.samples} --tokenizer {input.tokenizer} --budget {params.budget} "

@@ -10,15 +10,15 @@ rule evaluate_model:
     output:
         eval=paths.EVAL,
         logprobs=paths.LOGPROBS,
-    params:
-        batch_size=config["evaluation"]["batch_size"],
-    threads: config["resources"]["eval_threads"]
     log:
         "logs/evaluate/{run}.log",
     benchmark:
         "benchmarks/evaluate/{run}.tsv"
     conda:
         "../envs/study.yaml"
+    threads: config["resources"]["eval_threads"]
+    params:
+        batch_size=config["evaluation"]["batch_size"],
     shell:
         "python -m infinite_compute --threads {threads} evaluate --spec {input.spec} --hf {input.hf} "
         "--validation {input.validation} --requests {input.requests} --tokenizer {input.tokenizer} "

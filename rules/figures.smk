@@ -6,13 +6,13 @@ rule draw_figure:
         manifest=rules.prepare_corpus.output.manifest,
     output:
         report(paths.FIGURE, caption="../report/figure.rst", category="Figures"),
-    params:
-        baseline_wd=config["training"]["baseline_weight_decay"],
-        caption=lambda wc: figure_caption(wc.figure, config),  # the report's caption (report/figure.rst)
     log:
         "logs/figures/{figure}.log",
     conda:
         "../envs/study.yaml"
+    params:
+        baseline_wd=config["training"]["baseline_weight_decay"],
+        caption=lambda wc: figure_caption(wc.figure, config),  # the report's caption (report/figure.rst)
     shell:
         "python -m infinite_compute figure --name {wildcards.figure} --tables {input.tables} --caches {input.caches} "
         "--manifest {input.manifest} --baseline-wd {params.baseline_wd} --out {output} > {log} 2>&1"

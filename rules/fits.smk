@@ -7,6 +7,10 @@ rule fit_power_laws:
         fits=fill(paths.TABLE, kind="fits"),
         efficiency=fill(paths.TABLE, kind="efficiency"),
         json=paths.FITS_JSON,
+    log:
+        "logs/fits/fits.log",
+    conda:
+        "../envs/study.yaml"
     params:
         settings=json.dumps(
             {
@@ -18,10 +22,6 @@ rule fit_power_laws:
             },
             sort_keys=True,
         ),
-    log:
-        "logs/fits/fits.log",
-    conda:
-        "../envs/study.yaml"
     shell:
         "python -m infinite_compute fits --tuning {input.tuning} --ensembles {input.ensembles} --settings {params.settings:q} "
         "--out-fits {output.fits} --out-efficiency {output.efficiency} --out-json {output.json} > {log} 2>&1"

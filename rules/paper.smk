@@ -6,12 +6,12 @@ rule render_paper:
         manifest=rules.prepare_corpus.output.manifest,
     output:
         report(paths.PAPER, caption="../report/paper.rst", category="Paper"),
-    params:
-        baseline_wd=config["training"]["baseline_weight_decay"],
     log:
         "logs/paper/paper.log",
     conda:
         "../envs/study.yaml"
+    params:
+        baseline_wd=config["training"]["baseline_weight_decay"],
     shell:
         "python -m infinite_compute paper --template {input.template} --tables {input.tables} "
         "--manifest {input.manifest} --baseline-wd {params.baseline_wd} --out {output} > {log} 2>&1"

@@ -2,10 +2,10 @@ rule write_plan:
     """The plan as data (runs, their sweep/ensemble membership, distillations) for the results."""
     output:
         paths.PLAN,
-    params:
-        plan=json.dumps(plan_to_dict(PLAN), sort_keys=True),
     log:
         "logs/results/plan.log",
+    params:
+        plan=json.dumps(plan_to_dict(PLAN), sort_keys=True),
     run:
         from infinite_compute.runtime.io import atomic_write_text
 
@@ -32,13 +32,13 @@ rule results_tables:
         distillation=fill(paths.TABLE, kind="distillation"),
         benchmarks=fill(paths.TABLE, kind="benchmarks"),
         tuning=report(fill(paths.TABLE, kind="tuning"), caption="../report/tuning.rst", category="Tables"),
-    params:
-        baseline_wd=config["training"]["baseline_weight_decay"],
-        benchmark=json.dumps(BENCHMARK_SETTINGS, sort_keys=True),
     log:
         "logs/results/tables.log",
     conda:
         "../envs/study.yaml"
+    params:
+        baseline_wd=config["training"]["baseline_weight_decay"],
+        benchmark=json.dumps(BENCHMARK_SETTINGS, sort_keys=True),
     shell:
         "python -m infinite_compute results --plan {input.plan} --tuning {input.tuning} --specs {input.specs} "
         "--metrics {input.metrics} --evals {input.evals} --logprobs {input.logprobs} --ensembles {input.ensembles} "

@@ -25,20 +25,20 @@ rule train_model:
         spec=paths.MODEL_SPEC,
         hf=directory(paths.MODEL_HF),
         metrics=paths.MODEL_METRICS,
-    params:
-        spec=run_spec,
-        out=lambda wc: fill(paths.MODEL, run=wc.run),
-        checkpoints=paths.CHECKPOINTS,
-        settings=TRAIN_SETTINGS,
-    threads: config["resources"]["train_threads"]
-    resources:
-        mem_mb=config["resources"]["train_mem_mb"],
     log:
         "logs/train/{run}.log",
     benchmark:
         "benchmarks/train/{run}.tsv"
     conda:
         "../envs/study.yaml"
+    threads: config["resources"]["train_threads"]
+    resources:
+        mem_mb=config["resources"]["train_mem_mb"],
+    params:
+        spec=run_spec,
+        out=lambda wc: fill(paths.MODEL, run=wc.run),
+        checkpoints=paths.CHECKPOINTS,
+        settings=TRAIN_SETTINGS,
     shell:
         "python -m infinite_compute --threads {threads} train --spec {params.spec:q} --cache {input.cache} --tokenizer {input.tokenizer} "
         "--out {params.out} --checkpoints {params.checkpoints} --settings {params.settings:q} > {log} 2>&1"

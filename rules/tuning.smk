@@ -10,12 +10,12 @@ checkpoint tune_round:
         evals=round_evals,
     output:
         paths.TUNING_ROUND,
-    params:
-        cell=lambda wc: json.dumps(dataclasses.asdict(PLAN.cells[wc.cell]), sort_keys=True),
     log:
         "logs/tuning/{cell}/round{round}.log",
     conda:
         "../envs/study.yaml"
+    params:
+        cell=lambda wc: json.dumps(dataclasses.asdict(PLAN.cells[wc.cell]), sort_keys=True),
     shell:
         "python -m infinite_compute tune-round --cell {params.cell:q} --round {wildcards.round} "
         "--previous {input.previous} --evals {input.evals} --out {output} > {log} 2>&1"

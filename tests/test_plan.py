@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from infinite_compute.study.config import ConfigError
-from infinite_compute.study.plan import build_plan, plan_to_dict
+from infinite_compute.study.plan import build_plan, plan_from_dict, plan_to_dict
 from infinite_compute.study.specs import ModelShape, run_id
 
 SCHEMA = os.path.join(ROOT, "schemas", "config.schema.yaml")
@@ -182,3 +182,24 @@ def test_ensembles_of_a_search_follow_the_papers_member_rule(smoke_config):
         plan.spec("t9-d8k-ep4-lr0.01-wd0.2-s0")  # no such model
     with pytest.raises(KeyError):
         plan.spec("t2-d5k-ep4-lr0.01-wd0.2-s0")  # no such budget
+
+
+def test_the_plan_round_trips_through_plan_json(smoke_config):
+    """results/plan.json is the plan: read back, it is the same Plan, and it knows every run the
+    original knows (search points and members of a search's ensemble, named by their hyperparameters)."""
+    import json
+
+    plan = build_plan(smoke_config)
+    back = plan_from_dict(json.loads(json.dumps(plan_to_dict(plan), sort_keys=True)))
+    assert back == plan
+    cell = next(c for c in plan.cells.values() if c.recipe == "regularized")
+    for point in list(cell.lattice())[:5]:
+        rid = plan.point_run(cell.cell_id, point)
+        assert back.spec(rid) == plan.spec(rid)
+    ens = next(e for e in plan.ensembles.values() if e.cell is not None)
+    best = {"learning_rate": cell.grid[0][0], "weight_decay": cell.grid[1][-1], "epochs": cell.grid[2][0]}
+    assert [back.spec(r) for r in ens.member_ids(best)] == [plan.spec(r) for r in ens.member_ids(best)]
+    assert back.cpt == plan.cpt and back.cpt_runs == plan.cpt_runs and back.membership() == plan.membership()
+    edited = plan_to_dict(plan)
+    edited["runs"][next(iter(edited["runs"]))]["learning_rate"] *= 2  # the comparison sees a changed spec
+    assert plan_from_dict(edited) != plan

@@ -314,6 +314,13 @@ def test_lint_is_clean(smoke):
     assert "Lints for" not in p.stdout + p.stderr
 
 
+def test_the_rules_are_formatted_as_snakefmt_formats_them():
+    """`snakefmt --check` (pinned; its settings in pyproject.toml) leaves the Snakefile and rules/ as they are."""
+    p = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "--diff", "Snakefile", "rules/"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
+
+
 def test_report_has_every_figure(smoke):
     smk(smoke, "--report", "report.html", "--configfile", ".test/config.yaml")
     html = open(os.path.join(smoke, "report.html")).read()

@@ -1,3 +1,7 @@
-"""Reproducibility bundle for "Pre-training under infinite compute" (Kim et al., arXiv 2509.14786)."""
+"""The study of "Pre-training under infinite compute" as a package, in layers that import downwards only:
 
-__version__ = "0.1.0"
+    runtime  <  science  <  study  <  data  <  model  <  outputs  <  cli
+
+A module may import from its own folder and the folders to its left (tests/test_layers.py checks it).
+cli/ is the command line the rules run (one module per rule file).
+"""

@@ -17,6 +17,7 @@ from ..outputs.rows import cpt_rows
 from ..runtime.io import atomic_write_json, read_json
 from ..science.cpt import efficiency, select_regularized
 from ..science.ensemble import ensemble_loss
+from ..study.plan import plan_from_dict
 from .evaluate import read_spec, write_eval
 
 
@@ -60,11 +61,11 @@ def cmd_cpt_ensemble(a) -> None:
 
 
 def cmd_cpt_results(a) -> None:
-    plan = read_json(a.plan)
+    plan = plan_from_dict(read_json(a.plan))
     s = json.loads(a.settings)
     specs = {sp["run_id"]: sp for sp in map(read_json, a.specs)}
     evals = {ev["run_id"]: ev for ev in map(read_json, a.evals)}
-    rows = cpt_rows(plan["cpt"], specs, evals, read_json(a.selected)["selected"], read_json(a.ensemble))
+    rows = cpt_rows(plan.cpt, specs, evals, read_json(a.selected)["selected"], read_json(a.ensemble))
     fit_row, rows = efficiency(rows, n_bootstrap=s["bootstrap"], ci_level=s["ci_level"], seed=s["seed"])
-    write_table("cpt", with_provenance(rows, plan["config_hash"]), a.out_table)
-    write_table("fits", with_provenance([fit_row], plan["config_hash"]), a.out_fits)
+    write_table("cpt", with_provenance(rows, plan.config_hash), a.out_table)
+    write_table("fits", with_provenance([fit_row], plan.config_hash), a.out_fits)

@@ -7,16 +7,18 @@ import os
 
 import numpy as np
 
+from ..data.benchmarks import read_requests
 from ..outputs import lm_harness
 from ..outputs.results import with_provenance, write_table
 from ..outputs.rows import study_rows
 from ..runtime.io import read_json
+from ..study.plan import plan_from_dict
 
 
 def cmd_results(a) -> None:
     """The tables from the files the rule lists: every trained run's spec, metrics, eval and
     log-probs (in one order), every ensemble's record and every search's final record."""
-    plan = read_json(a.plan)
+    plan = plan_from_dict(read_json(a.plan))
     evals = [read_json(p) for p in a.evals]
     if not (len(a.specs) == len(a.metrics) == len(evals) == len(a.logprobs)):
         raise SystemExit("results: --specs, --metrics, --evals and --logprobs must list the same runs")
@@ -30,7 +32,7 @@ def cmd_results(a) -> None:
     ensembles = {e["ensemble"]: e for e in sorted(map(read_json, a.ensembles), key=lambda e: e["ensemble"])}
 
     bs = json.loads(a.benchmark_settings)
-    pairs = lm_harness.read_requests(a.benchmark_requests)
+    pairs = read_requests(a.benchmark_requests)
     tasks = lm_harness.task_dict(bs["tasks"], a.benchmark_items, bs["num_fewshot"], bs["seed"])
     bench_logprobs: dict[str, dict] = {}
 
@@ -51,4 +53,4 @@ def cmd_results(a) -> None:
                         a.baseline_wd, score_run, score_ensemble)
     outs = {os.path.basename(p)[: -len(".parquet")]: p for p in a.out}
     for kind, rows in tables.items():
-        write_table(kind, with_provenance(rows, plan["config_hash"]), outs[kind])
+        write_table(kind, with_provenance(rows, plan.config_hash), outs[kind])

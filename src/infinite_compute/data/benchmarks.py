@@ -2,7 +2,7 @@
 
 Each item shows `context_lines` consecutive lines of a held-out document; the options are the
 true next line and lines drawn from other held-out documents. Models score options by
-log-likelihood through lm-eval-harness (lm_harness.py: a local task YAML over these items).
+log-likelihood through lm-eval-harness (outputs/lm_harness.py: a local task YAML over these items).
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def _glob(pattern: str) -> list[str]:
     """Local paths, or URLs of a bucket (gs://, s3://, ...) through fsspec, matching `pattern`."""
     if "://" not in pattern:
         return glob.glob(pattern, recursive=True)
-    import fsspec
+    import fsspec  # only for URLs and buckets: a local corpus does not import it
 
     fs, _, _ = fsspec.get_fs_token_paths(pattern)
     protocol = pattern.split("://", 1)[0]
@@ -139,7 +139,7 @@ def collect_documents(data_cfg: dict) -> tuple[list[Document], list[dict]]:
 
     def add_file(rel: str, path: str) -> bytes:
         if "://" in path:  # a URL or bucket (gs://, s3://, https://, file://): through fsspec
-            import fsspec
+            import fsspec  # only for URLs and buckets, as in _glob
 
             with fsspec.open(path, "rb") as f:
                 raw = f.read()

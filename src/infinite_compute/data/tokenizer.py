@@ -7,6 +7,9 @@ import os
 from typing import Iterator
 
 from ..runtime.io import atomic_dir
+
+# transformers and tokenizers are imported inside the functions that use them: the corpus job and the
+# Snakefile import this layer, and transformers takes seconds to import
 from .corpus import EOT, read_jsonl
 
 

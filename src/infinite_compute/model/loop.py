@@ -7,7 +7,7 @@ up than training it (bench/train.py). Its train step, model init and evaluation 
 config, so every run traces and lowers them again (~5-15 s on 2 cores) even when the persistent
 compilation cache then finds the binary. Here the learning rate, weight decay and schedule length are
 optimizer state (optim.TracedAdamW), so one set of programs serves every run of a shape; in a warm
-worker (worker.py) they are traced once per shape and reused by each later job, and `chunk` steps
+worker (runtime/worker.py) they are traced once per shape and reused by each later job, and `chunk` steps
 run per call inside one `lax.scan` (no Python or dispatch between them).
 
 What stays levanter's, so a run here is the same training as `levanter.main.train_lm` (tests check
@@ -239,9 +239,8 @@ def train(
     evals = eval_steps(steps, evals_per_run)
     tracker = None
     if wandb and wandb.get("enabled"):
-        from levanter.tracker.wandb import (
-            WandbConfig,  # imports wandb: only for a run that logs to it
-        )
+        # imported here: it imports wandb, which only a run that logs to it needs
+        from levanter.tracker.wandb import WandbConfig
 
         tracker = WandbConfig(project=wandb["project"], mode=wandb["mode"], name=spec.run_id,
                               tags=[spec.data]).init(spec.run_id)

@@ -93,9 +93,8 @@ def levanter_config(
     m = spec.model
     trackers: list = [JsonLoggerConfig()]
     if wandb and wandb.get("enabled"):
-        from levanter.tracker.wandb import (
-            WandbConfig,  # imports wandb: only for a run that logs to it
-        )
+        # imported here: it imports wandb, which only a run that logs to it needs
+        from levanter.tracker.wandb import WandbConfig
 
         trackers.append(
             WandbConfig(project=wandb["project"], mode=wandb["mode"], name=spec.run_id, tags=[spec.data])

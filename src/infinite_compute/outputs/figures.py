@@ -60,6 +60,7 @@ def caption(name: str, config: dict) -> str:
 
 
 def _plt():
+    # matplotlib is imported only to draw: the Snakefile imports the registry (FIGURES, captions)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,7 +179,7 @@ def fig_weight_decay(t, ax, fig):
     reg = tuning[tuning["recipe"] == "regularized"].sort_values(["token_budget", "non_embedding_params"])
     if reg.empty:
         return _empty(ax, "a regularized search")
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Rectangle  # once _plt() has chosen the backend
 
     runs = t["runs"]
     fig.clear()
@@ -573,7 +574,7 @@ def fig_benchmarks(t, ax, fig):
 
 
 def _ticker():
-    import matplotlib.ticker
+    import matplotlib.ticker  # once _plt() has chosen the backend
 
     return matplotlib.ticker
 

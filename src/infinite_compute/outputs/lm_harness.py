@@ -6,7 +6,7 @@ come from our own jitted scorer, in two steps, so that an ensemble's are exact a
 twice:
 
 1. `requests` (once per study): lm-eval lists every (context, continuation) pair of the tasks.
-2. each run's evaluation job scores those pairs token by token (evaluate.py) and saves the
+2. each run's evaluation job scores those pairs token by token (model/scoring.py) and saves the
    per-token log-probs;
 3. `score` (once, in the results job): lm-eval evaluates every run and every K-member ensemble
    with a `ReplayLM` that answers from those saved log-probs. An ensemble's log-likelihood of a
@@ -16,7 +16,7 @@ twice:
 levanter has its own adapter (levanter.eval_harness), which runs one model inside a levanter
 trainer; an ensemble's mixture needs the members' per-token log-probs side by side, hence this.
 
-The default study's task is built from held-out text (benchmarks.py) and declared to lm-eval by a
+The default study's task is built from held-out text (data/benchmarks.py) and declared to lm-eval by a
 local task YAML; other names are lm-eval's own tasks (arc_easy, piqa, sciq in config/paper.yaml),
 whose datasets lm-eval downloads from the Hugging Face hub the first time.
 """
@@ -26,17 +26,19 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import tempfile
 
 import numpy as np
 
-from ..data.benchmarks import (
-    read_requests,  # noqa: F401 - the requests file, read here by the results job
-)
 from ..runtime.io import atomic_write_text
 from ..science.ensemble import ensemble_logprobs
 from ..study.tasks import LOCAL_TASKS
 
-BENCH_ARRAYS = ("bench_logprobs", "bench_offsets", "bench_greedy")  # what an evaluation saves (evaluate.py)
+# lm_eval is imported inside the functions that use it, after prepare_env(): it must see the
+# environment that function sets, and the jobs that import this module only to write the local task
+# YAML (benchmark-items) need not pay for its import.
+
+BENCH_ARRAYS = ("bench_logprobs", "bench_offsets", "bench_greedy")  # what an evaluation saves (model/scoring.py)
 
 _LOCAL_TASK_YAML = """\
 # Written by the study (infinite_compute.lm_harness): "which line comes next?" on held-out text.
@@ -78,8 +80,6 @@ def write_local_tasks(items_path: str, out_dir: str) -> None:
 def task_dict(tasks: list[str], items_path: str, num_fewshot: int, seed: int) -> dict:
     """lm-eval's task objects (the local tasks over `items_path`), with our few-shot count and
     few-shot seed, as simple_evaluate sets them."""
-    import tempfile
-
     prepare_env()
     from lm_eval.tasks import TaskManager, get_task_dict
 

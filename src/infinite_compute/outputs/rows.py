@@ -10,6 +10,9 @@ from typing import Callable
 
 import numpy as np
 
+from ..study.plan import Plan
+from ..study.specs import CptSpec, DistillSpec
+
 NO_MEMBERSHIP = {"sweeps": [], "ensembles": []}
 
 
@@ -22,10 +25,10 @@ def searched_by(finals: list[dict]) -> dict[str, list[str]]:
     return searched
 
 
-def memberships(plan_membership: dict, ensembles: dict[str, dict]) -> dict[str, dict]:
+def memberships(plan: Plan, ensembles: dict[str, dict]) -> dict[str, dict]:
     """run id -> its sweeps and ensembles; members of a search's ensemble are known only from the
-    ensemble's record, so they come from `ensembles` (name -> record)."""
-    out = {r: {"sweeps": list(m["sweeps"]), "ensembles": []} for r, m in plan_membership.items()}
+    ensemble's record, so every ensemble's members come from `ensembles` (name -> record)."""
+    out = {r: {"sweeps": list(m["sweeps"]), "ensembles": []} for r, m in plan.membership().items()}
     for name, e in ensembles.items():
         for r in e["members"]:
             out.setdefault(r, {"sweeps": [], "ensembles": []})["ensembles"].append(name)
@@ -94,25 +97,25 @@ def fraction_of_gain_kept(single: float, teacher: float, student: float) -> floa
     return (single - student) / gain if gain > 0 else float("nan")
 
 
-def distillation_row(name: str, d: dict, ensembles: dict[str, dict], losses: dict[str, float],
+def distillation_row(d: DistillSpec, ensembles: dict[str, dict], losses: dict[str, float],
                      selected: dict[str, str]) -> dict:
     """A distillation's row: its teacher (an ensemble's full size, or one model), the single model
     of the teacher's recipe (the mean member of an ensemble), and its student."""
-    if d["teacher_kind"] == "ensemble":
-        e = ensembles[d["teacher_name"]]
+    if d.teacher_kind == "ensemble":
+        e = ensembles[d.teacher_name]
         curve, teacher = e["curve"], e["members"]
         teacher_loss = curve[-1]["loss_first"]
         single = curve[0]["loss_mean"]  # the mean member: a single model of the same recipe
     else:  # one model: a given run, or a search cell's selected run (self-distillation)
-        teacher = [selected[d["teacher_cell"]]] if d["teacher_kind"] == "search" else d["teacher_members"]
+        teacher = [selected[d.teacher_cell]] if d.teacher_kind == "search" else list(d.teacher_members)
         teacher_loss = single = losses[teacher[0]]
-    student_loss = losses[d["student"]]
+    student_loss = losses[d.student]
     return {
-        "distillation": name, "teacher_kind": d["teacher_kind"],
-        "teacher": d["teacher_name"] if d["teacher_kind"] == "ensemble" else teacher[0],
+        "distillation": d.name, "teacher_kind": d.teacher_kind,
+        "teacher": d.teacher_name if d.teacher_kind == "ensemble" else teacher[0],
         "teacher_size": len(teacher), "teacher_loss": teacher_loss,
-        "single_model_loss": single, "student_id": d["student"], "student_loss": student_loss,
-        "synthetic_share": d["synthetic_share"], "teacher_tokens": d["teacher_tokens"],
+        "single_model_loss": single, "student_id": d.student, "student_loss": student_loss,
+        "synthetic_share": d.synthetic_share, "teacher_tokens": d.teacher_tokens,
         # self-distillation has no teacher gain to keep: nan, the figure shows losses
         "fraction_of_gain_kept": fraction_of_gain_kept(single, teacher_loss, student_loss),
     }
@@ -137,7 +140,7 @@ def benchmark_rows(model_id: str, kind: str, family: str, loss: float, scores: d
             for task, m in scores.items()]
 
 
-def study_rows(plan: dict, finals: list[dict], specs: dict[str, dict], metrics: dict[str, dict],
+def study_rows(plan: Plan, finals: list[dict], specs: dict[str, dict], metrics: dict[str, dict],
                evals: dict[str, dict], ensembles: dict[str, dict], baseline_wd: float,
                score_run: Callable[[str], dict], score_ensemble: Callable[[str, int, list[str]], dict]) -> dict:
     """The rows of the runs, ensembles, distillation, benchmarks and tuning tables.
@@ -146,9 +149,9 @@ def study_rows(plan: dict, finals: list[dict], specs: dict[str, dict], metrics: 
     eval.json; `ensembles` every ensemble's name to its record. `score_run(run id)` and
     `score_ensemble(name, K, member ids)` give lm-eval's metrics per task."""
     searched = searched_by(finals)
-    membership = memberships(plan["membership"], ensembles)
+    membership = memberships(plan, ensembles)
     runs, bench = [], []
-    for rid in sorted(set(plan["runs"]) | set(searched) | set(membership)):
+    for rid in sorted(set(plan.runs) | set(searched) | set(membership)):
         spec, ev = specs[rid], evals[rid]
         mem = membership.get(rid, NO_MEMBERSHIP)
         role = run_role(spec, rid in searched, mem)
@@ -165,13 +168,13 @@ def study_rows(plan: dict, finals: list[dict], specs: dict[str, dict], metrics: 
                                     score_ensemble(name, k, e["members"][:k]))
     selected = {f["cell"]: f["best"]["run_id"] for f in finals}
     losses = {r: ev["loss"] for r, ev in evals.items()}
-    dist = [distillation_row(name, d, ensembles, losses, selected) for name, d in sorted(plan["distillations"].items())]
+    dist = [distillation_row(d, ensembles, losses, selected) for _, d in sorted(plan.distillations.items())]
     params_of = {r["run_id"]: r["non_embedding_params"] for r in runs}
     tuning = [tuning_row(f, params_of[f["best"]["run_id"]]) for f in finals]
     return {"runs": runs, "ensembles": ens, "distillation": dist, "benchmarks": bench, "tuning": tuning}
 
 
-def cpt_rows(cpt: dict, specs: dict, evals: dict, selected: str, ensemble: dict) -> list[dict]:
+def cpt_rows(cpt: CptSpec, specs: dict, evals: dict, selected: str, ensemble: dict) -> list[dict]:
     """One row per CPT model: the default recipe at each budget, the small batch, each regularized
     weight decay (the selected one marked), and the ensemble at each K."""
     rows = []
@@ -179,17 +182,17 @@ def cpt_rows(cpt: dict, specs: dict, evals: dict, selected: str, ensemble: dict)
     def add(recipe, model_id, rid, ev, **extra):
         s = specs[rid]
         rows.append({
-            "recipe": recipe, "model_id": model_id, "base_cell": cpt["base_cell"], "model": cpt["model"],
+            "recipe": recipe, "model_id": model_id, "base_cell": cpt.base_cell, "model": cpt.model,
             "token_budget": int(s["token_budget"]), "epochs": int(s["epochs"]), "learning_rate": s["learning_rate"],
             "weight_decay": s["weight_decay"], "batch_size": int(s["batch_size"]), "ensemble_size": 1,
             "selected": False, "loss": ev["loss"], "accuracy": ev["accuracy"],
             "accuracy_stderr": ev["accuracy_stderr"], "n_questions": int(ev["n_questions"]), **extra,
         })
 
-    for _, rid in sorted(cpt["scaling"].items(), key=lambda kv: int(kv[0])):
+    for _, rid in sorted(cpt.scaling.items()):
         add("default", rid, rid, evals[rid])
-    add("small-batch", cpt["small_batch"], cpt["small_batch"], evals[cpt["small_batch"]])
-    for rid in cpt["regularized"]:
+    add("small-batch", cpt.small_batch, cpt.small_batch, evals[cpt.small_batch])
+    for rid in cpt.regularized:
         add("regularized", rid, rid, evals[rid], selected=rid == selected)
     for row in ensemble["curve"]:
         k = row["ensemble_size"]

@@ -89,7 +89,7 @@ def atomic_write_json(path: str, obj) -> None:
 
 
 def _jsonable(x):
-    import numpy as np
+    import numpy as np  # only for a value json cannot write, which only numpy's scalars and arrays are here
 
     if isinstance(x, np.generic):
         return x.item()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
 
 from .config import ConfigError, config_hash
 from .specs import (
@@ -25,7 +24,7 @@ from .specs import (
     synthetic_tokens,
 )
 from .tasks import LOCAL_TASKS, known_task_names
-from .tuning import AXES, Cell, extend_axis
+from .tuning import AXES, Cell, cell_from_dict, extend_axis
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,8 @@ class Plan:
     config_hash: str
     models: dict[str, ModelShape] = field(default_factory=dict)
     cells: dict[str, Cell] = field(default_factory=dict)  # hyperparameter searches (tuning.py)
-    make_spec: Any = None  # (model, budget, epochs, lr, wd, seed) -> RunSpec
+    batch_size: int = 0  # of every run on real data (students' and CPT runs' specs say their own)
+    optimizer: dict = field(default_factory=dict)  # AdamW's settings besides lr and weight decay
     cpt: CptSpec | None = None
     cpt_runs: dict[str, RunSpec] = field(default_factory=dict)  # every CPT run, ensembles' included
 
@@ -68,6 +68,21 @@ class Plan:
             raise KeyError(f"'{rid}' is neither a planned run, a search point nor a run id of a known model and budget")
         return self.make_spec(*parsed)
 
+    def make_spec(self, model: str, budget: int, epochs: int, lr: float, wd: float, seed: int) -> RunSpec:
+        """The spec of a run on real data named by its hyperparameters (a search point, a member)."""
+        return real_run_spec(self.models[model], budget, epochs, lr, wd, seed, self.batch_size, self.optimizer)
+
+    def membership(self) -> dict[str, dict[str, list[str]]]:
+        """Each planned run's sweeps and (fixed) ensembles."""
+        membership = {r: {"sweeps": [], "ensembles": []} for r in self.runs}
+        for name, ids in self.sweeps.items():
+            for r in ids:
+                membership[r]["sweeps"].append(name)
+        for name, ens in self.ensembles.items():
+            for r in ens.members:
+                membership[r]["ensembles"].append(name)
+        return membership
+
     def ensemble_info(self, name: str, members: list[str]) -> dict:
         """What the ensembles table reports beside an ensemble's losses: its recipe and its members'
         settings (`members`: its run ids, known for an ensemble of a search once the search ended)."""
@@ -89,6 +104,27 @@ def _lattice_index(plan: Plan) -> dict:
     if key not in _LATTICES:
         _LATTICES[key] = {plan.point_run(c, p): (c, p) for c in plan.cells.values() for p in c.lattice()}
     return _LATTICES[key]
+
+
+def real_run_spec(shape: ModelShape, budget: int, epochs: int, lr: float, wd: float, seed: int, batch: int,
+                  optimizer: dict) -> RunSpec:
+    """A run on the real data of a token budget: whole batches of one epoch, `epochs` times."""
+    tokens_per_step = batch * shape.seq_len
+    steps_per_epoch = budget // tokens_per_step
+    return RunSpec(
+        run_id=run_id(shape.name, budget, epochs, lr, wd, seed),
+        model=shape,
+        token_budget=budget,
+        epochs=epochs,
+        learning_rate=float(lr),
+        weight_decay=float(wd),
+        seed=seed,
+        batch_size=batch,
+        optimizer=optimizer,
+        data=f"d{budget}",
+        num_train_steps=steps_per_epoch * epochs,
+        tokens_per_epoch=steps_per_epoch * tokens_per_step,
+    )
 
 
 def _shapes(config: dict) -> dict[str, ModelShape]:
@@ -155,21 +191,7 @@ def build_plan(config: dict) -> Plan:
     overridden: set[str] = set()
 
     def make_spec(model: str, budget: int, epochs: int, lr: float, wd: float, seed: int) -> RunSpec:
-        steps_per_epoch = budget // tokens_per_step
-        return RunSpec(
-            run_id=run_id(model, budget, epochs, lr, wd, seed),
-            model=shapes[model],
-            token_budget=budget,
-            epochs=epochs,
-            learning_rate=float(lr),
-            weight_decay=float(wd),
-            seed=seed,
-            batch_size=batch,
-            optimizer=optimizer,
-            data=f"d{budget}",
-            num_train_steps=steps_per_epoch * epochs,
-            tokens_per_epoch=steps_per_epoch * tokens_per_step,
-        )
+        return real_run_spec(shapes[model], budget, epochs, lr, wd, seed, batch, optimizer)
 
     def real_run(key: str, model: str, budget: int, epochs: int, lr: float, wd: float, seed: int) -> str:
         check_model(f"{key}.model", model)
@@ -298,7 +320,8 @@ def build_plan(config: dict) -> Plan:
         config_hash=config_hash(config),
         models=shapes,
         cells=cells,
-        make_spec=make_spec,
+        batch_size=batch,
+        optimizer=optimizer,
         cpt=cpt,
         cpt_runs=cpt_runs,
     )
@@ -444,22 +467,46 @@ def _search_ensembles(config: dict, cells: dict[str, Cell]) -> dict[str, Ensembl
 
 
 def plan_to_dict(plan: Plan) -> dict:
-    """The plan as JSON-able data, with each run's sweep and ensemble membership (for results)."""
-    membership = {r: {"sweeps": [], "ensembles": []} for r in plan.runs}
-    for name, ids in plan.sweeps.items():
-        for r in ids:
-            membership[r]["sweeps"].append(name)
-    for name, ens in plan.ensembles.items():
-        for r in ens.members:
-            membership[r]["ensembles"].append(name)
+    """The plan as JSON-able data (results/plan.json), with each run's sweep and ensemble
+    membership; `plan_from_dict` reads it back."""
     return {
         "config_hash": plan.config_hash,
         "token_budgets": list(plan.token_budgets),
         "runs": {r: s.to_dict() for r, s in sorted(plan.runs.items())},
-        "membership": membership,
+        "membership": plan.membership(),
         "sweeps": {k: list(v) for k, v in plan.sweeps.items()},
         "ensembles": {k: dataclasses.asdict(v) for k, v in plan.ensembles.items()},
         "distillations": {k: dataclasses.asdict(v) for k, v in plan.distillations.items()},
         "cells": {k: dataclasses.asdict(v) for k, v in sorted(plan.cells.items())},
         "cpt": None if plan.cpt is None else {**dataclasses.asdict(plan.cpt), "runs": plan.cpt.runs},
+        "models": {k: dataclasses.asdict(v) for k, v in sorted(plan.models.items())},
+        "batch_size": plan.batch_size,
+        "optimizer": plan.optimizer,
+        "cpt_runs": {r: s.to_dict() for r, s in sorted(plan.cpt_runs.items())},
     }
+
+
+def plan_from_dict(d: dict) -> Plan:
+    """The Plan that `plan_to_dict` wrote (JSON's lists back to tuples, its string keys to ints)."""
+    cpt = None
+    if d["cpt"] is not None:
+        c = {k: v for k, v in d["cpt"].items() if k != "runs"}  # `runs` is a property, written for readers
+        c["scaling"] = {int(b): r for b, r in c["scaling"].items()}
+        c["regularized"] = tuple(c["regularized"])
+        c["members"] = {r: tuple(m) for r, m in c["members"].items()}
+        cpt = CptSpec(**c)
+    return Plan(
+        runs={r: RunSpec.from_dict(s) for r, s in d["runs"].items()},
+        sweeps={k: tuple(v) for k, v in d["sweeps"].items()},
+        ensembles={k: EnsembleSpec(**{**v, "members": tuple(v["members"])}) for k, v in d["ensembles"].items()},
+        distillations={k: DistillSpec(**{**v, "teacher_members": tuple(v["teacher_members"])})
+                       for k, v in d["distillations"].items()},
+        token_budgets=tuple(d["token_budgets"]),
+        config_hash=d["config_hash"],
+        models={k: ModelShape(**v) for k, v in d["models"].items()},
+        cells={k: cell_from_dict(v) for k, v in d["cells"].items()},
+        batch_size=d["batch_size"],
+        optimizer=d["optimizer"],
+        cpt=cpt,
+        cpt_runs={r: RunSpec.from_dict(s) for r, s in d["cpt_runs"].items()},
+    )

@@ -149,7 +149,7 @@ class DistillSpec:
 
 @dataclass(frozen=True)
 class CptSpec:
-    """Continued pre-training on the math domain (math_data.py), from a search cell's selected run."""
+    """Continued pre-training on the math domain (data/math_data.py), from a search cell's selected run."""
 
     base_cell: str
     model: str

@@ -1,0 +1,3 @@
+"""Study: what the study is - config loading and ConfigError (config), run and ensemble specs and
+run ids (specs), the hyperparameter searches (tuning), the run plan (plan), the benchmark task names
+a config may use (tasks) and where every output lives (paths). Pure Python; imports runtime."""
