@@ -6,12 +6,11 @@ import types
 
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
-from infinite_compute.cli.pool import start as start_workers
+from infinite_compute.cli.pool import start_for_snakemake as start_warm_workers
 from infinite_compute.data.benchmarks import ITEM_KEYS as BENCHMARK_ITEM_KEYS
 from infinite_compute.data.corpus import check_local_files
 from infinite_compute.outputs.figures import FIGURES, caption as figure_caption
 from infinite_compute.outputs.results import OPTIONAL_TABLES, TABLES
-from infinite_compute.runtime.worker import ENV as WORKER_ENV, pool_size as worker_pool_size
 from infinite_compute.study import paths
 from infinite_compute.study.paths import fill
 from infinite_compute.study.plan import build_plan, plan_to_dict
@@ -25,21 +24,8 @@ onstart:
     # before the first job. A dry run skips this: it shows the DAG anywhere, the paper's included.
     check_local_files(config["data"])
     # Jobs run on this machine hand their jax commands to warm workers (runtime/worker.py): one per
-    # job slot, started here, gone with this Snakemake. Cluster executors' jobs, and jobs in conda or
-    # container environments (another interpreter), run in their own processes.
-    if (
-        config["resources"]["warm_workers"]
-        and workflow.local_exec
-        and workflow.is_main_process
-        and not workflow.deployment_settings.deployment_method
-    ):
-        # the workers' caches are the jobs' (shell.prefix below)
-        for k, v in JOB_CACHES.items():
-            os.environ.setdefault(k, os.path.abspath(v))
-        threads = min(config["resources"]["train_threads"], config["resources"]["eval_threads"])
-        sock = os.path.abspath(f"{paths.RESULTS}/workers/{os.getpid()}.sock")
-        start_workers(sock, worker_pool_size(workflow.cores, threads), paths.WORKERS_LOG)
-        os.environ[WORKER_ENV] = sock
+    # job slot, started here, gone with this Snakemake (cli/pool.py says when).
+    start_warm_workers(workflow, config, JOB_CACHES)
 
 
 # Jobs run `python -m infinite_compute`: the interpreter running Snakemake comes first on PATH

@@ -149,7 +149,7 @@ def _describe(argv: list[str]) -> str:
     """A job in one line: its command (the first word that is neither a flag nor a flag's number)
     and output folder."""
     cmd = next((a for a in argv if not a.startswith("-") and not a.isdigit()), "?")
-    out = argv[argv.index("--out") + 1] if "--out" in argv[:-1] else ""
+    out = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("--out")), "")
     return f"{cmd} {out}"
 
 
