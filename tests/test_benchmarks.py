@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from infinite_compute.outputs import lm_harness
 from infinite_compute.data.benchmarks import build_items
+from infinite_compute.outputs import lm_harness
 
 
 @pytest.fixture(scope="module")

@@ -11,20 +11,20 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .config import ConfigError, config_hash
+from .cpt import cpt_plan
+from .searches import cell_of_search, search_cells, search_ensembles
 from .specs import (
     CptSpec,
     DistillSpec,
     EnsembleSpec,
     ModelShape,
     RunSpec,
-    cpt_run_id,
-    format_tokens,
     parse_run_id,
     run_id,
     synthetic_tokens,
 )
 from .tasks import LOCAL_TASKS, known_task_names
-from .tuning import AXES, Cell, cell_from_dict, extend_axis
+from .tuning import Cell, cell_from_dict
 
 
 @dataclass(frozen=True)
@@ -151,61 +151,63 @@ def _shapes(config: dict) -> dict[str, ModelShape]:
     return out
 
 
-def build_plan(config: dict) -> Plan:
-    """Turn a schema-validated config (defaults filled in) into the study's plan."""
-    shapes = _shapes(config)
-    budgets = tuple(sorted(config["data"]["token_budgets"]))
-    train = config["training"]
-    batch, seq_len = train["batch_size"], config["model"]["seq_len"]
-    tokens_per_step = batch * seq_len
-    optimizer = {
-        k: train[k] for k in ("beta1", "beta2", "epsilon", "max_grad_norm", "warmup", "lr_schedule", "min_lr_ratio")
-    }
-    if train["engine"] == "loop" and train.get("levanter"):
-        raise ConfigError("training.levanter", "levanter Trainer settings need `training.engine: trainer`; the "
-                          "loop engine trains in f32 on one device")
-    runs: dict[str, RunSpec] = {}
+class _Runs:
+    """The plan's runs as they are added, with the checks every run of the config passes: its model
+    and token budget exist, an id names one spec only, and `run_overrides` edit the runs they name."""
 
-    def check_model(key: str, model: str) -> ModelShape:
-        if model not in shapes:
-            raise ConfigError(key, f"unknown model '{model}'; defined in `models`: {sorted(shapes)}")
-        return shapes[model]
+    def __init__(self, config: dict, shapes: dict[str, ModelShape], budgets: tuple[int, ...]):
+        train = config["training"]
+        self.shapes, self.budgets = shapes, budgets
+        self.batch, self.seq_len = train["batch_size"], config["model"]["seq_len"]
+        self.tokens_per_step = self.batch * self.seq_len
+        self.optimizer = {
+            k: train[k] for k in ("beta1", "beta2", "epsilon", "max_grad_norm", "warmup", "lr_schedule", "min_lr_ratio")
+        }
+        self.overrides = config.get("run_overrides", {})
+        self.overridden: set[str] = set()
+        self.runs: dict[str, RunSpec] = {}
 
-    def check_budget(key: str, budget: int) -> int:
-        if budget not in budgets:
-            raise ConfigError(key, f"token budget {budget} is not one of data.token_budgets {list(budgets)}")
-        if budget < tokens_per_step:
-            raise ConfigError(
-                key, f"token budget {budget} is smaller than one batch ({batch} x {seq_len} = {tokens_per_step} tokens)"
-            )
+    def model(self, key: str, model: str) -> ModelShape:
+        if model not in self.shapes:
+            raise ConfigError(key, f"unknown model '{model}'; defined in `models`: {sorted(self.shapes)}")
+        return self.shapes[model]
+
+    def budget(self, key: str, budget: int) -> int:
+        if budget not in self.budgets:
+            raise ConfigError(key, f"token budget {budget} is not one of data.token_budgets {list(self.budgets)}")
+        if budget < self.tokens_per_step:
+            raise ConfigError(key, f"token budget {budget} is smaller than one batch ({self.batch} x {self.seq_len} = "
+                                   f"{self.tokens_per_step} tokens)")
         return budget
 
-    def add(spec: RunSpec, key: str) -> str:
-        old = runs.get(spec.run_id)
+    def add(self, spec: RunSpec, key: str) -> str:
+        old = self.runs.get(spec.run_id)
         if old is not None and old != spec:
             raise ConfigError(key, f"run '{spec.run_id}' is defined twice with different settings")
-        runs[spec.run_id] = spec
+        self.runs[spec.run_id] = spec
         return spec.run_id
 
-    overrides = config.get("run_overrides", {})
-    overridden: set[str] = set()
-
-    def make_spec(model: str, budget: int, epochs: int, lr: float, wd: float, seed: int) -> RunSpec:
-        return real_run_spec(shapes[model], budget, epochs, lr, wd, seed, batch, optimizer)
-
-    def real_run(key: str, model: str, budget: int, epochs: int, lr: float, wd: float, seed: int) -> str:
-        check_model(f"{key}.model", model)
+    def real(self, key: str, model: str, budget: int, epochs: int, lr: float, wd: float, seed: int) -> str:
+        """A run on the real data of a budget, as `run_overrides` may have edited it."""
+        self.model(f"{key}.model", model)
         base_id = run_id(model, budget, epochs, lr, wd, seed)
-        if base_id in overrides:
-            o = overrides[base_id]
-            overridden.add(base_id)
+        if base_id in self.overrides:
+            o = self.overrides[base_id]
+            self.overridden.add(base_id)
             epochs = o.get("epochs", epochs)
             lr = o.get("learning_rate", lr)
             wd = o.get("weight_decay", wd)
             seed = o.get("seed", seed)
-        check_budget(f"{key}.token_budget", budget)
-        return add(make_spec(model, budget, epochs, lr, wd, seed), key)
+        self.budget(f"{key}.token_budget", budget)
+        return self.add(real_run_spec(self.shapes[model], budget, epochs, lr, wd, seed, self.batch, self.optimizer), key)
 
+    def check_overrides_used(self) -> None:
+        for rid in self.overrides:
+            if rid not in self.overridden:
+                raise ConfigError(f"run_overrides.{rid}", "no run of the plan has this id")
+
+
+def _sweeps(config: dict, runs: _Runs) -> dict[str, tuple[str, ...]]:
     sweeps: dict[str, tuple[str, ...]] = {}
     for i, sweep in enumerate(config["sweeps"]):
         key = f"sweeps[{i}]"
@@ -213,31 +215,34 @@ def build_plan(config: dict) -> Plan:
             raise ConfigError(f"{key}.name", f"duplicate sweep name '{sweep['name']}'")
         ids = []
         for model in sweep["models"]:
-            for budget in sweep.get("token_budgets") or budgets:
+            for budget in sweep.get("token_budgets") or runs.budgets:
                 for epochs in sweep["epochs"]:
                     for lr in sweep["learning_rates"]:
                         for wd in sweep["weight_decays"]:
                             for seed in sweep["seeds"]:
-                                ids.append(real_run(key, model, budget, epochs, lr, wd, seed))
+                                ids.append(runs.real(key, model, budget, epochs, lr, wd, seed))
         sweeps[sweep["name"]] = tuple(dict.fromkeys(ids))
+    return sweeps
 
+
+def _fixed_ensembles(config: dict, runs: _Runs) -> dict[str, EnsembleSpec]:
     ensembles: dict[str, EnsembleSpec] = {}
     for i, ens in enumerate(config["ensembles"]):
         key = f"ensembles[{i}]"
         if ens["name"] in ensembles:
             raise ConfigError(f"{key}.name", f"duplicate ensemble name '{ens['name']}'")
         members = tuple(
-            real_run(key, ens["model"], ens["token_budget"], ens["epochs"], ens["learning_rate"], ens["weight_decay"], k)
+            runs.real(key, ens["model"], ens["token_budget"], ens["epochs"], ens["learning_rate"], ens["weight_decay"], k)
             for k in range(ens["members"])
         )
         ensembles[ens["name"]] = EnsembleSpec(ens["name"], members, ens["model"], ens["token_budget"], len(members))
+    return ensembles
 
-    cells = _cells(config, budgets, check_model, check_budget)
-    for name, ens in _search_ensembles(config, cells).items():
-        if name in ensembles:
-            raise ConfigError("ensemble_recipes", f"ensemble '{name}' is also defined in `ensembles`")
-        ensembles[name] = ens
 
+def _distillations(config: dict, runs: _Runs, ensembles: dict[str, EnsembleSpec],
+                   cells: dict[str, Cell]) -> dict[str, DistillSpec]:
+    """Each distillation and its student (a run of the plan); its teacher's runs are the plan's, or
+    known only once a search has ended."""
     distillations: dict[str, DistillSpec] = {}
     for i, dist in enumerate(config["distillation"]):
         key = f"distillation[{i}]"
@@ -253,25 +258,18 @@ def build_plan(config: dict) -> Plan:
             ens = ensembles[teacher["ensemble"]]
             members, kind, tname, budget, tcell = ens.members, "ensemble", ens.name, ens.token_budget, ens.cell
         elif "search" in teacher:
-            c = _cell_of_search(cells, teacher, f"{key}.teacher")
+            c = cell_of_search(cells, teacher, f"{key}.teacher")
             members, kind, tname, budget, tcell = (), "search", c.cell_id, c.token_budget, c.cell_id
         else:
-            rid = real_run(
-                f"{key}.teacher",
-                teacher["model"],
-                teacher["token_budget"],
-                teacher["epochs"],
-                teacher["learning_rate"],
-                teacher["weight_decay"],
-                teacher.get("seed", 0),
-            )
+            rid = runs.real(f"{key}.teacher", teacher["model"], teacher["token_budget"], teacher["epochs"],
+                            teacher["learning_rate"], teacher["weight_decay"], teacher.get("seed", 0))
             members, kind, tname, budget, tcell = (rid,), "single", rid, teacher["token_budget"], None
         st = dist["student"]
-        shape = check_model(f"{key}.student.model", st["model"])
+        shape = runs.model(f"{key}.student.model", st["model"])
         share = dist["synthetic_share"]
         # The student sees its real tokens `epochs` times, as the baseline does; synthetic text
         # fills the rest, so total steps = real steps x epochs / (1 - share), as in the paper.
-        steps_per_epoch = (budget + synthetic_tokens(budget, share)) // tokens_per_step
+        steps_per_epoch = (budget + synthetic_tokens(budget, share)) // runs.tokens_per_step
         student = RunSpec(
             run_id=run_id(st["model"], budget, st["epochs"], st["learning_rate"], st["weight_decay"], st["seed"])
             + f"-distill-{name}",
@@ -281,15 +279,15 @@ def build_plan(config: dict) -> Plan:
             learning_rate=float(st["learning_rate"]),
             weight_decay=float(st["weight_decay"]),
             seed=st["seed"],
-            batch_size=batch,
-            optimizer=optimizer,
+            batch_size=runs.batch,
+            optimizer=runs.optimizer,
             data=f"distill/{name}",
             num_train_steps=steps_per_epoch * st["epochs"],
-            tokens_per_epoch=steps_per_epoch * tokens_per_step,
+            tokens_per_epoch=steps_per_epoch * runs.tokens_per_step,
             synthetic_share=share,
             teacher=name,
         )
-        add(student, key)
+        runs.add(student, key)
         distillations[name] = DistillSpec(
             name=name,
             teacher_members=tuple(members),
@@ -303,16 +301,34 @@ def build_plan(config: dict) -> Plan:
             seed=config["seed"],
             teacher_cell=tcell,
         )
+    return distillations
 
+
+def build_plan(config: dict) -> Plan:
+    """Turn a schema-validated config (defaults filled in) into the study's plan. Every check fails
+    with a ConfigError naming the key, in the order of the config's sections."""
+    shapes = _shapes(config)
+    budgets = tuple(sorted(config["data"]["token_budgets"]))
+    train = config["training"]
+    if train["engine"] == "loop" and train.get("levanter"):
+        raise ConfigError("training.levanter", "levanter Trainer settings need `training.engine: trainer`; the "
+                          "loop engine trains in f32 on one device")
+    runs = _Runs(config, shapes, budgets)
+    sweeps = _sweeps(config, runs)
+    ensembles = _fixed_ensembles(config, runs)
+    cells = search_cells(config, budgets, runs.model, runs.budget)
+    for name, ens in search_ensembles(config, cells).items():
+        if name in ensembles:
+            raise ConfigError("ensemble_recipes", f"ensemble '{name}' is also defined in `ensembles`")
+        ensembles[name] = ens
+    distillations = _distillations(config, runs, ensembles, cells)
     _check_benchmark_tasks(config["benchmark"]["tasks"])
-    cpt, cpt_runs = _cpt(config, cells, shapes, optimizer)
-    for rid in overrides:
-        if rid not in overridden:
-            raise ConfigError(f"run_overrides.{rid}", "no run of the plan has this id")
-    if not runs and not cells:
+    cpt, cpt_runs = cpt_plan(config, cells, shapes, runs.optimizer)
+    runs.check_overrides_used()
+    if not runs.runs and not cells:
         raise ConfigError("sweeps", "the study trains no model: add a search, a sweep, an ensemble or a distillation")
     return Plan(
-        runs=runs,
+        runs=runs.runs,
         sweeps=sweeps,
         ensembles=ensembles,
         distillations=distillations,
@@ -320,60 +336,11 @@ def build_plan(config: dict) -> Plan:
         config_hash=config_hash(config),
         models=shapes,
         cells=cells,
-        batch_size=batch,
-        optimizer=optimizer,
+        batch_size=runs.batch,
+        optimizer=runs.optimizer,
         cpt=cpt,
         cpt_runs=cpt_runs,
     )
-
-
-def _cpt(config: dict, cells: dict[str, Cell], shapes: dict[str, ModelShape], optimizer: dict):
-    """The CPT stage's runs: the default recipe at each math budget, and at the recipes' budget a
-    smaller batch, more epochs at each weight decay of a grid, and their ensembles."""
-    c = config.get("cpt")
-    if not c:
-        return None, {}
-    cell = _cell_of_search(cells, c["base"], "cpt.base")
-    shape = shapes[cell.model]
-    budgets = sorted(set(c["token_budgets"]))
-    if c["token_budget"] not in budgets:
-        raise ConfigError("cpt.token_budget", f"{c['token_budget']} is not one of cpt.token_budgets {budgets}")
-    runs: dict[str, RunSpec] = {}
-
-    def spec(budget, epochs, lr, wd, batch, seed, key) -> str:
-        per_step = batch * shape.seq_len
-        if budget < per_step:
-            raise ConfigError(key, f"math budget {budget} is smaller than one batch ({batch} x {shape.seq_len} tokens)")
-        rid = cpt_run_id(shape.name, budget, epochs, lr, wd, batch, seed)
-        runs[rid] = RunSpec(
-            run_id=rid, model=shape, token_budget=budget, epochs=epochs, learning_rate=float(lr),
-            weight_decay=float(wd), seed=seed, batch_size=batch, optimizer=optimizer, data=f"math/d{budget}",
-            num_train_steps=budget // per_step * epochs, tokens_per_epoch=budget // per_step * per_step,
-            init_from=cell.cell_id,
-        )
-        return rid
-
-    d, D = c["default"], c["token_budget"]
-    default = dict(epochs=d["epochs"], lr=d["learning_rate"], wd=d["weight_decay"], batch=d["batch_size"])
-    scaling = {b: spec(b, **default, seed=0, key="cpt.token_budgets") for b in budgets}
-    small = spec(D, **{**default, "batch": c["small_batch"]}, seed=0, key="cpt.small_batch")
-    reg = c["regularized"]
-    grid = tuple(spec(D, reg["epochs"], d["learning_rate"], wd, d["batch_size"], 0, "cpt.regularized")
-                 for wd in sorted(set(reg["weight_decays"])))
-    members = {
-        rid: tuple(spec(D, reg["epochs"], d["learning_rate"], runs[rid].weight_decay, d["batch_size"], k, "cpt.members")
-                   for k in range(c["members"]))
-        for rid in grid
-    }
-    p = c["problems"]
-    cpt = CptSpec(
-        base_cell=cell.cell_id, model=shape.name, token_budget=D, scaling=scaling, small_batch=small,
-        regularized=grid, members=members,
-        problems={**p, "seed": config["seed"],
-                  **({"files": c["files"], "data": {k: config["data"][k] for k in ("text_field", "max_document_chars")}}
-                     if c.get("files") else {})}, answer_tokens=c["answer_tokens"], seed=config["seed"],
-    )
-    return cpt, runs
 
 
 def _check_benchmark_tasks(tasks: list[str]) -> None:
@@ -387,83 +354,6 @@ def _check_benchmark_tasks(tasks: list[str]) -> None:
         if unknown:
             raise ConfigError("benchmark.tasks", f"{unknown} are neither local tasks {list(LOCAL_TASKS)} nor "
                               f"tasks of the installed lm-eval-harness ({len(known)} known)")
-
-
-def _cells(config: dict, budgets, check_model, check_budget) -> dict[str, Cell]:
-    """One search cell per (search, model, token budget) of `tuning.searches`."""
-    t = config["tuning"]
-    cells: dict[str, Cell] = {}
-    names = set()
-    for i, s in enumerate(t["searches"]):
-        key = f"tuning.searches[{i}]"
-        if s["name"] in names:
-            raise ConfigError(f"{key}.name", f"duplicate search name '{s['name']}'")
-        names.add(s["name"])
-        grid = tuple(tuple(sorted(set(s[f"{a}s" if a != "epochs" else a]))) for a in AXES)
-        steps = t["max_extensions"] if t["extend_edges"] else 0
-        axes = tuple(extend_axis(list(g), steps, integer=(a == "epochs"))[0] for a, g in zip(AXES, grid))
-        start = s.get("start", {})
-        point = []
-        for a, g in zip(AXES, grid):
-            v = start.get(a, g[(len(g) - 1) // 2])
-            if v not in g:
-                raise ConfigError(f"{key}.start.{a}", f"{v} is not one of the search's values {list(g)}")
-            point.append(v)
-        for model in s["models"]:
-            check_model(f"{key}.models", model)
-            for budget in s.get("token_budgets") or budgets:
-                check_budget(f"{key}.token_budgets", budget)
-                cid = f"{s['name']}-{model}-d{format_tokens(budget)}"
-                cells[cid] = Cell(
-                    cell_id=cid, search=s["name"], recipe=s["recipe"], model=model, token_budget=budget,
-                    seed=s["seed"], axes=axes, grid=grid, start=tuple(point), mode=s["mode"],
-                    max_rounds=t["max_rounds"],
-                )
-    return cells
-
-
-def _cells_of_search(cells: dict[str, Cell], search: str, key: str) -> list[Cell]:
-    """The cells of the search named `search`; a ConfigError at `key` if there is none."""
-    of = [c for c in cells.values() if c.search == search]
-    if not of:
-        raise ConfigError(key, f"no search named '{search}'; tuning.searches has {sorted({c.search for c in cells.values()})}")
-    return of
-
-
-def _cell_of_search(cells: dict[str, Cell], ref: dict, key: str) -> Cell:
-    """The cell `ref` ({search, model, token_budget}) names; a ConfigError at `key` if there is none."""
-    found = _cells_of_search(cells, ref["search"], f"{key}.search")
-    match = [c for c in found if c.model == ref["model"] and c.token_budget == ref["token_budget"]]
-    if not match:
-        have = sorted((c.model, c.token_budget) for c in found)
-        raise ConfigError(key, f"search '{ref['search']}' has no cell for model {ref['model']} at "
-                          f"{ref['token_budget']} tokens; its cells are {have}")
-    return match[0]
-
-
-def _search_ensembles(config: dict, cells: dict[str, Cell]) -> dict[str, EnsembleSpec]:
-    """The ensembles of `ensemble_recipes`: one per (model, budget) cell of the named search."""
-    out: dict[str, EnsembleSpec] = {}
-    for i, er in enumerate(config["ensemble_recipes"]):
-        key = f"ensemble_recipes[{i}]"
-        of = _cells_of_search(cells, er["search"], f"{key}.search")
-        for axis, attr in (("models", "model"), ("token_budgets", "token_budget")):
-            known = sorted({getattr(c, attr) for c in of})
-            extra = [v for v in er[axis] if v not in known]
-            if extra:
-                raise ConfigError(f"{key}.{axis}", f"{extra} not searched by '{er['search']}' (it has {known})")
-        for c in sorted(of, key=lambda c: (c.token_budget, c.model)):
-            if (er["models"] and c.model not in er["models"]) or (er["token_budgets"] and c.token_budget not in er["token_budgets"]):
-                continue
-            name = f"{er['name']}-{c.model}-d{format_tokens(c.token_budget)}"
-            if name in out:
-                raise ConfigError(f"{key}.name", f"ensemble '{name}' is defined twice")
-            out[name] = EnsembleSpec(
-                name=name, members=(), model=c.model, token_budget=c.token_budget, size=er["members"],
-                recipe=er["name"], cell=c.cell_id, epochs_factor=er["epochs_factor"],
-                weight_decay_factor=er["weight_decay_factor"],
-            )
-    return out
 
 
 def plan_to_dict(plan: Plan) -> dict:
