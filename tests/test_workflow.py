@@ -529,7 +529,7 @@ def test_jobs_ran_on_warm_workers_that_left_with_snakemake(smoke):
     ran = {tuple(m.groups()) for m in (re.search(r"rc=(\d+) .* (\S+) (\S+)$", ln) for ln in lines) if m}
     models = os.listdir(os.path.join(smoke, "results", "models"))
     assert models and all(("0", "train", f"results/models/{r}") in ran for r in models)
-    assert all(("0", "evaluate", f"results/evals/{r}") in ran for r in models)
+    assert all(("0", "evaluate", f"results/evals/{r}/eval.json") in ran for r in models)
     pools = [int(m.group(1)) for m in (re.match(r"pool (\d+):", ln) for ln in lines) if m]
     assert pools and not any(psutil.pid_exists(p) and "infinite_compute.cli.pool" in " ".join(psutil.Process(p).cmdline())
                              for p in pools)

@@ -151,7 +151,7 @@ def programs(static: Static, tokenizer_dir: str) -> Programs:
     return _PROGRAMS[key]
 
 
-def _chunks(start: int, steps: int, chunk: int, evals: set[int]) -> list[tuple[int, int]]:
+def chunk_ranges(start: int, steps: int, chunk: int, evals: set[int]) -> list[tuple[int, int]]:
     """[a, b) step ranges from `start`: cut at multiples of `chunk` and after each eval step, so the
     same run always makes the same calls, a resumed one included (checkpoints fall on cuts)."""
     cuts = sorted({b for b in range(chunk, steps, chunk)} | {e + 1 for e in evals if e + 1 < steps} | {steps})
@@ -285,7 +285,7 @@ def train(
 
         B, S = spec.batch_size, spec.model.seq_len
         last_save = time.time()
-        for a, b in _chunks(start, steps, chunk, evals):
+        for a, b in chunk_ranges(start, steps, chunk, evals):
             t0 = time.time()
             tokens = np.zeros((chunk, B, S), np.int32)
             tokens[: b - a] = train_data.rows(a * B, b * B).reshape(b - a, B, S)
