@@ -1,16 +1,14 @@
 """The traced AdamW equals levanter's AdamConfig update for update, while sharing one compile."""
 
+import haliax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from levanter.models.llama import LlamaConfig
+from levanter.optim import AdamConfig
 
-haliax = pytest.importorskip("haliax")
-
-from levanter.models.llama import LlamaConfig  # noqa: E402
-from levanter.optim import AdamConfig  # noqa: E402
-
-from infinite_compute.model.optim import TracedAdamWConfig, schedule_value  # noqa: E402
+from infinite_compute.model.optim import TracedAdamWConfig, schedule_value
 
 
 @pytest.mark.parametrize("steps,warmup,min_ratio", [(64, 0.01, 0.0), (40, 0.1, 0.1), (200, 5, 0.0)])
