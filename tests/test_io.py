@@ -50,6 +50,89 @@ def test_a_killed_writer_leaves_no_half_file_and_its_temp_is_cleaned(tmp_path):
     assert out.read_text() == "new" and not [n for n in os.listdir(tmp_path) if n.startswith(".table.bin.")]
 
 
+def _tree(path) -> dict:
+    return {n: open(os.path.join(path, n)).read() for n in sorted(os.listdir(path))}
+
+
+OLD_TREE = {"a.txt": "old a", "b.txt": "old b"}
+NEW_TREE = {"a.txt": "new a", "c.txt": "new c"}
+
+
+def _kill_dir_writer_after_its_first_move(tmp_path, out, exchange=True) -> subprocess.Popen:
+    """A child writes NEW_TREE into `out` (holding OLD_TREE) with atomic_dir and is SIGKILLed right
+    after the first rename (or exchange) that moves `out`: the moment between moving the old
+    directory aside and the new one in, for a writer that replaces a directory in two steps."""
+    started = tmp_path / "started"
+    p = _python(f"""
+        import os, time
+        from infinite_compute import io
+
+        def pause_after(f):
+            def moved(*args):
+                r = f(*args)
+                if {str(out)!r} in map(os.path.abspath, map(str, args[:2])):
+                    open({str(started)!r}, "w").close()
+                    time.sleep(60)
+                return r
+            return moved
+
+        os.replace, os.rename = pause_after(os.replace), pause_after(os.rename)
+        if {exchange!r}:
+            if hasattr(io, "_exchange"):
+                io._exchange = pause_after(io._exchange)
+        else:  # as on a filesystem without renameat2's RENAME_EXCHANGE (e.g. NFS)
+            io._exchange = lambda a, b: False
+        with io.atomic_dir({str(out)!r}) as tmp:
+            for name, text in {NEW_TREE!r}.items():
+                open(os.path.join(tmp, name), "w").write(text)
+    """)
+    deadline = time.time() + 60
+    while not started.exists():
+        assert p.poll() is None and time.time() < deadline, "the writer ended without moving the directory"
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    return p
+
+
+def _write_tree(path, tree):
+    from infinite_compute.io import atomic_dir
+
+    with atomic_dir(str(path)) as tmp:
+        for name, text in tree.items():
+            open(os.path.join(tmp, name), "w").write(text)
+
+
+def test_a_dir_writer_killed_while_replacing_leaves_the_old_or_the_new_directory(tmp_path):
+    out = tmp_path / "model"
+    _write_tree(out, OLD_TREE)
+    p = _kill_dir_writer_after_its_first_move(tmp_path, out)
+    assert p.returncode == -signal.SIGKILL
+    # the path is never missing: it holds one complete directory (here the new one: it was swapped in)
+    assert out.is_dir() and _tree(out) in (OLD_TREE, NEW_TREE)
+    assert _tree(out) == NEW_TREE
+    temps = [n for n in os.listdir(tmp_path) if n.startswith(".model.")]
+    assert temps and all(str(p.pid) in t for t in temps)  # SIGKILL skipped the cleanup (of the old tree)...
+    _write_tree(out, {"d.txt": "third"})  # ...which the next write of the same output does
+    assert _tree(out) == {"d.txt": "third"} and not [n for n in os.listdir(tmp_path) if n.startswith(".model.")]
+
+
+def test_without_an_atomic_exchange_the_next_write_restores_a_dir_writer_killed_between_its_renames(tmp_path):
+    """The two-rename fallback: killed with the old directory moved aside and the new one not yet
+    in, the next atomic_dir write of the path (the job's rerun) first puts the old one back."""
+    from infinite_compute.io import atomic_dir
+
+    out = tmp_path / "model"
+    _write_tree(out, OLD_TREE)
+    p = _kill_dir_writer_after_its_first_move(tmp_path, out, exchange=False)
+    assert p.returncode == -signal.SIGKILL and not out.exists()  # the window the fallback cannot close
+    with atomic_dir(str(out)) as tmp:
+        assert _tree(out) == OLD_TREE  # restored before the new write starts
+        assert [n for n in os.listdir(tmp_path) if n.startswith(".model.")] == [os.path.basename(tmp)]
+        open(os.path.join(tmp, "d.txt"), "w").write("third")
+    assert _tree(out) == {"d.txt": "third"} and not [n for n in os.listdir(tmp_path) if n.startswith(".model.")]
+
+
 def test_concurrent_parquet_writers_and_a_reader_never_see_a_partial_table(tmp_path):
     from infinite_compute.outputs.results import read_table
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import shutil
@@ -32,13 +34,38 @@ def _remove_stale_temps(path: str) -> None:
         names = os.listdir(parent)
     except FileNotFoundError:
         return
+    stale_names = []
     for name in names:
         if not (name.startswith(f".{base}.") and (name.endswith(".tmp") or name.endswith(".tmp.old"))):
             continue
         pid = name[len(base) + 2:].split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
-            stale = os.path.join(parent, name)
+            stale_names.append(name)
+    for name in stale_names:
+        stale = os.path.join(parent, name)
+        if name.endswith(".tmp.old") and not os.path.lexists(path):
+            # atomic_dir's two-rename fallback was killed between its renames: the old directory
+            # (complete) is put back first; the new one beside it may be partial and is removed
+            os.rename(stale, path)
+        else:
             shutil.rmtree(stale, ignore_errors=True) if os.path.isdir(stale) else os.unlink(stale)
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap the paths `a` and `b` in one atomic step (Linux renameat2 with RENAME_EXCHANGE). False
+    where that is unavailable (no renameat2 in libc, an old kernel, or a filesystem without it,
+    e.g. NFS): the caller then falls back to two renames."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), a, None, b)
 
 
 @contextlib.contextmanager
@@ -67,10 +94,17 @@ def atomic_dir(path: str) -> Iterator[str]:
     try:
         yield tmp
         if os.path.isdir(path):
-            old = tmp + ".old"
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            # Replace in one step, so that `path` always holds the complete old or the complete new
+            # directory (moving the old aside and then the new in leaves `path` missing in between,
+            # and a writer killed there lost the output). After the exchange the old directory sits
+            # at `tmp`, removed below, or by the next write as a dead writer's temp.
+            if not _exchange(tmp, path):
+                # Fallback: two renames. A kill between them leaves the old directory at `old`,
+                # which the next write of `path` (a rerun of the job) puts back (_remove_stale_temps).
+                old = tmp + ".old"
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
     finally:
