@@ -65,7 +65,7 @@ def _kill_dir_writer_after_its_first_move(tmp_path, out, exchange=True) -> subpr
     started = tmp_path / "started"
     p = _python(f"""
         import os, time
-        from infinite_compute import io
+        from infinite_compute.runtime import io
 
         def pause_after(f):
             def moved(*args):
@@ -96,7 +96,7 @@ def _kill_dir_writer_after_its_first_move(tmp_path, out, exchange=True) -> subpr
 
 
 def _write_tree(path, tree):
-    from infinite_compute.io import atomic_dir
+    from infinite_compute.runtime.io import atomic_dir
 
     with atomic_dir(str(path)) as tmp:
         for name, text in tree.items():
@@ -120,7 +120,7 @@ def test_a_dir_writer_killed_while_replacing_leaves_the_old_or_the_new_directory
 def test_without_an_atomic_exchange_the_next_write_restores_a_dir_writer_killed_between_its_renames(tmp_path):
     """The two-rename fallback: killed with the old directory moved aside and the new one not yet
     in, the next atomic_dir write of the path (the job's rerun) first puts the old one back."""
-    from infinite_compute.io import atomic_dir
+    from infinite_compute.runtime.io import atomic_dir
 
     out = tmp_path / "model"
     _write_tree(out, OLD_TREE)
