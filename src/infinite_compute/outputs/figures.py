@@ -38,19 +38,24 @@ def figure(name: str, caption: str):
     return register
 
 
+def _times(factor: float, what: str) -> str:
+    return {2: f"twice {what}", 0.5: f"half {what}", 1: what}.get(factor, f"{factor:g} x {what}")
+
+
 def caption_settings(config: dict) -> dict[str, str]:
-    """The config's settings that captions state, as sentences."""
-    rules = {(r["epochs_factor"], r["weight_decay_factor"]) for r in config.get("ensemble_recipes", [])}
-    if not rules:
-        member_rule = "The ensembles are fixed ones: their members' settings are given in the config."
-    else:
-        parts = []
-        for ef, wf in sorted(rules):
-            epochs = "its epochs" if ef == 1 else f"{ef:g}x its epochs"
-            wd = "its weight decay" if wf == 1 else f"{wf:g}x its weight decay"
-            paper = " (the paper's rule)" if (ef, wf) == (2, 0.5) else ""
-            parts.append(f"the tuned single model's lr, {epochs}, {wd}, new seeds{paper}")
-        member_rule = "Members of a search's ensemble: " + "; or ".join(parts) + "."
+    """The config's settings that captions state, as sentences: `member_rule`, each ensemble
+    recipe's member rule (epochs_factor x the selected run's epochs, weight_decay_factor x its wd)."""
+    rules: list[str] = []
+    for r in config.get("ensemble_recipes", []):
+        paper = r["epochs_factor"] == 2 and r["weight_decay_factor"] == 0.5
+        rule = (f"Members of the ensemble recipe {r['name']} (search {r['search']}) take the tuned single model's lr, "
+                f"{_times(r['epochs_factor'], 'its epochs')}, {_times(r['weight_decay_factor'], 'its weight decay')}, "
+                "new seeds" + (" (the paper's rule)." if paper else
+                               " (the paper's rule is twice the epochs and half the weight decay)."))
+        if rule not in rules:
+            rules.append(rule)
+    member_rule = (" ".join(rules) if rules else
+                   "The study has no ensemble recipe; each fixed ensemble's members are given in the config.")
     return {"member_rule": member_rule}
 
 
