@@ -203,3 +203,102 @@ def test_the_plan_round_trips_through_plan_json(smoke_config):
     edited = plan_to_dict(plan)
     edited["runs"][next(iter(edited["runs"]))]["learning_rate"] *= 2  # the comparison sees a changed spec
     assert plan_from_dict(edited) != plan
+
+
+def _paper_config() -> tuple[dict, dict]:
+    """config/paper.yaml merged over config.yaml as `--configfile` does (snakemake.utils.update_config),
+    validated with the schema's defaults; and the paper YAML itself."""
+    import yaml
+    from snakemake.utils import update_config
+
+    with open(os.path.join(ROOT, "config.yaml")) as f:
+        config = yaml.safe_load(f)
+    with open(os.path.join(ROOT, "config", "paper.yaml")) as f:
+        paper = yaml.safe_load(f)
+    update_config(config, copy.deepcopy(paper))
+    validate(config, SCHEMA)
+    return config, paper
+
+
+def test_the_paper_config_validates_and_plans_what_it_says():
+    """config/paper.yaml's plan, counted from the YAML before any training: its search cells, their
+    first rounds, models, budgets, ensembles, students and CPT runs; and the README's count of the
+    trainings its dry run lists (the first rounds, the students and the CPT runs known up front)."""
+    import re
+
+    config, paper = _paper_config()
+    plan = build_plan(config)
+    budgets = paper["data"]["token_budgets"]
+    assert plan.token_budgets == tuple(sorted(budgets))
+    assert set(paper["models"]) <= set(plan.models)  # (config.yaml's own shapes are merged in, unused)
+    for name, m in paper["models"].items():
+        shape = plan.models[name]
+        assert (shape.hidden_dim, shape.num_layers, shape.seq_len) == (m["hidden_dim"], m["num_layers"],
+                                                                      paper["model"]["seq_len"])
+
+    # one cell per (search, model, budget); a search without token_budgets runs at every budget
+    searches = paper["tuning"]["searches"]
+    expected_cells = {f"{s['name']}-{m}-d{_tokens(b)}" for s in searches for m in s["models"]
+                      for b in (s.get("token_budgets") or budgets)}
+    assert set(plan.cells) == expected_cells and len(plan.cells) == 4 * 1 + 4 * 4 + 4 * 4
+    assert paper["tuning"]["extend_edges"] is False
+    first_round = set()
+    for s in searches:
+        grid = {"learning_rate": sorted(s["learning_rates"]), "weight_decay": sorted(s["weight_decays"]),
+                "epochs": sorted(s["epochs"])}
+        start = {a: s["start"].get(a, grid[a][(len(grid[a]) - 1) // 2]) for a in grid}
+        points = [start]  # the start and its neighbours one grid step down and up on each free axis
+        for a, values in grid.items():
+            i = values.index(start[a])
+            points += [{**start, a: values[j]} for j in (i - 1, i + 1) if len(values) > 1 and 0 <= j < len(values)]
+        for m in s["models"]:
+            for b in s.get("token_budgets") or budgets:
+                cell = plan.cells[f"{s['name']}-{m}-d{_tokens(b)}"]
+                assert cell.axes == tuple(tuple(grid[a]) for a in grid)  # the paper's grid is the lattice
+                ids = {run_id(m, b, p["epochs"], p["learning_rate"], p["weight_decay"], s.get("seed", 0))
+                       for p in points}
+                assert {plan.point_run(cell, p) for p in cell.first_round()} == ids
+                first_round |= ids
+    # the data-scaling search's 200M cells are the baseline search's: their runs are shared
+    assert len(first_round) == sum(len(plan.cells[c].first_round()) for c in plan.cells) - 4 * 5
+
+    # ensembles: one per cell of the regularized search, the paper's member rule
+    (recipe,) = paper["ensemble_recipes"]
+    ens = plan.ensembles
+    assert sorted(ens) == sorted(f"{recipe['name']}-{c.removeprefix(recipe['search'] + '-')}" for c in plan.cells
+                                 if plan.cells[c].search == recipe["search"])
+    assert all((e.size, e.epochs_factor, e.weight_decay_factor) == (recipe["members"], 2, 0.5) for e in ens.values())
+    assert all(e.members == () for e in ens.values())  # known once their searches end
+
+    # the students: the only runs planned up front (no sweeps, no fixed ensembles)
+    assert paper["sweeps"] == [] and paper["ensembles"] == []
+    assert sorted(plan.distillations) == sorted(d["name"] for d in paper["distillation"])
+    for d in paper["distillation"]:
+        student = plan.runs[plan.distillations[d["name"]].student]
+        st = d["student"]
+        assert (student.model.name, student.epochs, student.learning_rate, student.weight_decay) == (
+            st["model"], st["epochs"], st["learning_rate"], st["weight_decay"])
+        assert student.synthetic_share == d["synthetic_share"] and student.token_budget == budgets[0]
+    assert set(plan.runs) == {d.student for d in plan.distillations.values()}
+
+    # CPT: the default recipe at every math budget, the small batch, one run per weight decay
+    c, cp = plan.cpt, paper["cpt"]
+    assert c.base_cell == f"{cp['base']['search']}-{cp['base']['model']}-d{_tokens(cp['base']['token_budget'])}"
+    assert sorted(c.scaling) == sorted(cp["token_budgets"])
+    assert plan.spec(c.small_batch).batch_size == cp["small_batch"]
+    assert sorted(plan.spec(r).weight_decay for r in c.regularized) == sorted(cp["regularized"]["weight_decays"])
+    assert all(len(m) == cp["members"] for m in c.members.values())
+    cpt_up_front = set(c.scaling.values()) | {c.small_batch} | set(c.regularized)
+    assert len(cpt_up_front) == len(cp["token_budgets"]) + 1 + len(cp["regularized"]["weight_decays"])
+    assert cpt_up_front <= set(plan.cpt_runs)
+
+    trainings = len(first_round) + len(plan.runs) + len(cpt_up_front)
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    stated = int(re.search(r"The dry run lists (\d+) trainings", readme).group(1))
+    assert trainings == stated
+
+
+def _tokens(n: int) -> str:
+    from infinite_compute.study.specs import format_tokens
+
+    return format_tokens(n)
