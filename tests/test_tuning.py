@@ -124,7 +124,7 @@ def test_plan_builds_cells_and_specs_for_any_lattice_point():
     plan = build_plan(validated(raw_smoke_config()))
     assert sorted(plan.cells) == sorted(
         ["base-t1-d8k", "base-t2-d8k", "base-t3-d8k", "data-t1-d4k", "data-t1-d16k", "reg-t1-d8k", "reg-t2-d8k",
-         "reg-t3-d8k"]
+         "reg-t3-d8k", "div-t1-d4k"]
     )
     cell = plan.cells["reg-t2-d8k"]
     far = (0.01, cell.axes[1][-1], 2)  # an extension point, never in the config
