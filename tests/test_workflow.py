@@ -23,8 +23,16 @@ pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
+COPY_TAG = "v-test"
+# a fixed identity and date, so that the copy's one commit is the same wherever the tests run
+COPY_GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
+                "GIT_AUTHOR_DATE": "2025-01-01T00:00:00+00:00", "GIT_COMMITTER_NAME": "test",
+                "GIT_COMMITTER_EMAIL": "test@localhost", "GIT_COMMITTER_DATE": "2025-01-01T00:00:00+00:00"}
+
+
 def project_copy(dest) -> str:
-    """The project's tracked and new files (not results, not the venv) in `dest`."""
+    """The project's tracked and new files (not results, not the venv) in `dest`, as a git repository
+    of one commit tagged COPY_TAG, so that the code version (`git describe`) is known there."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True,
         check=True,
@@ -33,7 +41,18 @@ def project_copy(dest) -> str:
         if os.path.exists(os.path.join(ROOT, f)):
             os.makedirs(os.path.dirname(os.path.join(dest, f)) or dest, exist_ok=True)
             shutil.copy2(os.path.join(ROOT, f), os.path.join(dest, f))
+    env = {**os.environ, **COPY_GIT_ENV}
+    git = ["git", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", "-c", "core.hooksPath=/dev/null"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "--no-verify", "-m", "project copy"],
+                 ["tag", COPY_TAG]):
+        subprocess.run([*git, *args], cwd=dest, env=env, capture_output=True, text=True, check=True)
     return str(dest)
+
+
+def copy_code_version(wd) -> str:
+    """What results.code_version records in the copy: `git describe --always --dirty --tags` there."""
+    return subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=wd, capture_output=True,
+                          text=True, check=True).stdout.strip()
 
 
 def smk(workdir, *args, check=True, timeout=1800):
@@ -84,20 +103,37 @@ def test_searches_select_locally_optimal_runs(smoke):
         nbrs = json.loads(row["neighbours"])
         existing = [n for n in nbrs if n["run_id"] is not None]
         if row["certified"]:
-            assert row["status"] == "certified" and not row["edges"]
-            assert all(n["run_id"] in trained and n["loss"] >= row["loss"] for n in nbrs)
+            assert row["status"] == "certified" and len(row["edges"]) == 0
+            # none is lower; a diverged neighbour (NaN: trained, never best) is not lower either
+            assert all(n["run_id"] in trained and (n["loss"] >= row["loss"] or n["run_id"] == DIVERGED) for n in nbrs)
+            assert all(n["loss"] >= row["loss"] or not math.isfinite(trained[n["run_id"]]) for n in nbrs)
         else:
             assert row["status"] in ("edge", "round_limit")
             if row["status"] == "edge":  # every neighbour that exists was trained; the missing ones are named
                 assert all(n["run_id"] in trained for n in existing)
                 assert sorted(row["edges"]) == sorted(f"{n['axis']} {n['direction']}" for n in nbrs
                                                       if n["run_id"] is None)
-        # a fixed axis has no neighbours: the baseline searches only move epochs here
+        # a fixed axis has no neighbours: the baseline searches only move epochs here (the div
+        # search, of the diverging run, only its learning rate)
         if row["recipe"] == "baseline":
-            assert {n["axis"] for n in nbrs} == {"epochs"} and row["weight_decay"] == 0.1
+            assert {n["axis"] for n in nbrs} == ({"learning_rate"} if row["search"] == "div" else {"epochs"})
+            assert row["weight_decay"] == 0.1
+        # one round record per round, round0.json .. round<k>.json, and nothing else on disk
+        files = sorted(os.path.basename(f) for f in glob.glob(os.path.join(smoke, "results", "tuning", cell, "round*.json")))
+        assert row["rounds"] == len(files) and files == sorted(f"round{i}.json" for i in range(row["rounds"])), cell
     # the regularized search explored past the configured weight decays (0.1, 0.4) when needed
     reg = tuning[tuning["recipe"] == "regularized"]
-    assert len(reg) == 3 and (reg["rounds"] >= 1).all()
+    assert len(reg) == 3
+    cfg = yaml.safe_load(open(os.path.join(smoke, ".test", "config.yaml")))
+    (search,) = [s for s in cfg["tuning"]["searches"] if s["recipe"] == "regularized"]
+    grid = search["weight_decays"]
+    assert sorted(grid) == [0.1, 0.4]
+    off_grid = [q for cell in reg.index for q in final(smoke, cell)["points"] if q["point"][1] not in grid]
+    assert off_grid, "no regularized search trained a weight decay beyond its grid"
+    for cell, row in reg.iterrows():
+        assert row["on_grid"] == (row["weight_decay"] in grid), cell
+    assert (~reg["on_grid"]).any()  # ...and some selected one there
+    assert (reg["rounds"] > 1).any()  # which took a round after the first
 
 
 def test_every_stage_produced_its_outputs(smoke):
@@ -141,6 +177,26 @@ def test_runs_table_is_real_training(smoke):
 DIVERGED = "t1-d4k-ep1-lr10000-wd0.1-s0"
 
 
+RESULT_TABLES = ("runs", "tuning", "ensembles", "distillation", "benchmarks", "fits", "efficiency", "cpt", "cpt_fits")
+
+
+def test_every_table_row_carries_its_provenance(smoke):
+    """code_version is `git describe` of the code that ran (the copy is a git repository, tagged),
+    config_hash the plan's."""
+    plan = json.load(open(os.path.join(smoke, "results", "plan.json")))
+    version = copy_code_version(smoke)
+    assert version == COPY_TAG  # the copy is clean and at its tag: what results.code_version ran
+    from infinite_compute.outputs.results import code_version
+
+    assert code_version.__wrapped__(smoke) == version
+    for kind in RESULT_TABLES:
+        t = table(smoke, kind)
+        assert len(t), kind
+        assert (t["code_version"] == version).all(), (kind, set(t["code_version"]))
+        assert (t["config_hash"] == plan["config_hash"]).all(), kind
+        assert (t["package_versions"] == t["package_versions"].iloc[0]).all(), kind
+
+
 def test_a_diverged_run_is_recorded_and_excluded_from_fits_with_a_note(smoke):
     """lr 1e4 makes the loss NaN: the job still succeeds, runs.parquet marks the run diverged, the
     fits never see it, the paper lists it, and the rest of the study is complete."""
@@ -154,6 +210,29 @@ def test_a_diverged_run_is_recorded_and_excluded_from_fits_with_a_note(smoke):
     paper = open(os.path.join(smoke, "paper", "paper.md")).read()
     assert f"Diverged runs (excluded from fits): `{DIVERGED}`" in paper
     assert np.isfinite(table(smoke, "fits")["E"]).any()
+    # it is also a point of a search cell that feeds a fit: the baseline cell div-t1-d4k trained it
+    # (a neighbour of its start), and the L(D) fit's point at 4k is chosen among that cell's and
+    # data-t1-d4k's runs. It is trained but never selected, and no fit has it among its points.
+    assert set(runs.loc[DIVERGED, "searches"]) == {"div-t1-d4k"} and list(runs.loc[DIVERGED, "sweeps"]) == ["diverge"]
+    div = final(smoke, "div-t1-d4k")
+    (point,) = [q for q in div["points"] if q["run_id"] == DIVERGED]
+    assert point["loss"] is None or not math.isfinite(point["loss"])
+    assert div["best"]["run_id"] != DIVERGED and math.isfinite(div["best"]["loss"])
+    tuning = table(smoke, "tuning").set_index("cell")
+    fits = table(smoke, "fits")
+    assert not any(DIVERGED in ids for ids in fits["point_ids"])
+    (law,) = fits[fits["fit"] == "data"].to_dict("records")
+    assert law["status"] == "ok" and np.isfinite([law["A"], law["alpha"], law["E"]]).all()
+    assert np.isfinite(law["y"]).all() and 4096 in law["x"]
+    # the L(D) point at 4k is the lowest finite loss of the baseline t1 cells at 4k, the div cell included
+    at_4k = [c for c, r in tuning.iterrows() if r["recipe"] == "baseline" and r["model"] == "t1" and r["token_budget"] == 4096]
+    assert "div-t1-d4k" in at_4k and len(at_4k) == 2
+    candidates = {q["run_id"]: q["loss"] for c in at_4k for q in final(smoke, c)["points"]
+                  if q["loss"] is not None and math.isfinite(q["loss"])}
+    i = list(law["x"]).index(4096)
+    assert law["point_ids"][i] == min(candidates, key=candidates.get)
+    assert law["y"][i] == pytest.approx(candidates[law["point_ids"][i]])
+    assert DIVERGED not in candidates
 
 
 def test_ensemble_table_is_log_mean_exp_of_members(smoke):
@@ -184,6 +263,217 @@ def test_fits_and_distillation_tables(smoke):
     paper = open(os.path.join(smoke, "paper", "paper.md")).read()
     best = table(smoke, "runs")["loss"].min()
     assert f"{best:.3f}" in paper
+
+
+def _same(a, b) -> bool:
+    """Equal, with nan equal to nan (and None to nan: a JSON null is a nan in Parquet)."""
+    if isinstance(a, (list, tuple, np.ndarray)) or isinstance(b, (list, tuple, np.ndarray)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    missing = [v is None or (isinstance(v, float) and math.isnan(v)) for v in (a, b)]
+    if any(missing):
+        return all(missing)
+    if isinstance(a, float) or isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-12, abs=1e-300)
+    return a == b
+
+
+def _law(row):
+    """A fitted law as infinite_compute.fits' inverse functions read it (A, alpha, E)."""
+    return types.SimpleNamespace(A=row["A"], alpha=row["alpha"], E=row["E"])
+
+
+def test_fraction_of_gain_kept_is_recomputed_from_the_losses(smoke):
+    """(single - student) / (single - teacher) per distillation, from runs.parquet and
+    ensembles.parquet; nan when the teacher gains nothing over a single model (self-distillation)."""
+    dist = table(smoke, "distillation")
+    runs = table(smoke, "runs").set_index("run_id")
+    ens = table(smoke, "ensembles")
+    tuning = table(smoke, "tuning").set_index("cell")
+    plan = json.load(open(os.path.join(smoke, "results", "plan.json")))
+    assert len(dist) == len(plan["distillations"]) == 3
+    for _, d in dist.iterrows():
+        if d["teacher_kind"] == "ensemble":
+            g = ens[ens["ensemble"] == d["teacher"]].sort_values("ensemble_size")
+            teacher, single = g.iloc[-1]["loss"], g.iloc[0]["loss_mean"]  # all members; the mean member
+            assert d["teacher_size"] == g.iloc[-1]["ensemble_size"]
+        else:
+            cell = plan["distillations"][d["distillation"]]["teacher_cell"]
+            assert d["teacher"] == tuning.loc[cell, "run_id"]
+            teacher = single = runs.loc[d["teacher"], "loss"]
+        student = runs.loc[d["student_id"], "loss"]
+        assert (d["teacher_loss"], d["single_model_loss"], d["student_loss"]) == pytest.approx((teacher, single, student))
+        gain = single - teacher
+        if gain > 0:
+            assert d["fraction_of_gain_kept"] == pytest.approx((single - student) / gain)
+        else:
+            assert math.isnan(d["fraction_of_gain_kept"]), d["distillation"]
+    assert dist["fraction_of_gain_kept"].notna().sum() == 2  # the two ensemble teachers gain; self does not
+
+
+def test_fits_json_efficiency_and_cpt_fits_agree_with_the_tables(smoke):
+    from infinite_compute.science.fits import data_efficiency, inverse_power_law
+
+    fits = table(smoke, "fits")
+    eff = table(smoke, "efficiency")
+    tuning = table(smoke, "tuning")
+    ens = table(smoke, "ensembles")
+    # fits.json: the same rows as fits.parquet and efficiency.parquet (without the provenance columns)
+    js = json.load(open(os.path.join(smoke, "results", "fits.json")))
+    for rows, t in ((js["fits"], fits), (js["efficiency"], eff)):
+        assert len(rows) == len(t) > 0
+        for row, (_, r) in zip(rows, t.iterrows()):
+            assert set(row) == set(t.columns) - {"config_hash", "code_version", "package_versions"}
+            for k, v in row.items():
+                assert _same(v, r[k]), (k, v, r[k])
+    # every multiplier is read off the L(D) fit that fits.parquet holds, at a budget of its points
+    (law,) = fits[fits["fit"] == "data"].to_dict("records")
+    assert law["status"] == "ok"
+    base_at = dict(zip(law["x"], law["y"]))
+    asymptotes = {"asymptote E (N -> inf)": ("params", "regularized"), "joint asymptote (N, K -> inf)": ("joint", None)}
+    for _, e in eff.iterrows():
+        assert e["baseline_loss"] == pytest.approx(base_at[e["token_budget"]])
+        assert e["effective_tokens"] == pytest.approx(inverse_power_law(_law(law), e["loss"]))
+        assert e["data_efficiency"] == pytest.approx(data_efficiency(_law(law), e["loss"], e["baseline_loss"]))
+        label = e["label"]
+        if label.endswith("asymptote (K -> inf)"):  # a fixed ensemble's K -> inf, from its ok L(K) fit
+            (f,) = fits[(fits["fit"] == "ensemble") & (fits["group"] == label.split()[0])].to_dict("records")
+            assert f["status"] == "ok" and f["recipe"] == "fixed" and e["loss"] == f["E"]
+        elif label in asymptotes:
+            fit, recipe = asymptotes[label]
+            f = fits[(fits["fit"] == fit) & (fits["recipe"] == (recipe or e["recipe"]))
+                     & (fits["token_budget"] == e["token_budget"]) & (fits["status"] == "ok")]
+            assert len(f) == 1 and e["loss"] == f.iloc[0]["E"], label
+        elif " (K=" in label:  # an ensemble's largest K
+            g = ens[ens["ensemble"] == label.split()[0]]
+            assert e["loss"] == g.loc[g["ensemble_size"].idxmax(), "loss"]
+        else:  # a recipe's best selected run at that budget
+            sel = tuning[(tuning["run_id"] == label) & (tuning["recipe"] == e["recipe"])]
+            assert len(sel) and e["loss"] == sel["loss"].min()
+            same = tuning[(tuning["recipe"] == e["recipe"]) & (tuning["token_budget"] == e["token_budget"])]
+            assert e["loss"] == same["loss"].min()
+    # an asymptote gets a multiplier exactly when its fit is ok
+    ok_asymptotes = fits[(fits["status"] == "ok") & (fits["fit"].isin(["params", "joint"])
+                                                     | ((fits["fit"] == "ensemble") & (fits["recipe"] == "fixed")))]
+    assert len(ok_asymptotes) == eff["label"].str.contains("asymptote").sum()
+
+    # cpt_fits.parquet is the math L(D) on the default recipe's rows; cpt.parquet's multipliers invert it
+    cpt = table(smoke, "cpt")
+    (cf,) = table(smoke, "cpt_fits").to_dict("records")
+    default = cpt[cpt["recipe"] == "default"].sort_values("token_budget")
+    assert (cf["fit"], cf["recipe"], cf["status"]) == ("cpt-data", "default", "ok")
+    assert list(cf["x"]) == list(default["token_budget"]) and np.allclose(cf["y"], default["loss"])
+    assert list(cf["point_ids"]) == list(default["model_id"])
+    base = dict(zip(default["token_budget"], default["loss"]))
+    for _, r in cpt.iterrows():
+        assert r["effective_tokens"] == pytest.approx(inverse_power_law(_law(cf), r["loss"]))
+        assert r["data_efficiency"] == pytest.approx(data_efficiency(_law(cf), r["loss"], base[r["token_budget"]]))
+        if r["recipe"] == "default":
+            assert r["data_efficiency"] == pytest.approx(1.0)
+
+
+def test_the_papers_numbers_come_from_the_tables(smoke):
+    """Sentences and table rows of the rendered paper, each with its number recomputed from the
+    tables it comes from and formatted with paper.py's own helpers."""
+    from infinite_compute.outputs.paper import _num, _sig
+
+    paper = open(os.path.join(smoke, "paper", "paper.md")).read()
+    lines = paper.splitlines()
+    flat = " ".join(paper.split())
+    runs = table(smoke, "runs").set_index("run_id")
+    fits = table(smoke, "fits")
+    plan = json.load(open(os.path.join(smoke, "results", "plan.json")))
+    assert f"config `{plan['config_hash']}`, code `{copy_code_version(smoke)}`" in paper
+
+    def pct(x):
+        return "n/a" if not np.isfinite(x) else f"{100 * x:.0f}%"
+
+    # the regularized recipe's L(N) fit: its row of the power-law table
+    (f,) = fits[(fits["fit"] == "params") & (fits["recipe"] == "regularized")].to_dict("records")
+    assert (
+        f"| params | regularized | D=8192 | 3 | {_sig(f['A'])} ± {_sig(f['A_stderr'])} [{_sig(f['A_ci_low'])}, "
+        f"{_sig(f['A_ci_high'])}] | {_num(f['alpha'])} ± {_num(f['alpha_stderr'])} [{_num(f['alpha_ci_low'])}, "
+        f"{_num(f['alpha_ci_high'])}] | {_num(f['E'])} ± {_num(f['E_stderr'])} [{_num(f['E_ci_low'])}, "
+        f"{_num(f['E_ci_high'])}] | {f['status']} |"
+    ) in lines
+    # its points are the regularized selections, whose losses are the runs' own
+    sel = table(smoke, "tuning").set_index("cell")
+    reg = sel[sel["recipe"] == "regularized"].sort_values("non_embedding_params")
+    assert list(f["point_ids"]) == list(reg["run_id"])
+    assert np.allclose(f["y"], runs.loc[list(reg["run_id"]), "loss"])
+
+    # the tuned weight decay as a multiple of the default, from tuning.parquet and the config
+    from test_report import study_config
+
+    base_wd = study_config(smoke, ".test/config.yaml")["training"]["baseline_weight_decay"]
+    ratios = "; ".join(f"{r['model']} (D={r['token_budget']}) {r['weight_decay']} = {_num(r['weight_decay'] / base_wd, 1)}x"
+                       for _, r in reg.iterrows())
+    assert f"Tuned weight decay against the default ({base_wd}): {ratios}." in flat
+    assert "t1 (D=8192) 1.6 = 16.0x" in ratios  # the smoke's regularized selections: past the grid's 0.4
+
+    # an ensemble's loss: the row of its largest K, whose loss is the log-mean-exp of its members
+    ens = table(smoke, "ensembles")
+    e = ens[ens["ensemble"] == "reg-ens-t3-d8k"].sort_values("ensemble_size").iloc[-1]
+    lp = np.stack([np.load(os.path.join(smoke, "results", "evals", m, "logprobs.npz"))["validation"]
+                   for m in e["member_ids"]]).astype(np.float64)
+    loss = -np.mean(np.log(np.mean(np.exp(lp), axis=0)))
+    assert e["loss"] == pytest.approx(loss, abs=1e-6)
+    assert (f"| reg-ens-t3-d8k | reg-ens | t3 | 8192 | {e['epochs']} | {e['learning_rate']} | {e['weight_decay']} | "
+            f"{e['ensemble_size']} | {_num(loss)} | {_num(e['loss_mean'])} | {_num(e['loss_std'], 4)} |") in lines
+
+    # the joint asymptote against the regularized one: compared only where both fits are ok
+    (j,) = fits[fits["fit"] == "joint"].to_dict("records")
+    head = f"Joint asymptote of `{j['recipe']}` at D={int(j['token_budget'])} (N, K -> inf):"
+    if j["status"] == "ok" and f["status"] == "ok":
+        word = f"lower by {_num(f['E'] - j['E'])}" if j["E"] < f["E"] else "not lower"
+        assert f"{head} **{_num(j['E'])}** [{_num(j['E_ci_low'])}, {_num(j['E_ci_high'])}], against the regularized " \
+               f"single models' N -> inf asymptote {_num(f['E'])} [{_num(f['E_ci_low'])}, {_num(f['E_ci_high'])}]: " \
+               f"the ensembles' asymptote is {word}." in flat
+    elif j["status"] == "ok":
+        assert f"{head} **{_num(j['E'])}** [{_num(j['E_ci_low'])}, {_num(j['E_ci_high'])}]; the regularized single " \
+               f"models' N -> inf asymptote is not determined ({f['status']})." in flat
+    else:
+        assert f"{head} not determined ({j['status']})." in flat
+        assert "lower by" not in flat
+    # the token-scaling table: one row per ok asymptote fit (the smoke study has none: its L(N) is
+    # flat and its joint fit has no asymptote, so the table is empty, as the paper says nothing there)
+    section = paper[paper.index("### Token scaling"):paper.index("## Distillation")]
+    ts_rows = [r for r in section.splitlines() if r.startswith("| ") and not r.startswith(("| recipe", "|---"))]
+    ok = fits[(fits["status"] == "ok") & fits["fit"].isin(["params", "joint"])]
+    assert len(ts_rows) == len(ok)
+    eff = table(smoke, "efficiency")
+    for _, o in ok.iterrows():
+        lim = "N -> inf" if o["fit"] == "params" else "N, K -> inf"
+        assert any(r.startswith(f"| {o['recipe']} | {lim} | {int(o['token_budget'])} | {o['n_points']} | {_num(o['E'])} ")
+                   for r in ts_rows)
+
+    # the efficiency table: every row of efficiency.parquet
+    for _, x in eff.iterrows():
+        assert (f"| {x['recipe']} | `{x['label']}` | {x['token_budget']} | {_num(x['loss'])} | {_num(x['baseline_loss'])} | "
+                f"{_num(x['effective_tokens'], 0)} | {_num(x['data_efficiency'], 2)}x | "
+                f"[{_num(x['data_efficiency_ci_low'], 2)}, {_num(x['data_efficiency_ci_high'], 2)}] |") in lines
+
+    # the distillation bullets: losses from runs.parquet and ensembles.parquet, the kept fraction recomputed
+    dist = table(smoke, "distillation")
+    for _, d in dist.iterrows():
+        student = runs.loc[d["student_id"], "loss"]
+        gain = d["single_model_loss"] - d["teacher_loss"]
+        kept = (d["single_model_loss"] - student) / gain if gain > 0 else float("nan")
+        assert (f"**{d['distillation']}**: teacher {d['teacher_kind']} `{d['teacher']}` ({d['teacher_size']} model(s)) at "
+                f"loss {_num(d['teacher_loss'])}; a single model of its recipe {_num(d['single_model_loss'])}; the student "
+                f"(`{d['student_id']}`, {pct(d['synthetic_share'])} synthetic tokens) reaches {_num(student)}, keeping "
+                f"{pct(kept)} of the ensemble's gain.") in flat
+
+    # CPT: the math L(D) sentence from cpt_fits.parquet and every row of cpt.parquet
+    (cf,) = table(smoke, "cpt_fits").to_dict("records")
+    assert (f"({cf['status']}: A = {_sig(cf['A'])}, alpha = {_num(cf['alpha'])} [{_num(cf['alpha_ci_low'])}, "
+            f"{_num(cf['alpha_ci_high'])}], E = {_num(cf['E'])})") in flat
+    cpt = table(smoke, "cpt")
+    for _, r in cpt.iterrows():
+        name = r["recipe"] + (" (selected)" if r["selected"] and r["recipe"] == "regularized" else "")
+        assert (f"| {name} | `{r['model_id']}` | {r['token_budget']} | {r['epochs']} | {_sig(r['weight_decay'])} | "
+                f"{r['batch_size']} | {r['ensemble_size']} | {_num(r['loss'])} | {_num(r['accuracy'])} ± "
+                f"{_num(r['accuracy_stderr'])} | {_num(r['data_efficiency'], 2)}x [{_num(r['data_efficiency_ci_low'], 2)}, "
+                f"{_num(r['data_efficiency_ci_high'], 2)}] |") in lines, r["model_id"]
 
 
 def test_benchmarks_through_lm_eval_for_runs_and_ensembles(smoke):
@@ -321,13 +611,47 @@ def test_the_rules_are_formatted_as_snakefmt_formats_them():
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
 
 
-def test_report_has_every_figure(smoke):
-    smk(smoke, "--report", "report.html", "--configfile", ".test/config.yaml")
-    html = open(os.path.join(smoke, "report.html")).read()
-    from infinite_compute.outputs.figures import FIGURES
+def report_results(html: str) -> dict:
+    """The report's embedded items (Snakemake 9's `var results = {path: {caption, data_uri, ...}}`)."""
+    start = html.index("var results = ") + len("var results = ")
+    return json.JSONDecoder().raw_decode(html, start)[0]
 
+
+def html_text(fragment: str) -> str:
+    import html
+
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+
+
+def test_report_has_every_figure(smoke):
+    """Every figure, both tables and the paper are embedded in report.html (their bytes, base64, in a
+    data URI: present only when the file was there), each figure with its own caption, which states
+    the config's ensemble member rule."""
+    import base64
+
+    from infinite_compute.outputs.figures import FIGURES
+    from test_report import render_caption, study_config
+
+    smk(smoke, "--report", "report.html", "--configfile", ".test/config.yaml")
+    results = report_results(open(os.path.join(smoke, "report.html")).read())
+    config = study_config(smoke, ".test/config.yaml")
+    for path in [f"figures/{name}.png" for name in FIGURES] + ["results/runs.parquet", "results/tuning.parquet",
+                                                                 "paper/paper.md"]:
+        assert path in results, path
+        data = base64.b64encode(open(os.path.join(smoke, path), "rb").read()).decode()
+        assert results[path]["data_uri"].endswith(f";base64,{data}"), path
+    captions = {name: html_text(results[f"figures/{name}.png"]["caption"]) for name in FIGURES}
     for name in FIGURES:
-        assert f"{name}.png" in html
+        expected = " ".join(render_caption(config, name).split())
+        assert expected and expected in captions[name], name
+    assert len(set(captions.values())) == len(FIGURES)  # each figure its own caption
+    assert results["figures/ensembles.png"]["mime_type"] == "image/png"
+    # the smoke config keeps the schema's member factors (2, 0.5): the paper's rule, and the members say so
+    (recipe,) = config["ensemble_recipes"]
+    assert (recipe["epochs_factor"], recipe["weight_decay_factor"]) == (2, 0.5)
+    assert "twice its epochs, half its weight decay" in captions["ensembles"]
+    assert "One row per trained model" in html_text(results["results/runs.parquet"]["caption"])
+    assert "The outcome of every hyperparameter search cell" in html_text(results["results/tuning.parquet"]["caption"])
 
 
 @pytest.mark.parametrize(
