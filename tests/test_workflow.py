@@ -613,8 +613,8 @@ def test_the_rules_are_formatted_as_snakefmt_formats_them():
 
 def report_results(html: str) -> dict:
     """The report's embedded items (Snakemake 9's `var results = {path: {caption, data_uri, ...}}`)."""
-    start = html.index("var results = ") + len("var results = ")
-    return json.JSONDecoder().raw_decode(html, start)[0]
+    m = re.search(r"<script id=\"results\">\s*var results = ", html)
+    return json.JSONDecoder().raw_decode(html, m.end())[0]
 
 
 def html_text(fragment: str) -> str:
@@ -642,14 +642,15 @@ def test_report_has_every_figure(smoke):
         assert results[path]["data_uri"].endswith(f";base64,{data}"), path
     captions = {name: html_text(results[f"figures/{name}.png"]["caption"]) for name in FIGURES}
     for name in FIGURES:
-        expected = " ".join(render_caption(config, name).split())
+        expected = " ".join(render_caption(config, name, smoke).split())
         assert expected and expected in captions[name], name
     assert len(set(captions.values())) == len(FIGURES)  # each figure its own caption
     assert results["figures/ensembles.png"]["mime_type"] == "image/png"
     # the smoke config keeps the schema's member factors (2, 0.5): the paper's rule, and the members say so
     (recipe,) = config["ensemble_recipes"]
     assert (recipe["epochs_factor"], recipe["weight_decay_factor"]) == (2, 0.5)
-    assert "twice its epochs, half its weight decay" in captions["ensembles"]
+    assert (f"Members of the ensemble recipe {recipe['name']} (search {recipe['search']}) take the tuned single "
+            "model's lr, twice its epochs, half its weight decay, new seeds") in captions["ensembles"]
     assert "One row per trained model" in html_text(results["results/runs.parquet"]["caption"])
     assert "The outcome of every hyperparameter search cell" in html_text(results["results/tuning.parquet"]["caption"])
 
