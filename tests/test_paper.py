@@ -1,4 +1,4 @@
-"""paper.py renders paper/paper.md.j2 from the result tables: rendered here from small synthetic
+"""outputs/paper.py renders paper/paper.md.j2 from the result tables: rendered here from small synthetic
 tables of known values, the comparisons and tables it writes carry those values, and a fit that
 determines no asymptote is written as "not determined", never as a number."""
 
@@ -6,11 +6,11 @@ import json
 import os
 
 import pytest
-
 from conftest import ROOT
-from infinite_compute.analysis import ASYMPTOTE_LABELS
-from infinite_compute.paper import _num, _sig, render
-from infinite_compute.results import SCHEMAS, write_table
+
+from infinite_compute.outputs.paper import _num, _sig, render
+from infinite_compute.outputs.results import SCHEMAS, TABLES, read_tables, write_table
+from infinite_compute.science.analysis import ASYMPTOTE_LABELS
 
 PROV = {"config_hash": "cafe1234", "code_version": "v-synthetic", "package_versions": "{}"}
 
@@ -87,9 +87,9 @@ def rendered(tmp_path_factory):
     for kind, rows in (("runs", runs), ("tuning", tuning), ("fits", fits), ("efficiency", eff),
                        ("benchmarks", bench), ("ensembles", []), ("distillation", [])):
         write_table(kind, rows, str(results / f"{kind}.parquet"))
-    out = root / "paper.md"
-    render(os.path.join(ROOT, "paper", "paper.md.j2"), str(results), str(out), str(data), 0.1)
-    return out.read_text()
+    paths = [str(results / f"{kind}.parquet") for kind in TABLES]  # the tables as the rule lists them
+    manifest = json.load(open(data / "corpus" / "manifest.json"))
+    return render(os.path.join(ROOT, "paper", "paper.md.j2"), read_tables(paths), manifest, 0.1)
 
 
 def _flat(text: str) -> str:

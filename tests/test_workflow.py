@@ -629,8 +629,9 @@ def test_report_has_every_figure(smoke):
     the config's ensemble member rule."""
     import base64
 
-    from infinite_compute.outputs.figures import FIGURES
     from test_report import render_caption, study_config
+
+    from infinite_compute.outputs.figures import FIGURES
 
     smk(smoke, "--report", "report.html", "--configfile", ".test/config.yaml")
     results = report_results(open(os.path.join(smoke, "report.html")).read())
