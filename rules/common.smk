@@ -152,15 +152,19 @@ def ensemble_info(wc):
     return json.dumps(PLAN.ensemble_info(wc.name, ensemble_members(wc.name)), sort_keys=True)
 
 
-def result_runs():
-    """Every trained run the results tables hold: the plan's, every search's points and every
-    ensemble's members (known once the searches have ended)."""
-    ids = set(PLAN.runs)
+def searched_runs():
+    """The trained runs the results tables hold beside the plan's (PLAN.trained_runs): every search's
+    points and the members of the searches' ensembles, known once the searches have ended."""
+    ids = set()
     for cell in PLAN.cells:
         ids |= {q["run_id"] for q in final_record(cell)["points"]}
     for name in PLAN.ensembles:
         ids |= set(ensemble_members(name))
-    return sorted(ids)
+    return sorted(ids - set(PLAN.runs))
+
+
+def run_files(template, runs):
+    return [fill(template, run=r) for r in runs]
 
 
 # --- continued pre-training (rules/cpt.smk) ---

@@ -18,11 +18,16 @@ rule results_tables:
     input:
         plan=rules.write_plan.output,
         tuning=tuning_finals(),
-        # every trained run's files, in one order (result_runs)
-        specs=lambda wc: [model_spec(r) for r in result_runs()],
-        metrics=lambda wc: [fill(paths.MODEL_METRICS, run=r) for r in result_runs()],
-        evals=lambda wc: [fill(paths.EVAL, run=r) for r in result_runs()],
-        logprobs=lambda wc: [fill(paths.LOGPROBS, run=r) for r in result_runs()],
+        # every trained run's files, in one order: the plan's runs (known before any training, so a dry
+        # run lists them), then the searches' (known once they have ended)
+        specs=run_files(paths.MODEL_SPEC, PLAN.trained_runs),
+        metrics=run_files(paths.MODEL_METRICS, PLAN.trained_runs),
+        evals=run_files(paths.EVAL, PLAN.trained_runs),
+        logprobs=run_files(paths.LOGPROBS, PLAN.trained_runs),
+        searched_specs=lambda wc: run_files(paths.MODEL_SPEC, searched_runs()),
+        searched_metrics=lambda wc: run_files(paths.MODEL_METRICS, searched_runs()),
+        searched_evals=lambda wc: run_files(paths.EVAL, searched_runs()),
+        searched_logprobs=lambda wc: run_files(paths.LOGPROBS, searched_runs()),
         ensembles=[fill(paths.ENSEMBLE, name=n) for n in PLAN.ensembles],
         benchmark_items=rules.benchmark_items.output.questions,
         benchmark_requests=rules.benchmark_requests.output,
@@ -40,8 +45,9 @@ rule results_tables:
         baseline_wd=config["training"]["baseline_weight_decay"],
         benchmark=json.dumps(BENCHMARK_SETTINGS, sort_keys=True),
     shell:
-        "python -m infinite_compute results --plan {input.plan} --tuning {input.tuning} --specs {input.specs} "
-        "--metrics {input.metrics} --evals {input.evals} --logprobs {input.logprobs} --ensembles {input.ensembles} "
+        "python -m infinite_compute results --plan {input.plan} --tuning {input.tuning} --specs {input.specs} {input.searched_specs} "
+        "--metrics {input.metrics} {input.searched_metrics} --evals {input.evals} {input.searched_evals} "
+        "--logprobs {input.logprobs} {input.searched_logprobs} --ensembles {input.ensembles} "
         "--baseline-wd {params.baseline_wd} --benchmark-items {input.benchmark_items} "
         "--benchmark-settings {params.benchmark:q} --benchmark-requests {input.benchmark_requests} "
         "--out {output} > {log} 2>&1"
