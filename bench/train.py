@@ -6,7 +6,7 @@
   (training.engine: levanter's Trainer, or loop.py) as a fresh process on the default study's 8k-token
   cache: start-up (process start to the end of the first step), median step time, data-loading time,
   tokens/s and model-FLOPs utilisation;
-- trainer-warm, loop-warm: the same job handed to a warm worker (worker.py, as Snakemake jobs on this
+- trainer-warm, loop-warm: the same job handed to a warm worker (runtime/worker.py, as Snakemake jobs on this
   machine run), as the worker's second job of the shape (its first one warms it up); start-up from
   the client's start;
 - plain: a minimal JAX+optax loop of the same model (levanter's Llama, AdamW, next-token loss), in
@@ -34,9 +34,11 @@ import sys
 import tempfile
 import time
 
+from infinite_compute.study import paths
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CACHE = os.path.join(ROOT, "results", "data", "cache", "d8192")
-TOKENIZER = os.path.join(ROOT, "results", "data", "tokenizer")
+CACHE = os.path.join(ROOT, paths.fill(paths.BUDGET_CACHE, budget=8192))
+TOKENIZER = os.path.join(ROOT, paths.TOKENIZER)
 
 
 def _env(threads: int) -> dict:
@@ -161,7 +163,7 @@ def worker_plain(spec: dict, vocab: int, steps: int, scan: int) -> dict:
 
 
 def start_pool(workdir: str, threads: int) -> tuple[subprocess.Popen, str]:
-    """One warm worker (worker.py) owned by this process, as Snakemake's onstart starts them."""
+    """One warm worker (runtime/worker.py, cli/pool.py) owned by this process, as Snakemake's onstart starts them."""
     sock = os.path.join(workdir, "pool.sock")
     p = subprocess.Popen([sys.executable, "-m", "infinite_compute.cli.pool", sock, "1", str(os.getpid())],
                          env=_env(threads), stdout=open(os.path.join(workdir, "pool.log"), "w"),

@@ -1,5 +1,6 @@
 rule draw_figure:
-    """One figure of the registry (infinite_compute.outputs.figures), from the tables only."""
+    """One figure of the registry (infinite_compute.outputs.figures), from the tables, the budgets'
+    cache records and the corpus manifest only."""
     input:
         tables=RESULT_TABLES,
         caches=[fill(paths.BUDGET_CACHE, budget=b) for b in PLAN.token_budgets],

@@ -5,7 +5,8 @@ rule write_plan:
     log:
         "logs/results/plan.log",
     params:
-        plan=json.dumps(plan_to_dict(PLAN), sort_keys=True),
+        # in the plan's own order (the config's): a run's sweeps are listed in it (study.plan.plan_to_dict)
+        plan=json.dumps(plan_to_dict(PLAN)),
     run:
         from infinite_compute.runtime.io import atomic_write_text
 

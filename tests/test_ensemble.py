@@ -1,4 +1,4 @@
-"""Tests for infinite_compute.ensemble on hand-checkable and random log-probs."""
+"""Tests for infinite_compute.science.ensemble on hand-checkable and random log-probs."""
 
 import math
 

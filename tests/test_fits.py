@@ -1,4 +1,4 @@
-"""Tests for infinite_compute.fits on synthetic power laws with known parameters."""
+"""Tests for infinite_compute.science.fits on synthetic power laws with known parameters."""
 
 import math
 

@@ -8,7 +8,7 @@ import os
 import pytest
 from conftest import ROOT
 
-from infinite_compute.outputs.paper import _num, _sig, render
+from infinite_compute.outputs.paper import format_num, format_sig, render
 from infinite_compute.outputs.results import SCHEMAS, TABLES, read_tables, write_table
 from infinite_compute.science.analysis import ASYMPTOTE_LABELS
 
@@ -108,23 +108,23 @@ def _joint_sentence(paper: str, budget: int) -> str:
 def test_the_joint_asymptote_is_compared_with_the_regularized_one(rendered):
     (E, lo, hi, _), (jE, jlo, jhi, _) = CASES[8192]
     assert _joint_sentence(rendered, 8192) == (
-        f"Joint asymptote of `reg-ens` at D=8192 (N, K -> inf): **{_num(jE)}** [{_num(jlo)}, {_num(jhi)}], "
-        f"against the regularized single models' N -> inf asymptote {_num(E)} [{_num(lo)}, {_num(hi)}]: "
-        f"the ensembles' asymptote is lower by {_num(E - jE)}."
+        f"Joint asymptote of `reg-ens` at D=8192 (N, K -> inf): **{format_num(jE)}** [{format_num(jlo)}, {format_num(jhi)}], "
+        f"against the regularized single models' N -> inf asymptote {format_num(E)} [{format_num(lo)}, {format_num(hi)}]: "
+        f"the ensembles' asymptote is lower by {format_num(E - jE)}."
     )
-    assert _num(E - jE) == "0.400"
+    assert format_num(E - jE) == "0.400"
     (E, lo, hi, _), (jE, jlo, jhi, _) = CASES[4096]
     assert _joint_sentence(rendered, 4096).endswith(
-        f"asymptote {_num(E)} [{_num(lo)}, {_num(hi)}]: the ensembles' asymptote is not lower.")
+        f"asymptote {format_num(E)} [{format_num(lo)}, {format_num(hi)}]: the ensembles' asymptote is not lower.")
 
 
 def test_an_asymptote_a_fit_does_not_determine_is_not_a_number(rendered):
     flat = _joint_sentence(rendered, 16384)
     assert flat == f"Joint asymptote of `reg-ens` at D=16384 (N, K -> inf): not determined ({FLAT})."
-    assert _num(CASES[16384][1][0]) not in flat
+    assert format_num(CASES[16384][1][0]) not in flat
     (_, _, _, status), (jE, jlo, jhi, _) = CASES[32768]
     assert _joint_sentence(rendered, 32768) == (
-        f"Joint asymptote of `reg-ens` at D=32768 (N, K -> inf): **{_num(jE)}** [{_num(jlo)}, {_num(jhi)}]; "
+        f"Joint asymptote of `reg-ens` at D=32768 (N, K -> inf): **{format_num(jE)}** [{format_num(jlo)}, {format_num(jhi)}]; "
         f"the regularized single models' N -> inf asymptote is not determined ({status})."
     )
     assert "lower by" not in _joint_sentence(rendered, 32768)
@@ -140,8 +140,8 @@ def test_the_token_scaling_table_has_each_determined_asymptote_and_its_multiplie
             if status != "ok":
                 continue  # a fit that determines no asymptote has no row
             base, mult, mlo, mhi = EFFICIENCY[(recipe, fit, budget)]
-            expected.append(f"| {recipe} | {limit} | {budget} | 3 | {_num(E)} [{_num(lo)}, {_num(hi)}] | {_num(base)} | "
-                            f"{_num(mult, 2)}x [{_num(mlo, 2)}, {_num(mhi, 2)}] |")
+            expected.append(f"| {recipe} | {limit} | {budget} | 3 | {format_num(E)} [{format_num(lo)}, {format_num(hi)}] | {format_num(base)} | "
+                            f"{format_num(mult, 2)}x [{format_num(mlo, 2)}, {format_num(mhi, 2)}] |")
     assert rows == expected
     # below L(D)'s asymptote: an unbounded multiplier
     assert "| reg-ens | N, K -> inf | 32768 | 3 | 2.500 [2.400, 2.600] | 3.500 | infx [8.00, inf] |" in rows
@@ -151,8 +151,8 @@ def test_the_token_scaling_table_has_each_determined_asymptote_and_its_multiplie
 
 def test_the_power_law_table_and_the_rest(rendered):
     E, lo, hi, _ = CASES[8192][0]
-    assert (f"| params | regularized | D=8192 | 3 | {_sig(12.5)} ± {_sig(0.5)} [{_sig(10.0)}, {_sig(15.0)}] | "
-            f"{_num(0.75)} ± {_num(0.05)} [{_num(0.6)}, {_num(0.9)}] | {_num(E)} ± {_num(0.02)} [{_num(lo)}, {_num(hi)}] | ok |"
+    assert (f"| params | regularized | D=8192 | 3 | {format_sig(12.5)} ± {format_sig(0.5)} [{format_sig(10.0)}, {format_sig(15.0)}] | "
+            f"{format_num(0.75)} ± {format_num(0.05)} [{format_num(0.6)}, {format_num(0.9)}] | {format_num(E)} ± {format_num(0.02)} [{format_num(lo)}, {format_num(hi)}] | ok |"
             ) in rendered
     assert "config `cafe1234`, code `v-synthetic`" in rendered
     assert "Diverged runs (excluded from fits): `t1-d8k-ep2-lr10000-wd0.1-s0`" in rendered

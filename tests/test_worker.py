@@ -1,4 +1,4 @@
-"""The warm-worker pool (worker.py) on its own: exit codes and logs pass through, it leaves with its
+"""The warm-worker pool (runtime/worker.py, started as cli/pool.py) on its own: exit codes and logs pass through, it leaves with its
 owner, and a job with no pool runs in its own process. (A real training through it, killed and
 resumed to bit-identical weights, and a whole smoke study on it: tests/test_workflow.py.)"""
 

@@ -278,7 +278,7 @@ def _same(a, b) -> bool:
 
 
 def _law(row):
-    """A fitted law as infinite_compute.fits' inverse functions read it (A, alpha, E)."""
+    """A fitted law as infinite_compute.science.fits' inverse functions read it (A, alpha, E)."""
     return types.SimpleNamespace(A=row["A"], alpha=row["alpha"], E=row["E"])
 
 
@@ -374,7 +374,7 @@ def test_fits_json_efficiency_and_cpt_fits_agree_with_the_tables(smoke):
 def test_the_papers_numbers_come_from_the_tables(smoke):
     """Sentences and table rows of the rendered paper, each with its number recomputed from the
     tables it comes from and formatted with paper.py's own helpers."""
-    from infinite_compute.outputs.paper import _num, _sig
+    from infinite_compute.outputs.paper import format_num, format_sig
 
     paper = open(os.path.join(smoke, "paper", "paper.md")).read()
     lines = paper.splitlines()
@@ -390,10 +390,10 @@ def test_the_papers_numbers_come_from_the_tables(smoke):
     # the regularized recipe's L(N) fit: its row of the power-law table
     (f,) = fits[(fits["fit"] == "params") & (fits["recipe"] == "regularized")].to_dict("records")
     assert (
-        f"| params | regularized | D=8192 | 3 | {_sig(f['A'])} ± {_sig(f['A_stderr'])} [{_sig(f['A_ci_low'])}, "
-        f"{_sig(f['A_ci_high'])}] | {_num(f['alpha'])} ± {_num(f['alpha_stderr'])} [{_num(f['alpha_ci_low'])}, "
-        f"{_num(f['alpha_ci_high'])}] | {_num(f['E'])} ± {_num(f['E_stderr'])} [{_num(f['E_ci_low'])}, "
-        f"{_num(f['E_ci_high'])}] | {f['status']} |"
+        f"| params | regularized | D=8192 | 3 | {format_sig(f['A'])} ± {format_sig(f['A_stderr'])} [{format_sig(f['A_ci_low'])}, "
+        f"{format_sig(f['A_ci_high'])}] | {format_num(f['alpha'])} ± {format_num(f['alpha_stderr'])} [{format_num(f['alpha_ci_low'])}, "
+        f"{format_num(f['alpha_ci_high'])}] | {format_num(f['E'])} ± {format_num(f['E_stderr'])} [{format_num(f['E_ci_low'])}, "
+        f"{format_num(f['E_ci_high'])}] | {f['status']} |"
     ) in lines
     # its points are the regularized selections, whose losses are the runs' own
     sel = table(smoke, "tuning").set_index("cell")
@@ -405,7 +405,7 @@ def test_the_papers_numbers_come_from_the_tables(smoke):
     from test_report import study_config
 
     base_wd = study_config(smoke, ".test/config.yaml")["training"]["baseline_weight_decay"]
-    ratios = "; ".join(f"{r['model']} (D={r['token_budget']}) {r['weight_decay']} = {_num(r['weight_decay'] / base_wd, 1)}x"
+    ratios = "; ".join(f"{r['model']} (D={r['token_budget']}) {r['weight_decay']} = {format_num(r['weight_decay'] / base_wd, 1)}x"
                        for _, r in reg.iterrows())
     assert f"Tuned weight decay against the default ({base_wd}): {ratios}." in flat
     assert "t1 (D=8192) 1.6 = 16.0x" in ratios  # the smoke's regularized selections: past the grid's 0.4
@@ -418,18 +418,18 @@ def test_the_papers_numbers_come_from_the_tables(smoke):
     loss = -np.mean(np.log(np.mean(np.exp(lp), axis=0)))
     assert e["loss"] == pytest.approx(loss, abs=1e-6)
     assert (f"| reg-ens-t3-d8k | reg-ens | t3 | 8192 | {e['epochs']} | {e['learning_rate']} | {e['weight_decay']} | "
-            f"{e['ensemble_size']} | {_num(loss)} | {_num(e['loss_mean'])} | {_num(e['loss_std'], 4)} |") in lines
+            f"{e['ensemble_size']} | {format_num(loss)} | {format_num(e['loss_mean'])} | {format_num(e['loss_std'], 4)} |") in lines
 
     # the joint asymptote against the regularized one: compared only where both fits are ok
     (j,) = fits[fits["fit"] == "joint"].to_dict("records")
     head = f"Joint asymptote of `{j['recipe']}` at D={int(j['token_budget'])} (N, K -> inf):"
     if j["status"] == "ok" and f["status"] == "ok":
-        word = f"lower by {_num(f['E'] - j['E'])}" if j["E"] < f["E"] else "not lower"
-        assert f"{head} **{_num(j['E'])}** [{_num(j['E_ci_low'])}, {_num(j['E_ci_high'])}], against the regularized " \
-               f"single models' N -> inf asymptote {_num(f['E'])} [{_num(f['E_ci_low'])}, {_num(f['E_ci_high'])}]: " \
+        word = f"lower by {format_num(f['E'] - j['E'])}" if j["E"] < f["E"] else "not lower"
+        assert f"{head} **{format_num(j['E'])}** [{format_num(j['E_ci_low'])}, {format_num(j['E_ci_high'])}], against the regularized " \
+               f"single models' N -> inf asymptote {format_num(f['E'])} [{format_num(f['E_ci_low'])}, {format_num(f['E_ci_high'])}]: " \
                f"the ensembles' asymptote is {word}." in flat
     elif j["status"] == "ok":
-        assert f"{head} **{_num(j['E'])}** [{_num(j['E_ci_low'])}, {_num(j['E_ci_high'])}]; the regularized single " \
+        assert f"{head} **{format_num(j['E'])}** [{format_num(j['E_ci_low'])}, {format_num(j['E_ci_high'])}]; the regularized single " \
                f"models' N -> inf asymptote is not determined ({f['status']})." in flat
     else:
         assert f"{head} not determined ({j['status']})." in flat
@@ -443,14 +443,14 @@ def test_the_papers_numbers_come_from_the_tables(smoke):
     eff = table(smoke, "efficiency")
     for _, o in ok.iterrows():
         lim = "N -> inf" if o["fit"] == "params" else "N, K -> inf"
-        assert any(r.startswith(f"| {o['recipe']} | {lim} | {int(o['token_budget'])} | {o['n_points']} | {_num(o['E'])} ")
+        assert any(r.startswith(f"| {o['recipe']} | {lim} | {int(o['token_budget'])} | {o['n_points']} | {format_num(o['E'])} ")
                    for r in ts_rows)
 
     # the efficiency table: every row of efficiency.parquet
     for _, x in eff.iterrows():
-        assert (f"| {x['recipe']} | `{x['label']}` | {x['token_budget']} | {_num(x['loss'])} | {_num(x['baseline_loss'])} | "
-                f"{_num(x['effective_tokens'], 0)} | {_num(x['data_efficiency'], 2)}x | "
-                f"[{_num(x['data_efficiency_ci_low'], 2)}, {_num(x['data_efficiency_ci_high'], 2)}] |") in lines
+        assert (f"| {x['recipe']} | `{x['label']}` | {x['token_budget']} | {format_num(x['loss'])} | {format_num(x['baseline_loss'])} | "
+                f"{format_num(x['effective_tokens'], 0)} | {format_num(x['data_efficiency'], 2)}x | "
+                f"[{format_num(x['data_efficiency_ci_low'], 2)}, {format_num(x['data_efficiency_ci_high'], 2)}] |") in lines
 
     # the distillation bullets: losses from runs.parquet and ensembles.parquet, the kept fraction recomputed
     dist = table(smoke, "distillation")
@@ -459,21 +459,21 @@ def test_the_papers_numbers_come_from_the_tables(smoke):
         gain = d["single_model_loss"] - d["teacher_loss"]
         kept = (d["single_model_loss"] - student) / gain if gain > 0 else float("nan")
         assert (f"**{d['distillation']}**: teacher {d['teacher_kind']} `{d['teacher']}` ({d['teacher_size']} model(s)) at "
-                f"loss {_num(d['teacher_loss'])}; a single model of its recipe {_num(d['single_model_loss'])}; the student "
-                f"(`{d['student_id']}`, {pct(d['synthetic_share'])} synthetic tokens) reaches {_num(student)}, keeping "
+                f"loss {format_num(d['teacher_loss'])}; a single model of its recipe {format_num(d['single_model_loss'])}; the student "
+                f"(`{d['student_id']}`, {pct(d['synthetic_share'])} synthetic tokens) reaches {format_num(student)}, keeping "
                 f"{pct(kept)} of the ensemble's gain.") in flat
 
     # CPT: the math L(D) sentence from cpt_fits.parquet and every row of cpt.parquet
     (cf,) = table(smoke, "cpt_fits").to_dict("records")
-    assert (f"({cf['status']}: A = {_sig(cf['A'])}, alpha = {_num(cf['alpha'])} [{_num(cf['alpha_ci_low'])}, "
-            f"{_num(cf['alpha_ci_high'])}], E = {_num(cf['E'])})") in flat
+    assert (f"({cf['status']}: A = {format_sig(cf['A'])}, alpha = {format_num(cf['alpha'])} [{format_num(cf['alpha_ci_low'])}, "
+            f"{format_num(cf['alpha_ci_high'])}], E = {format_num(cf['E'])})") in flat
     cpt = table(smoke, "cpt")
     for _, r in cpt.iterrows():
         name = r["recipe"] + (" (selected)" if r["selected"] and r["recipe"] == "regularized" else "")
-        assert (f"| {name} | `{r['model_id']}` | {r['token_budget']} | {r['epochs']} | {_sig(r['weight_decay'])} | "
-                f"{r['batch_size']} | {r['ensemble_size']} | {_num(r['loss'])} | {_num(r['accuracy'])} ± "
-                f"{_num(r['accuracy_stderr'])} | {_num(r['data_efficiency'], 2)}x [{_num(r['data_efficiency_ci_low'], 2)}, "
-                f"{_num(r['data_efficiency_ci_high'], 2)}] |") in lines, r["model_id"]
+        assert (f"| {name} | `{r['model_id']}` | {r['token_budget']} | {r['epochs']} | {format_sig(r['weight_decay'])} | "
+                f"{r['batch_size']} | {r['ensemble_size']} | {format_num(r['loss'])} | {format_num(r['accuracy'])} ± "
+                f"{format_num(r['accuracy_stderr'])} | {format_num(r['data_efficiency'], 2)}x [{format_num(r['data_efficiency_ci_low'], 2)}, "
+                f"{format_num(r['data_efficiency_ci_high'], 2)}] |") in lines, r["model_id"]
 
 
 def test_benchmarks_through_lm_eval_for_runs_and_ensembles(smoke):
@@ -712,7 +712,7 @@ def _job_env(wd, **extra) -> dict:
 
 @pytest.fixture
 def pool(smoke, tmp_path):
-    """A pool of one warm worker (worker.py) owned by this test process; its socket path."""
+    """A pool of one warm worker (runtime/worker.py, cli/pool.py) owned by this test process; its socket path."""
     sock = str(tmp_path / "workers" / "pool.sock")
     env = {**os.environ, "PYTHONPATH": os.path.join(smoke, "src")}
     process = start_pool(sock, os.getpid(), env=env, log=open(tmp_path / "workers.log", "w"))

@@ -103,8 +103,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def warm_up() -> None:
-    """What every jax command imports, once per warm worker (cli/pool.py)."""
+    """What every jax command imports, once per warm worker (cli/pool.py): their modules, and the
+    model layer those import inside a command (cli/cpt.py, cli/distill.py)."""
     hide_lm_eval()  # as main does for these commands
     set_job_defaults()
     for module in sorted({COMMANDS[c][0] for c in JAX_COMMANDS}):
         importlib.import_module(f"{__name__}.{module}")
+    for module in ("answers", "loop", "sampling", "scoring", "trainer"):
+        importlib.import_module(f"{__package__.rpartition('.')[0]}.model.{module}")

@@ -10,15 +10,13 @@ import numpy as np
 from ..data import math_data
 from ..data.tokenizer import load_tokenizer
 from ..data.tokens import evaluation_sequences
-from ..model import scoring
-from ..model.answers import answer_accuracy
 from ..outputs.results import with_provenance, write_table
 from ..outputs.rows import cpt_rows
 from ..runtime.io import atomic_write_json, read_json
 from ..science.cpt import efficiency, select_regularized
 from ..science.ensemble import ensemble_loss
 from ..study.plan import plan_from_dict
-from .evaluate import read_spec, write_eval
+from .records import read_spec, write_eval
 
 
 def cmd_math_corpus(a) -> None:
@@ -27,6 +25,11 @@ def cmd_math_corpus(a) -> None:
 
 def cmd_cpt_evaluate(a) -> None:
     """A CPT run's held-out math loss (per-token log-probs saved) and answer accuracy."""
+    # the model layer imports jax: here, so that this module's light commands (the corpus, the
+    # selection, the table) do not
+    from ..model import scoring
+    from ..model.answers import answer_accuracy
+
     tok = load_tokenizer(a.tokenizer)
     problems = math_data.read_held_out(a.held_out)
     spec = read_spec(a.spec)
@@ -47,6 +50,9 @@ def cmd_cpt_select(a) -> None:
 def cmd_cpt_ensemble(a) -> None:
     """The ensemble of the selected regularized CPT recipe at K = 1..members: loss from the saved
     log-probs, accuracy by greedy answers from the mixture of the first K members."""
+    from ..model import scoring  # jax: as in cmd_cpt_evaluate
+    from ..model.answers import answer_accuracy
+
     tok = load_tokenizer(a.tokenizer)
     problems = math_data.read_held_out(a.held_out)
     val = np.stack([np.load(p)["validation"] for p in a.logprobs])

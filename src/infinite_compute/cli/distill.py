@@ -8,11 +8,13 @@ import numpy as np
 
 from ..data.tokenizer import load_tokenizer
 from ..data.tokens import build_distill_cache, write_token_stream
-from ..model import sampling, scoring
-from .evaluate import read_spec
+from .records import read_spec
 
 
 def cmd_sample(a) -> None:
+    # the model layer imports jax: here, so that this module's light command (the cache) does not
+    from ..model import sampling, scoring
+
     params = json.loads(a.params)
     tok = load_tokenizer(a.tokenizer)
     specs = [read_spec(p) for p in a.specs]

@@ -27,7 +27,7 @@ def start_for_snakemake(workflow, config: dict, job_caches: dict[str, str]) -> s
         return None
     for k, v in job_caches.items():  # the workers' caches are the jobs' (the Snakefile's shell.prefix)
         os.environ.setdefault(k, os.path.abspath(v))
-    sock = os.path.abspath(f"{paths.RESULTS}/workers/{os.getpid()}.sock")
+    sock = os.path.abspath(os.path.join(paths.WORKERS, f"{os.getpid()}.sock"))
     start(sock, worker.pool_size(workflow.cores, min(r["train_threads"], r["eval_threads"])), paths.WORKERS_LOG)
     os.environ[worker.ENV] = sock
     return sock

@@ -12,6 +12,8 @@ from ..outputs import lm_harness
 from ..outputs.results import with_provenance, write_table
 from ..outputs.rows import study_rows
 from ..runtime.io import read_json
+from ..study import paths
+from ..study.paths import fill
 from ..study.plan import plan_from_dict
 
 
@@ -25,10 +27,11 @@ def cmd_results(a) -> None:
     ids = [ev["run_id"] for ev in evals]
     specs = dict(zip(ids, map(read_json, a.specs)))
     metrics = dict(zip(ids, map(read_json, a.metrics)))
-    for rid in ids:
-        if specs[rid]["run_id"] != rid or metrics[rid]["run_id"] != rid:
-            raise SystemExit(f"results: the files of run '{rid}' are not listed in the same order")
     logprobs = dict(zip(ids, a.logprobs))
+    for rid in ids:
+        if (specs[rid]["run_id"] != rid or metrics[rid]["run_id"] != rid
+                or os.path.normpath(logprobs[rid]) != os.path.normpath(fill(paths.LOGPROBS, run=rid))):
+            raise SystemExit(f"results: the files of run '{rid}' are not listed in the same order")
     ensembles = {e["ensemble"]: e for e in sorted(map(read_json, a.ensembles), key=lambda e: e["ensemble"])}
 
     bs = json.loads(a.benchmark_settings)

@@ -23,4 +23,8 @@ def cmd_tune_round(a) -> None:
 
 
 def cmd_tune_final(a) -> None:
-    atomic_write_json(a.out, final_record(read_json(a.round), a.round))
+    try:
+        record = final_record(read_json(a.round), a.round)
+    except ValueError as e:  # a search that has not ended: the job fails with the reason, as a message
+        raise SystemExit(str(e)) from None
+    atomic_write_json(a.out, record)

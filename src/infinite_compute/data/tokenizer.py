@@ -35,6 +35,7 @@ def train_tokenizer(train_jsonl: str, vocab_size: int, training_chars: int, out_
     The post-processor adds <|endoftext|> at both ends of a document, so levanter's BatchTokenizer
     finds BOS and EOS already present and leaves the text alone.
     """
+    # heavy: only the tokenizer job trains one (see the note above)
     from tokenizers import (
         Tokenizer,
         decoders,
@@ -43,6 +44,8 @@ def train_tokenizer(train_jsonl: str, vocab_size: int, training_chars: int, out_
         processors,
         trainers,
     )
+
+    # heavy: as above
     from transformers import PreTrainedTokenizerFast
 
     def texts() -> Iterator[str]:
@@ -83,6 +86,7 @@ def train_tokenizer(train_jsonl: str, vocab_size: int, training_chars: int, out_
 
 
 def load_tokenizer(tokenizer_dir: str):
+    # heavy: only the jobs that tokenize or sample
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)

@@ -15,6 +15,7 @@ from typing import Iterable
 import numpy as np
 
 from ..runtime.io import atomic_dir, atomic_path, atomic_write_json
+from ..study.paths import CACHE_INFO
 from ..study.specs import synthetic_tokens
 from .corpus import read_jsonl, sha256_bytes
 from .tokenizer import load_tokenizer
@@ -25,6 +26,7 @@ def tokenize_stream(jsonl: str, tokenizer_dir: str, max_tokens: int | None) -> t
 
     Returns the flat token stream and the document start offsets (one extra at the end).
     """
+    # levanter: only for the jobs that tokenize (module docstring)
     from levanter.data.text import TextLmDatasetFormat, preprocessor_for_format
 
     tok = load_tokenizer(tokenizer_dir)
@@ -82,6 +84,7 @@ def documents_of(stream: np.ndarray, offsets: np.ndarray, limit: int) -> Iterabl
 
 def write_levanter_cache(cache_dir: str, docs: Iterable[np.ndarray], tokenizer_dir: str) -> int:
     """Write a finished levanter TreeCache (no Ray) that `load_lm_dataset_cache` accepts."""
+    # levanter: only for the jobs that tokenize (module docstring)
     from levanter.data.text import TextLmDatasetFormat, preprocessor_for_format
     from levanter.store.cache import CacheMetadata, SerialCacheWriter
 
@@ -123,7 +126,7 @@ def build_budget_cache(train_tokens: str, val_tokens: str, tokenizer_dir: str, b
             "validation_tokens": int(len(vstream)),
             "train_sha256": sha256_bytes(stream[:budget].tobytes()),
         }
-        atomic_write_json(os.path.join(tmp, "info.json"), info)
+        atomic_write_json(os.path.join(tmp, CACHE_INFO), info)
     return info
 
 
@@ -155,5 +158,5 @@ def build_distill_cache(train_tokens: str, val_tokens: str, samples: str, tokeni
         write_levanter_cache(os.path.join(tmp, "train"), docs, tokenizer_dir)
         write_levanter_cache(os.path.join(tmp, "validation"), documents_of(vstream, voffsets, len(vstream)),
                              tokenizer_dir)
-        atomic_write_json(os.path.join(tmp, "info.json"), info)
+        atomic_write_json(os.path.join(tmp, CACHE_INFO), info)
     return info

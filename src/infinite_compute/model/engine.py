@@ -56,9 +56,11 @@ class StepRecords:
             with open(path) as f:
                 for line in f:
                     try:
-                        self.items.append(StepRecord(**json.loads(line)))
-                    except (json.JSONDecodeError, TypeError):  # the last line of a killed run may be cut short
-                        pass
+                        rec = _step_record(json.loads(line))
+                    except (json.JSONDecodeError, TypeError, KeyError):  # a killed run's last line may be cut short
+                        continue
+                    if rec is not None:
+                        self.items.append(rec)
         self._file = open(path, "a")
         if self._file.tell() and not open(path, "rb").read().endswith(b"\n"):
             self._file.write("\n")  # end a killed writer's cut line, so the next record is whole
@@ -76,6 +78,25 @@ class StepRecords:
 
     def close(self) -> None:
         self._file.close()
+
+
+# levanter's json_logger keys of the fields a step record keeps
+_LEVANTER_KEYS = {"train_loss": "train/loss", "eval_loss": "eval/loss", "step_seconds": "throughput/duration",
+                  "loading_seconds": "throughput/loading_time"}
+
+
+def step_record_of_levanter(step: int, time: float, metrics: dict) -> StepRecord | None:
+    """The step record of one levanter json_logger record's metrics, None if it holds none of ours."""
+    fields = {k: float(metrics[key]) for k, key in _LEVANTER_KEYS.items() if key in metrics}
+    return StepRecord(step=int(step), time=time, **fields) if fields else None
+
+
+def _step_record(d: dict) -> StepRecord | None:
+    """A line of a run's records file; a run resumed across the change to StepRecord (its state kept
+    levanter's json_logger records, with `_time`) keeps its earlier steps."""
+    if "event" in d:
+        return step_record_of_levanter(d["step"], d["_time"], d["metrics"]) if d["event"] == "log" else None
+    return StepRecord(**d)
 
 
 def process_start() -> float:

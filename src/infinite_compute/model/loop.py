@@ -16,7 +16,7 @@ seed), the data order (TokenSeqDataset over the levanter cache, its Feistel shuf
 LmExample.causal with EOS segments, compute_next_token_loss, TrainerState's optimizer init and
 take_train_step, the validation loss averaged over all tokens, the eval schedule (after step 0,
 every `steps_per_eval`, and the last step), save/load_checkpoint, and the HF converter's export.
-Outputs are those of the trainer engine (engine.py): spec.json, hf/, metrics.json.
+Outputs are those engine.publish writes for both engines: spec.json, hf/, metrics.json.
 """
 
 from __future__ import annotations

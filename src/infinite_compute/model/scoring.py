@@ -73,7 +73,7 @@ def token_logprobs(model, sequences: np.ndarray, batch_size: int, greedy: bool =
 
 
 def encoded_request_file(requests: str, tokenizer_dir: str, seq_len: int):
-    """`encode_requests` of a requests file (lm_harness.read_requests) with the tokenizer at
+    """`encode_requests` of a requests file (data.benchmarks.read_requests) with the tokenizer at
     `tokenizer_dir`: (pairs, sequences, cont_mask). A warm worker keeps the last few, keyed by the
     files' identities, so the study's evaluations do not tokenize the same requests again."""
     def ident(path):

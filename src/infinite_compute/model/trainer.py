@@ -2,7 +2,7 @@
 on whatever jax device exists, with its meshes, sharding and mixed precision (`training.levanter`).
 
 Its outputs and resumable state are those of engine.py, as for the loop engine; its step records
-are levanter's json_logger records, collected as they are logged.
+are levanter's json_logger records, converted to engine.StepRecord as they are logged.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from levanter.trainer import TrainerConfig
 from ..data.tokenizer import load_tokenizer
 from ..study.specs import RunSpec
 from .engine import (
-    StepRecord,
     StepRecords,
     adamw_config,
     check_init_from,
     process_start,
     publish,
     state_dir,
+    step_record_of_levanter,
     summarise,
 )
 from .shapes import llama_config
@@ -61,12 +61,9 @@ class _MetricsCollector(logging.Handler):
         if rec.get("event") == "summary":
             self.summary.update(rec["metrics"])
         elif rec.get("event") == "log" and rec.get("step") is not None:
-            m = rec["metrics"]
-            fields = {k: float(m[key]) for k, key in (("train_loss", "train/loss"), ("eval_loss", "eval/loss"),
-                                                       ("step_seconds", "throughput/duration"),
-                                                       ("loading_seconds", "throughput/loading_time")) if key in m}
-            if fields:
-                self.records.add(StepRecord(step=int(rec["step"]), time=record.created, **fields))
+            step = step_record_of_levanter(rec["step"], record.created, rec["metrics"])
+            if step is not None:
+                self.records.add(step)
                 self.records.flush()
 
     def close(self) -> None:

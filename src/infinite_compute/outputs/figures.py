@@ -395,42 +395,6 @@ def pd_values(col) -> list:
 
 
 @figure(
-    "efficiency",
-    "Data-efficiency multipliers D_eff / D against the baseline's fitted data-scaling law "
-    "L(D): for each recipe's best run, each fixed ensemble, and the asymptotes (N -> "
-    "infinity, K -> infinity, joint), with CIs that combine the baseline law's bootstrap "
-    "refits with the asymptotes' own bootstrap CIs. A loss below L(D)'s own asymptote is "
-    'reached by no amount of baseline data (unbounded).',
-)
-def fig_efficiency(t, ax, fig):
-    """Data-efficiency multipliers of every recipe against the baseline's L(D), with CIs."""
-    eff = t["efficiency"]
-    if eff.empty:
-        return _empty(ax, "a baseline data-scaling law (3+ budgets)")
-    eff = eff.sort_values(["token_budget", "data_efficiency"])
-    labels = [f"{e['recipe']}: {e['label']} (D={e['token_budget']})" for _, e in eff.iterrows()]
-    values = eff["data_efficiency"].to_numpy(float)
-    shown = np.where(np.isfinite(values), values, np.nan)
-    y = np.arange(len(values))
-    lo = np.abs(shown - eff["data_efficiency_ci_low"].to_numpy(float))
-    hi = np.abs(eff["data_efficiency_ci_high"].to_numpy(float) - shown)
-    xerr = np.where(np.isfinite([lo, hi]), [lo, hi], 0)
-    colors = [f"C{['baseline', 'regularized', 'ensemble'].index(r) if r in ('baseline', 'regularized', 'ensemble') else 3}"
-              for r in eff["recipe"]]
-    finite_vals = shown[np.isfinite(shown) & (shown > 0)]
-    base = 10 ** np.floor(np.log10(min(finite_vals.min(), 1.0) * 0.5)) if finite_vals.size else 0.1
-    ax.barh(y, np.nan_to_num(shown, nan=base) - base, left=base, xerr=xerr, color=colors, capsize=2)
-    for yi, v in zip(y, values):
-        ax.text(v if np.isfinite(v) else base, yi, f" x{v:.2f}" if np.isfinite(v) else " below L(D)'s E: unbounded",
-                va="center", fontsize=6)
-    ax.axvline(1, color="grey", lw=1, ls="--")
-    ax.set_yticks(y, labels, fontsize=6)
-    ax.set_xscale("log")
-    ax.set_xlabel("data-efficiency multiplier D_eff / D (baseline = 1)")
-    ax.set_title("Data efficiency vs the baseline's L(D) (error bars: CIs)", fontsize=9)
-
-
-@figure(
     "tokens",
     "Token scaling: per token budget D, the regularized single models' N -> infinity "
     "asymptote and the ensembles' joint N, K -> infinity asymptote (bars: bootstrap CIs), "
@@ -505,6 +469,42 @@ def fig_data_scaling(t, ax, fig):
     ax.set_xlabel("tokens D (stars: effective tokens of a recipe)")
     ax.set_ylabel("validation loss")
     ax.legend(fontsize=7)
+
+
+@figure(
+    "efficiency",
+    "Data-efficiency multipliers D_eff / D against the baseline's fitted data-scaling law "
+    "L(D): for each recipe's best run, each fixed ensemble, and the asymptotes (N -> "
+    "infinity, K -> infinity, joint), with CIs that combine the baseline law's bootstrap "
+    "refits with the asymptotes' own bootstrap CIs. A loss below L(D)'s own asymptote is "
+    'reached by no amount of baseline data (unbounded).',
+)
+def fig_efficiency(t, ax, fig):
+    """Data-efficiency multipliers of every recipe against the baseline's L(D), with CIs."""
+    eff = t["efficiency"]
+    if eff.empty:
+        return _empty(ax, "a baseline data-scaling law (3+ budgets)")
+    eff = eff.sort_values(["token_budget", "data_efficiency"])
+    labels = [f"{e['recipe']}: {e['label']} (D={e['token_budget']})" for _, e in eff.iterrows()]
+    values = eff["data_efficiency"].to_numpy(float)
+    shown = np.where(np.isfinite(values), values, np.nan)
+    y = np.arange(len(values))
+    lo = np.abs(shown - eff["data_efficiency_ci_low"].to_numpy(float))
+    hi = np.abs(eff["data_efficiency_ci_high"].to_numpy(float) - shown)
+    xerr = np.where(np.isfinite([lo, hi]), [lo, hi], 0)
+    colors = [f"C{['baseline', 'regularized', 'ensemble'].index(r) if r in ('baseline', 'regularized', 'ensemble') else 3}"
+              for r in eff["recipe"]]
+    finite_vals = shown[np.isfinite(shown) & (shown > 0)]
+    base = 10 ** np.floor(np.log10(min(finite_vals.min(), 1.0) * 0.5)) if finite_vals.size else 0.1
+    ax.barh(y, np.nan_to_num(shown, nan=base) - base, left=base, xerr=xerr, color=colors, capsize=2)
+    for yi, v in zip(y, values):
+        ax.text(v if np.isfinite(v) else base, yi, f" x{v:.2f}" if np.isfinite(v) else " below L(D)'s E: unbounded",
+                va="center", fontsize=6)
+    ax.axvline(1, color="grey", lw=1, ls="--")
+    ax.set_yticks(y, labels, fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("data-efficiency multiplier D_eff / D (baseline = 1)")
+    ax.set_title("Data efficiency vs the baseline's L(D) (error bars: CIs)", fontsize=9)
 
 
 @figure(

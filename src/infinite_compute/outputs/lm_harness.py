@@ -41,7 +41,7 @@ from ..study.tasks import LOCAL_TASKS
 BENCH_ARRAYS = ("bench_logprobs", "bench_offsets", "bench_greedy")  # what an evaluation saves (model/scoring.py)
 
 _LOCAL_TASK_YAML = """\
-# Written by the study (infinite_compute.lm_harness): "which line comes next?" on held-out text.
+# Written by the study (infinite_compute.outputs.lm_harness): "which line comes next?" on held-out text.
 task: heldout_next_line
 dataset_path: json
 dataset_kwargs:

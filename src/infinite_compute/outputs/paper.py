@@ -10,7 +10,7 @@ import numpy as np
 from ..science.analysis import ASYMPTOTE_LABELS, LIMITS
 
 
-def _num(x, digits: int = 3) -> str:
+def format_num(x, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and np.isnan(x)):
         return "n/a"
     if isinstance(x, float) and np.isinf(x):
@@ -20,7 +20,7 @@ def _num(x, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
-def _sig(x, digits: int = 4) -> str:
+def format_sig(x, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return "n/a"
     return f"{x:.{digits}g}"
@@ -120,7 +120,7 @@ def render(template: str, tables: dict, manifest: dict, baseline_wd: float) -> s
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["num"] = _num
-    env.filters["sig"] = _sig
+    env.filters["num"] = format_num
+    env.filters["sig"] = format_sig
     env.filters["pct"] = lambda x: "n/a" if not np.isfinite(x) else f"{100 * x:.0f}%"
     return env.get_template(os.path.basename(template)).render(**context(tables, manifest, baseline_wd))

@@ -147,7 +147,7 @@ def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
 
 def _describe(argv: list[str]) -> str:
     """A job in one line: its command (the first word that is neither a flag nor a flag's number)
-    and output folder."""
+    and its first output (the value of its first --out... flag)."""
     cmd = next((a for a in argv if not a.startswith("-") and not a.isdigit()), "?")
     out = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("--out")), "")
     return f"{cmd} {out}"

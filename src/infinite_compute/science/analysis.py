@@ -79,7 +79,7 @@ def fit_law(x, y, x_name, n_bootstrap, ci_level, seed, asymptote=True) -> tuple[
 
 def fit_row(fit: str, recipe: str, group: str, x_name: str, x, y, ids, n_bootstrap, ci_level, seed, *,
              token_budget=None, model=None, non_embedding_params=None, result=None) -> dict:
-    """A row of the fits table; `result` is the `_fit` of these points when the caller made it already."""
+    """A row of the fits table; `result` is the `fit_law` of these points when the caller made it already."""
     row = {
         "fit": fit,
         "recipe": recipe,

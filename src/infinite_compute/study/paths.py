@@ -70,6 +70,7 @@ FIGURES_INDEX = "figures/all"
 PAPER_TEMPLATE = "paper/paper.md.j2"
 PAPER = "paper/paper.md"
 WORKERS_LOG = f"{LOGS}/workers.log"
+WORKERS = f"{RESULTS}/workers"  # the warm-worker pools' sockets
 
 
 def fill(template: str, **wildcards) -> str:

@@ -358,7 +358,9 @@ def _check_benchmark_tasks(tasks: list[str]) -> None:
 
 def plan_to_dict(plan: Plan) -> dict:
     """The plan as JSON-able data (results/plan.json), with each run's sweep and ensemble
-    membership; `plan_from_dict` reads it back."""
+    membership; `plan_from_dict` reads it back. The order of its sweeps, ensembles and
+    distillations is the config's and is kept (a run's list of sweeps follows it): write it with
+    json.dumps as it is, not with sorted keys."""
     return {
         "config_hash": plan.config_hash,
         "token_budgets": list(plan.token_budgets),
