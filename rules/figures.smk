@@ -3,6 +3,7 @@ rule draw_figure:
     cache records and the corpus manifest only."""
     input:
         tables=RESULT_TABLES,
+        claims=rules.claims_scorecard.output,
         caches=[fill(paths.BUDGET_CACHE, budget=b) for b in PLAN.token_budgets],
         manifest=rules.prepare_corpus.output.manifest,
     output:
@@ -15,7 +16,7 @@ rule draw_figure:
         baseline_wd=config["training"]["baseline_weight_decay"],
         caption=lambda wc: figure_caption(wc.figure, config),  # the report's caption (report/figure.rst)
     shell:
-        "python -m infinite_compute figure --name {wildcards.figure} --tables {input.tables} --caches {input.caches} "
+        "python -m infinite_compute figure --name {wildcards.figure} --tables {input.tables} {input.claims} --caches {input.caches} "
         "--manifest {input.manifest} --baseline-wd {params.baseline_wd} --out {output} > {log} 2>&1"
 
 

@@ -25,3 +25,22 @@ rule fit_power_laws:
     shell:
         "python -m infinite_compute fits --tuning {input.tuning} --ensembles {input.ensembles} --settings {params.settings:q} "
         "--out-fits {output.fits} --out-efficiency {output.efficiency} --out-json {output.json} > {log} 2>&1"
+
+
+rule claims_scorecard:
+    input:
+        tables=RESULT_TABLES,
+    output:
+        report(fill(paths.TABLE, kind="claims"), caption="../report/claims.rst", category="Tables"),
+    log:
+        "logs/fits/claims.log",
+    """The study's verdict on each claim of the paper (science/claims.py), from the result tables only."""
+    localrule: True
+    conda:
+        "../envs/study.yaml"
+    params:
+        baseline_wd=config["training"]["baseline_weight_decay"],
+        seed=config["seed"],
+    shell:
+        "python -m infinite_compute claims --tables {input.tables} --baseline-wd {params.baseline_wd} "
+        "--seed {params.seed} --out {output} > {log} 2>&1"

@@ -3,6 +3,7 @@ rule render_paper:
     input:
         template=paths.PAPER_TEMPLATE,
         tables=RESULT_TABLES,
+        claims=rules.claims_scorecard.output,
         manifest=rules.prepare_corpus.output.manifest,
     output:
         report(paths.PAPER, caption="../report/paper.rst", category="Paper"),
@@ -13,5 +14,5 @@ rule render_paper:
     params:
         baseline_wd=config["training"]["baseline_weight_decay"],
     shell:
-        "python -m infinite_compute paper --template {input.template} --tables {input.tables} "
+        "python -m infinite_compute paper --template {input.template} --tables {input.tables} {input.claims} "
         "--manifest {input.manifest} --baseline-wd {params.baseline_wd} --out {output} > {log} 2>&1"

@@ -6,7 +6,12 @@ import math
 
 import pytest
 
-from infinite_compute.model.engine import StepRecord, StepRecords, step_record_of_levanter, summarise
+from infinite_compute.model.engine import (
+    StepRecord,
+    StepRecords,
+    step_record_of_levanter,
+    summarise,
+)
 from infinite_compute.study.specs import ModelShape, RunSpec
 
 SHAPE = ModelShape("t1", hidden_dim=32, intermediate_dim=96, num_layers=1, num_heads=2, num_kv_heads=2, seq_len=64)

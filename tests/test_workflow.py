@@ -136,6 +136,26 @@ def test_searches_select_locally_optimal_runs(smoke):
     assert (reg["rounds"] > 1).any()  # which took a round after the first
 
 
+def test_the_claims_scorecard_has_a_verdict_for_every_claim(smoke):
+    """results/claims.parquet: one row per claim of the paper, each with a verdict, its reason and the
+    quantities it was judged on; the paper opens with it."""
+    from infinite_compute.science.claims import (
+        CLAIMS,
+        NOT_DETERMINED,
+        NOT_REPRODUCED,
+        REPRODUCED,
+    )
+
+    c = table(smoke, "claims")
+    assert list(c["claim"]) == list(CLAIMS)
+    assert set(c["verdict"]) <= {REPRODUCED, NOT_REPRODUCED, NOT_DETERMINED} and c["reason"].str.len().min() > 0
+    assert all(isinstance(json.loads(q), dict) for q in c["quantities"])
+    paper = open(os.path.join(smoke, "paper", "paper.md")).read()
+    assert paper.index("## Claims scorecard") < paper.index("## Setup")
+    for r in c.itertuples():
+        assert f"| {r.claim} | {r.statement} | **{r.verdict}** | {r.reason} |" in paper
+
+
 def test_every_stage_produced_its_outputs(smoke):
     for f in ["figures/all", "paper/paper.md", "results/fits.json", "results/data/corpus/manifest.json"]:
         assert os.path.getsize(os.path.join(smoke, f)) > 0, f

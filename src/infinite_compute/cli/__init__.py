@@ -64,6 +64,8 @@ COMMANDS: dict[str, tuple[str, str, tuple]] = {
                                        ("--out", {"nargs": "+", "required": True}))),
     "fits": ("fits", "fits", ("--tuning", "--ensembles", "--settings", "--out-fits", "--out-efficiency",
                               "--out-json")),
+    "claims": ("fits", "claims", (("--tables", {"nargs": "+", "required": True}), ("--baseline-wd", {"type": float}),
+                                  ("--seed", {"type": int}), "--out")),
     "figure": ("figures", "figure", ("--name", ("--tables", {"nargs": "+", "required": True}),
                                      ("--caches", {"nargs": "+", "required": True}), "--manifest",
                                      ("--baseline-wd", {"type": float}), "--out")),

@@ -1,12 +1,13 @@
-"""Commands of rules/fits.smk: the power-law fits and the data-efficiency multipliers."""
+"""Commands of rules/fits.smk: the power-law fits, the data-efficiency multipliers and the claims scorecard."""
 
 from __future__ import annotations
 
 import json
 
-from ..outputs.results import read_table, with_provenance, write_table
+from ..outputs.results import read_table, read_tables, with_provenance, write_table
 from ..runtime.io import atomic_write_json
 from ..science.analysis import compute_fits
+from ..science.claims import scorecard
 
 
 def cmd_fits(a) -> None:
@@ -17,3 +18,10 @@ def cmd_fits(a) -> None:
     write_table("fits", with_provenance(fits, ch), a.out_fits)
     write_table("efficiency", with_provenance(eff, ch), a.out_efficiency)
     atomic_write_json(a.out_json, {"fits": fits, "efficiency": eff})
+
+
+def cmd_claims(a) -> None:
+    """The claims scorecard from the result tables."""
+    tables = read_tables(a.tables)
+    rows = scorecard(tables, a.baseline_wd, a.seed)
+    write_table("claims", with_provenance(rows, tables["runs"]["config_hash"].iloc[0]), a.out)

@@ -636,6 +636,36 @@ def fig_cpt(t, ax, fig):
     inset.tick_params(labelsize=5)
 
 
+VERDICT_COLOURS = {"reproduced": "#bfe3c0", "not reproduced": "#f4c2c2", "not determined": "#e6e6e6"}
+
+
+@figure(
+    "claims",
+    "The claims scorecard (results/claims.parquet): each claim of the paper, this study's verdict "
+    "by a criterion fixed in science/claims.py before the results, and the reason. Green: "
+    "reproduced; red: not reproduced; grey: not determined (a quantity the criterion needs is "
+    "missing or its fit did not determine it).",
+)
+def fig_claims(t, ax, fig):
+    c = t.get("claims")
+    if c is None or c.empty:
+        return _empty(ax, "a claims scorecard")
+    import textwrap
+
+    ax.axis("off")
+    cells = [[r.claim, textwrap.fill(r.statement, 48), r.verdict, textwrap.fill(r.reason, 44)] for r in c.itertuples()]
+    table = ax.table(cellText=cells, colLabels=["claim", "the paper says", "verdict", "why"], loc="center",
+                     cellLoc="left", colWidths=[0.06, 0.4, 0.16, 0.38])
+    table.auto_set_font_size(False)
+    table.set_fontsize(5)
+    for i, r in enumerate(c.itertuples(), start=1):
+        lines = max(cells[i - 1][1].count("\n"), cells[i - 1][3].count("\n")) + 1
+        for j in range(4):
+            table[i, j].set_height(0.035 * lines + 0.02)
+        table[i, 2].set_facecolor(VERDICT_COLOURS.get(r.verdict, "white"))
+    ax.set_title("Which of the paper's claims this study reproduces", fontsize=9)
+
+
 FIGURES = tuple(REGISTRY)  # every figure, in the order they are defined above
 
 

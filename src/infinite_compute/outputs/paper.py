@@ -109,6 +109,8 @@ def context(t: dict, manifest: dict, baseline_wd: float) -> dict:
         "families": _records(families),
         "cpt": _cpt(t["cpt"], t["cpt_fits"]),
         "diverged": _records(runs[runs["diverged"]]),
+        # the claims scorecard (science/claims.py), absent when the paper is rendered without it
+        "claims": [] if t.get("claims") is None else _records(t["claims"]),
     }
 
 

@@ -196,6 +196,18 @@ SCHEMAS: dict[str, pa.Schema] = {
             *PROVENANCE,
         ]
     ),
+    # the claims scorecard (science/claims.py): one row per claim of the paper
+    "claims": pa.schema(
+        [
+            pa.field("claim", pa.string()),  # C1 ... C7
+            pa.field("statement", pa.string()),
+            pa.field("criterion", pa.string()),  # with this study's thresholds and budget filled in
+            pa.field("verdict", pa.string()),  # reproduced / not reproduced / not determined
+            pa.field("reason", pa.string()),
+            pa.field("quantities", pa.string()),  # JSON: what the verdict was judged on, CIs included
+            *PROVENANCE,
+        ]
+    ),
 }
 
 PACKAGES = ("levanter", "haliax", "jax", "jaxlib", "snakemake", "lmfit", "pandas", "pyarrow", "numpy", "tokenizers")
@@ -262,6 +274,7 @@ def results_dir(path: str) -> str:
 
 TABLES = ("runs", "ensembles", "distillation", "benchmarks", "tuning", "fits", "efficiency")
 OPTIONAL_TABLES = ("cpt", "cpt_fits")  # only in a study with a CPT stage
+SCORECARD = "claims"  # the claims scorecard: read beside the tables by the figures and the paper
 
 
 def read_tables(paths: list[str]) -> dict:
@@ -271,6 +284,6 @@ def read_tables(paths: list[str]) -> dict:
     missing = [k for k in TABLES if k not in t]
     if missing:
         raise ValueError(f"result tables {missing} are not among {paths}")
-    for k in OPTIONAL_TABLES:
+    for k in (*OPTIONAL_TABLES, SCORECARD):
         t.setdefault(k, None)
     return t
