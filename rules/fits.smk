@@ -27,15 +27,19 @@ rule fit_power_laws:
         "--out-fits {output.fits} --out-efficiency {output.efficiency} --out-json {output.json} > {log} 2>&1"
 
 
+# light: on the machine running Snakemake, like the other tables (the Snakefile's localrules)
+localrules:
+    claims_scorecard,
+
+
 rule claims_scorecard:
+    """The study's verdict on each claim of the paper (science/claims.py), from the result tables only."""
     input:
         tables=RESULT_TABLES,
     output:
         report(fill(paths.TABLE, kind="claims"), caption="../report/claims.rst", category="Tables"),
     log:
         "logs/fits/claims.log",
-    """The study's verdict on each claim of the paper (science/claims.py), from the result tables only."""
-    localrule: True
     conda:
         "../envs/study.yaml"
     params:
