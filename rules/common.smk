@@ -76,10 +76,6 @@ def model_hf(run):
     return fill(paths.MODEL_HF, run=run)
 
 
-def model_files(run):
-    return [model_spec(run), model_hf(run)]
-
-
 def tuning_finals():
     return [fill(paths.TUNING_FINAL, cell=c) for c in sorted(PLAN.cells)]
 

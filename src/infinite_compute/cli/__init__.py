@@ -112,4 +112,4 @@ def warm_up() -> None:
     for module in sorted({COMMANDS[c][0] for c in JAX_COMMANDS}):
         importlib.import_module(f"{__name__}.{module}")
     for module in ("answers", "loop", "sampling", "scoring", "trainer"):
-        importlib.import_module(f"{__package__.rpartition('.')[0]}.model.{module}")
+        importlib.import_module(f"..model.{module}", __package__)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import textwrap
 from typing import Callable
 
 import numpy as np
@@ -650,8 +651,6 @@ def fig_claims(t, ax, fig):
     c = t.get("claims")
     if c is None or c.empty:
         return _empty(ax, "a claims scorecard")
-    import textwrap
-
     ax.axis("off")
     cells = [[r.claim, textwrap.fill(r.statement, 48), r.verdict, textwrap.fill(r.reason, 44)] for r in c.itertuples()]
     table = ax.table(cellText=cells, colLabels=["claim", "the paper says", "verdict", "why"], loc="center",

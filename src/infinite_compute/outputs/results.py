@@ -268,10 +268,6 @@ def read_table(path: str) -> pd.DataFrame:
         return pq.read_table(f).to_pandas()
 
 
-def results_dir(path: str) -> str:
-    return os.path.dirname(os.path.abspath(path))
-
-
 TABLES = ("runs", "ensembles", "distillation", "benchmarks", "tuning", "fits", "efficiency")
 OPTIONAL_TABLES = ("cpt", "cpt_fits")  # only in a study with a CPT stage
 SCORECARD = "claims"  # the claims scorecard: read beside the tables by the figures and the paper

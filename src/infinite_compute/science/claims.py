@@ -124,9 +124,20 @@ def claim1(tuning: pd.DataFrame, sd: float, budget: int | None, baseline_wd: flo
     return _row("C1", NOT_REPRODUCED if failed else REPRODUCED, "; ".join(failed) or "all three hold", crit, **q)
 
 
+def _fit(fits: pd.DataFrame, fit: str, group: str) -> pd.Series | None:
+    """The fits table's row of one fit (kind and group), None if the study has none."""
+    f = fits[(fits["fit"] == fit) & (fits["group"] == group)]
+    return None if f.empty else f.iloc[0]
+
+
 def _params_fit(fits: pd.DataFrame, budget: int) -> pd.Series | None:
     f = fits[(fits["fit"] == "params") & (fits["recipe"] == "regularized") & (fits["group"] == f"D={budget}")]
     return None if f.empty else f.iloc[0]
+
+
+def _asymptote(f: pd.Series | None) -> float:
+    """A fit's E when the fit determines it (status ok), else nan."""
+    return float(f["E"]) if f is not None and f["status"] == "ok" else math.nan
 
 
 def c2_at(fits: pd.DataFrame, tuning: pd.DataFrame, sd: float, budget: int) -> tuple[str, str, dict]:
@@ -173,9 +184,9 @@ def c3_at(fits: pd.DataFrame, tuning: pd.DataFrame, ensembles: pd.DataFrame, bud
     single = dict(zip(reg["model"], reg["loss"]))
     ens_of = ensembles[(ensembles["recipe"] != "fixed") & (ensembles["token_budget"] == budget)]
     names = dict(zip(ens_of["ensemble"], ens_of["model"]))
-    k_fits = fits[(fits["fit"] == "ensemble") & fits["group"].isin(list(names))]
-    k_inf = {names[r.group]: (float(r.E) if r.status == "ok" else math.nan) for r in k_fits.itertuples()}
-    joint = fits[(fits["fit"] == "joint") & (fits["group"] == f"D={budget}")]
+    k_fits = {model: _fit(fits, "ensemble", name) for name, model in names.items()}
+    k_inf = {model: _asymptote(f) for model, f in k_fits.items() if f is not None}
+    j = _fit(fits, "joint", f"D={budget}")
     p = _params_fit(fits, budget)
     q = {"budget": budget, "single_losses": single, "k_inf": k_inf}
     if not k_inf or not single:
@@ -184,9 +195,8 @@ def c3_at(fits: pd.DataFrame, tuning: pd.DataFrame, ensembles: pd.DataFrame, bud
     if missing:
         return NOT_DETERMINED, f"no K -> inf asymptote for {missing}", q
     above = [m for m in single if k_inf[m] >= single[m]]
-    if joint.empty or p is None:
+    if j is None or p is None:
         return NOT_DETERMINED, "no joint or regularized L(N) fit", q
-    j = joint.iloc[0]
     q.update(joint_status=j["status"], joint_E=j["E"], joint_E_ci=[j["E_ci_low"], j["E_ci_high"]],
              regularized_status=p["status"], regularized_E=p["E"], regularized_E_ci=[p["E_ci_low"], p["E_ci_high"]])
     if above:
@@ -214,11 +224,8 @@ def claim4(fits, tuning, ensembles, sd) -> dict:
             "asymptote fall as D grows")
     budgets = sorted(int(b) for b in tuning.loc[tuning["recipe"] == "regularized", "token_budget"].unique())
     per = {b: {"C2": c2_at(fits, tuning, sd, b)[0], "C3": c3_at(fits, tuning, ensembles, b)[0]} for b in budgets}
-    E = {b: (_params_fit(fits, b)["E"] if _params_fit(fits, b) is not None and _params_fit(fits, b)["status"] == "ok"
-             else math.nan) for b in budgets}
-    jf = fits[fits["fit"] == "joint"]
-    J = {b: next((float(r.E) for r in jf.itertuples() if r.group == f"D={b}" and r.status == "ok"), math.nan)
-         for b in budgets}
+    E = {b: _asymptote(_params_fit(fits, b)) for b in budgets}
+    J = {b: _asymptote(_fit(fits, "joint", f"D={b}")) for b in budgets}
     q = {"budgets": budgets, "verdicts": per, "regularized_E": E, "joint_E": J}
     if len(budgets) < MIN_BUDGETS:
         return _row("C4", NOT_DETERMINED, f"the regularized search runs at {len(budgets)} budget(s); the claim "
@@ -253,6 +260,7 @@ def claim5(distillation: pd.DataFrame, sd: float) -> dict:
 
 
 def spearman(x, y) -> float:
+    """The rank correlation of x and y (nan when either is constant)."""
     rx, ry = pd.Series(x).rank().to_numpy(), pd.Series(y).rank().to_numpy()
     if np.std(rx) == 0 or np.std(ry) == 0:
         return math.nan
