@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from infinite_compute.data.benchmarks import build_items
+from infinite_compute.data.benchmarks import build_items, build_local_items, build_pair_items
 from infinite_compute.outputs import lm_harness
 
 
@@ -45,6 +45,52 @@ def test_lm_eval_metrics_from_given_loglikelihoods(items_file, tasks):
     assert m["n_items"] == 12 and m["chance"] == pytest.approx(1 / 3)
     assert m["acc"] == pytest.approx(np.mean(acc)) and m["acc_norm"] == pytest.approx(np.mean(acc_norm))
     assert m["acc_stderr"] == pytest.approx(np.std(acc, ddof=1) / math.sqrt(12))
+
+
+PYTHON_DOCS = [
+    {"id": "m1", "text": "import os\n\n\ndef join_all(parts, sep):\n    total = sep.join(parts)\n    return total + sep\n"},
+    {"id": "m2", "text": "class Box:\n    def __init__(self, size):\n        self.size = size * 2\n"
+                         "        self.items = list(range(size))\n"},
+    {"id": "prose", "text": "This is English text, not Python.\nIt has lines that are long enough to use.\n"
+                            "So a swap here could never be told from the original by compiling it.\n"},
+]
+
+
+def test_minimal_pairs_swap_two_words_so_the_document_no_longer_compiles():
+    kw = dict(items=5, context_lines=1, min_line_chars=10, seed=0)
+    items = build_pair_items(PYTHON_DOCS, **kw)
+    assert items == build_pair_items(PYTHON_DOCS, **kw) and len(items) == 5
+    assert len({it["id"] for it in items}) == 5
+    by_id = {d["id"]: d["text"].split("\n") for d in PYTHON_DOCS}
+    for it in items:
+        doc, i = it["id"].split("@")
+        lines, i = by_id[doc], int(i)
+        assert doc != "prose" and it["task"] == "heldout_minimal_pairs"
+        true, wrong = it["choices"][it["label"]], it["choices"][1 - it["label"]]
+        assert true == lines[i] and it["context"] == lines[i - 1] + "\n"
+        assert sorted(wrong) == sorted(true) and wrong != true  # the same characters, in another order
+        with pytest.raises(SyntaxError):
+            compile("\n".join(lines[:i] + [wrong] + lines[i + 1:]), "x", "exec")
+    assert {it["label"] for seed in range(4) for it in build_pair_items(PYTHON_DOCS, **{**kw, "seed": seed})} == {0, 1}
+    with pytest.raises(ValueError, match="benchmark.items=50"):
+        build_pair_items(PYTHON_DOCS, **{**kw, "items": 50})
+
+
+def test_both_local_tasks_through_lm_eval(tmp_path):
+    docs = PYTHON_DOCS + [{"id": f"d{k}", "text": "\n".join(f"doc {k} line {i}" for i in range(8))} for k in range(4)]
+    items = build_local_items(docs, tasks=["heldout_next_line", "heldout_minimal_pairs"], items=4, choices=3,
+                              context_lines=1, min_line_chars=10, seed=0)
+    path = tmp_path / "benchmark.jsonl"
+    path.write_text("".join(json.dumps(it) + "\n" for it in items))
+    tasks = lm_harness.task_dict(["heldout_next_line", "heldout_minimal_pairs"], str(path), num_fewshot=0, seed=0)
+    pairs = lm_harness.requests(tasks, None)
+    assert sorted(set(pairs)) == sorted({(it["context"], c) for it in items for c in it["choices"]})
+    # the true choice twice as likely as each other: every item right, at each task's own chance
+    table = {(it["context"], c): (-1.0 if c == it["choices"][it["label"]] else -2.0, False) for it in items
+             for c in it["choices"]}
+    m = lm_harness.score(tasks, table, "hand", None)
+    assert {t: (v["n_items"], v["acc"], v["chance"]) for t, v in m.items()} == {
+        "heldout_next_line": (4, 1.0, pytest.approx(1 / 3)), "heldout_minimal_pairs": (4, 1.0, 0.5)}
 
 
 def test_missing_request_names_the_model(items_file, tasks):

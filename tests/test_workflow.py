@@ -498,15 +498,17 @@ def test_the_papers_numbers_come_from_the_tables(smoke):
 
 def test_benchmarks_through_lm_eval_for_runs_and_ensembles(smoke):
     bench = table(smoke, "benchmarks")
-    assert set(bench["task"]) == {"heldout_next_line"} and (bench["chance"] == 0.25).all()
-    by_id = bench.set_index("model_id")
+    chance = bench.groupby("task")["chance"].unique().to_dict()
+    assert {t: list(c) for t, c in chance.items()} == {"heldout_next_line": [0.25], "heldout_minimal_pairs": [0.5]}
     ens = table(smoke, "ensembles")
-    for name, g in ens.groupby("ensemble"):
-        first = g.loc[g["ensemble_size"] == 1, "member_ids"].iloc[0][0]
-        # a one-member mixture is its member: the same choices, so the same accuracy
-        assert by_id.loc[f"{name}:K=1", "acc"] == pytest.approx(by_id.loc[first, "acc"])
-        assert by_id.loc[f"{name}:K=1", "acc_norm"] == pytest.approx(by_id.loc[first, "acc_norm"])
-    assert os.path.exists(os.path.join(smoke, "results", "data", "lm_eval_tasks", "heldout_next_line.yaml"))
+    for task, per_task in bench.groupby("task"):
+        by_id = per_task.set_index("model_id")
+        for name, g in ens.groupby("ensemble"):
+            first = g.loc[g["ensemble_size"] == 1, "member_ids"].iloc[0][0]
+            # a one-member mixture is its member: the same choices, so the same accuracy
+            assert by_id.loc[f"{name}:K=1", "acc"] == pytest.approx(by_id.loc[first, "acc"])
+            assert by_id.loc[f"{name}:K=1", "acc_norm"] == pytest.approx(by_id.loc[first, "acc_norm"])
+        assert os.path.exists(os.path.join(smoke, "results", "data", "lm_eval_tasks", f"{task}.yaml"))
 
 
 def test_cpt_stage(smoke):

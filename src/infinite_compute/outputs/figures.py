@@ -553,30 +553,32 @@ def fig_distillation(t, ax, fig):
 
 @figure(
     "benchmarks",
-    'Downstream accuracy through lm-eval-harness (the configured tasks; by default '
-    'heldout_next_line, a multiple-choice task built from held-out text) against validation '
-    'loss, per model family, averaged over tasks when there are several; ensembles score each '
-    "choice by the mixture of their members' per-token probabilities. Bars: standard errors; "
-    'dashed: chance.',
+    'Downstream accuracy through lm-eval-harness against validation loss, per task (marker) and model '
+    'family (colour): by default two multiple-choice tasks built from held-out text, '
+    'heldout_next_line ("which line comes next?", 4 choices) and heldout_minimal_pairs (a line '
+    'against a copy with two words swapped that no longer compiles). Ensembles score each choice by '
+    "the mixture of their members' per-token probabilities. Bars: standard errors; dashed: each "
+    "task's chance.",
 )
 def fig_benchmarks(t, ax, fig):
-    """Accuracy against validation loss per model family; with several tasks, their mean (the
-    paper's average downstream accuracy), its stderr from the tasks' own."""
+    """Accuracy against validation loss per task and model family, with each task's chance."""
     b = t["benchmarks"]
     tasks = sorted(b["task"].unique())
-    per_model = (b.assign(var=b["acc_stderr"] ** 2)
-                 .groupby(["model_id", "family"], as_index=False)
-                 .agg(loss=("loss", "first"), acc=("acc", "mean"), var=("var", "mean"), n=("task", "count"),
-                      chance=("chance", "mean")))
-    per_model["se"] = (per_model["var"] / per_model["n"]) ** 0.5
-    for i, (fam, g) in enumerate(per_model.groupby("family")):
-        ax.errorbar(g["loss"], g["acc"], yerr=g["se"], fmt="o", ms=3, color=f"C{i}", label=fam, capsize=2, alpha=0.8)
-    if not per_model.empty:
-        ax.axhline(per_model["chance"].mean(), color="grey", ls="--", lw=1, label="chance")
+    families = sorted(b["family"].unique())
+    markers = "osD^v<>"
+    for j, task in enumerate(tasks):
+        g_task = b[b["task"] == task]
+        for i, fam in enumerate(families):
+            g = g_task[g_task["family"] == fam]
+            if not g.empty:
+                ax.errorbar(g["loss"], g["acc"], yerr=g["acc_stderr"], fmt=markers[j % len(markers)], ms=3,
+                            color=f"C{i}", capsize=2, alpha=0.8, label=fam if j == 0 else None)
+        ax.axhline(g_task["chance"].mean(), color="grey", ls="--", lw=1)
+        ax.plot([], [], markers[j % len(markers)], color="k", ms=3, label=task)
     ax.set_xlabel("validation loss")
-    ax.set_ylabel("accuracy" if len(tasks) == 1 else f"mean accuracy over {len(tasks)} tasks")
+    ax.set_ylabel("accuracy")
     ax.set_title(f"lm-eval-harness: {', '.join(tasks)} vs loss", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6)
 
 
 def _ticker():

@@ -24,6 +24,7 @@ whose datasets lm-eval downloads from the Hugging Face hub the first time.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import tempfile
@@ -41,8 +42,9 @@ from ..study.tasks import LOCAL_TASKS
 BENCH_ARRAYS = ("bench_logprobs", "bench_offsets", "bench_greedy")  # what an evaluation saves (model/scoring.py)
 
 _LOCAL_TASK_YAML = """\
-# Written by the study (infinite_compute.outputs.lm_harness): "which line comes next?" on held-out text.
-task: heldout_next_line
+# Written by the study (infinite_compute.outputs.lm_harness): a local task over held-out text
+# (data/benchmarks.py says how its items are built).
+task: {task}
 dataset_path: json
 dataset_kwargs:
   data_files:
@@ -70,11 +72,16 @@ def prepare_env() -> None:
 
 
 def write_local_tasks(items_path: str, out_dir: str) -> None:
-    """The YAML of each local task (lm-eval's `include_path`), pointing at its items file."""
+    """Each local task of the items file (lm-eval's `include_path`): its items and its YAML, pointing at them."""
     os.makedirs(out_dir, exist_ok=True)
-
-    atomic_write_text(os.path.join(out_dir, "heldout_next_line.yaml"),
-                      _LOCAL_TASK_YAML.format(items=os.path.abspath(items_path)))
+    by_task: dict[str, list[str]] = {}
+    with open(items_path) as f:
+        for line in f:
+            by_task.setdefault(json.loads(line)["task"], []).append(line)
+    for task, lines in by_task.items():
+        items = os.path.abspath(os.path.join(out_dir, f"{task}.jsonl"))
+        atomic_write_text(items, "".join(lines))
+        atomic_write_text(os.path.join(out_dir, f"{task}.yaml"), _LOCAL_TASK_YAML.format(task=task, items=items))
 
 
 def task_dict(tasks: list[str], items_path: str, num_fewshot: int, seed: int) -> dict:

@@ -8,7 +8,8 @@ import importlib.util
 import os
 import re
 
-LOCAL_TASKS = ("heldout_next_line",)  # built by the study from its held-out text (data/benchmarks.py)
+NEXT_LINE, MINIMAL_PAIRS = "heldout_next_line", "heldout_minimal_pairs"
+LOCAL_TASKS = (NEXT_LINE, MINIMAL_PAIRS)  # built by the study from its held-out text (data/benchmarks.py)
 
 
 def known_task_names() -> set[str]:
