@@ -46,8 +46,9 @@ BENCHMARK_SETTINGS = {
 }
 # the Parquet tables every figure and the paper read (the CPT ones only in a study with a CPT stage)
 RESULT_TABLES = [fill(paths.TABLE, kind=k) for k in TABLES + (OPTIONAL_TABLES if PLAN.cpt else ())]
-# the CPT figure only with a CPT stage
-STUDY_FIGURES = [f for f in FIGURES if f != "cpt" or PLAN.cpt]
+# the CPT figure only with a CPT stage, the floor figure only on a corpus of known entropy
+SYNTHETIC = config["data"]["source"] == "synthetic"
+STUDY_FIGURES = [f for f in FIGURES if (f != "cpt" or PLAN.cpt) and (f != "floor" or SYNTHETIC)]
 
 
 wildcard_constraints:

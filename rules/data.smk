@@ -30,6 +30,21 @@ if config["tokenizer"].get("path"):
         shell:
             "python -m infinite_compute copy-tokenizer --path {params.path:q} --out {output} > {log} 2>&1"
 
+elif config["data"]["source"] == "synthetic":
+
+    rule train_tokenizer:
+        """One token per symbol of the synthetic source (its loss is then in nats per symbol)."""
+        input:
+            rules.prepare_corpus.output.manifest,
+        output:
+            directory(paths.TOKENIZER),
+        log:
+            "logs/data/train_tokenizer.log",
+        conda:
+            "../envs/study.yaml"
+        shell:
+            "python -m infinite_compute word-tokenizer --manifest {input} --out {output} > {log} 2>&1"
+
 else:
 
     rule train_tokenizer:

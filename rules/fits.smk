@@ -33,9 +33,11 @@ localrules:
 
 
 rule claims_scorecard:
-    """The study's verdict on each claim of the paper (science/claims.py), from the result tables only."""
+    """The study's verdict on each claim of the paper (science/claims.py), from the result tables only; on a
+    synthetic source also the floor checks, against the loss floor its entropies set."""
     input:
         tables=RESULT_TABLES,
+        manifest=rules.prepare_corpus.output.manifest,  # a synthetic source's entropies: the loss floor
     output:
         report(fill(paths.TABLE, kind="claims"), caption="../report/claims.rst", category="Tables"),
     log:
@@ -45,6 +47,7 @@ rule claims_scorecard:
     params:
         baseline_wd=config["training"]["baseline_weight_decay"],
         seed=config["seed"],
+        seq_len=config["model"]["seq_len"],
     shell:
         "python -m infinite_compute claims --tables {input.tables} --baseline-wd {params.baseline_wd} "
-        "--seed {params.seed} --out {output} > {log} 2>&1"
+        "--seed {params.seed} --manifest {input.manifest} --seq-len {params.seq_len} --out {output} > {log} 2>&1"

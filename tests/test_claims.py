@@ -40,7 +40,7 @@ def fits(reg=None, joint=None, k_inf=3.8, budget=8192):
                                                                  recipe="reg-ens")]
     rows += [fit("ensemble", f"reg-ens-{m}-{budget}", E=k_inf, lo=k_inf - 0.01, hi=k_inf + 0.01, recipe="reg-ens")
              for m in SIZES]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).assign(token_budget=budget)
 
 
 GOOD_REG = [4.6, 4.4, 4.25, 4.15]
@@ -156,7 +156,47 @@ def test_the_scorecard_has_one_row_per_claim():
     t = tuning([5.0] * 4, GOOD_REG)
     rows = C.scorecard({"tuning": t, "fits": fits(), "ensembles": ensembles(), "distillation": distill(0.8, 0.05),
                         "benchmarks": bench(-0.2), "cpt": cpt()}, 0.1, 0)
-    assert [r["claim"] for r in rows] == list(C.CLAIMS)
+    assert [r["claim"] for r in rows] == [f"C{i}" for i in range(1, 8)]  # no floor: no F rows
     assert [r["verdict"] for r in rows] == [C.REPRODUCED, C.REPRODUCED, C.REPRODUCED, C.NOT_DETERMINED,
                                             C.REPRODUCED, C.REPRODUCED, C.REPRODUCED]
     assert all(json.loads(r["quantities"]) is not None and r["criterion"] for r in rows)
+
+
+def floor_fits(E_by_budget, sd=0.01):
+    """Regularized N -> inf asymptotes per budget (CI +- 2 sd), and K -> inf ones at 8k."""
+    rows = [{**fit("params", f"D={b}", E=e, lo=e - 2 * sd, hi=e + 2 * sd), "token_budget": b}
+            for b, e in E_by_budget.items()]
+    rows += [{**fit("ensemble", f"reg-ens-a-{b}", E=e - 0.05, lo=e - 0.06, hi=e - 0.04, recipe="reg-ens"),
+              "token_budget": b} for b, e in E_by_budget.items()]
+    return pd.DataFrame(rows)
+
+
+def test_floor_f1_every_asymptote_at_or_above_the_floor():
+    f = floor_fits({8192: 2.0, 16384: 1.6, 32768: 1.4})
+    assert C.floor_f1(f, 1.0)["verdict"] == C.REPRODUCED
+    # the 32k ensemble's asymptote, 1.35 [1.34, 1.36], lies below a floor of 1.37
+    r = C.floor_f1(f, 1.37)
+    assert r["verdict"] == C.NOT_REPRODUCED and json.loads(r["quantities"])["below"] == ["ensemble:reg-ens-a-32768"]
+    assert C.floor_f1(f.assign(status="flat"), 1.0)["verdict"] == C.NOT_DETERMINED
+
+
+def test_floor_f2_extrapolates_the_asymptotes_over_d_to_the_floor():
+    # E(D) = 40 / D^0.5 + 1.0 exactly: E_inf is 1.0, its CI narrow with asymptotes known to +- 0.002
+    budgets = [4096, 8192, 16384, 32768]
+    exact = {b: 40 / b ** 0.5 + 1.0 for b in budgets}
+    at = C.floor_f2(floor_fits(exact, sd=0.001), 1.0, seed=0)
+    q = json.loads(at["quantities"])
+    assert at["verdict"] == C.REPRODUCED, at["reason"]
+    assert abs(q["E_inf"] - 1.0) < 1e-3 and q["E_inf_ci"][0] < 1.0 < q["E_inf_ci"][1]
+    above = C.floor_f2(floor_fits(exact, sd=0.001), 0.8, seed=0)  # the fits level off 0.2 above the floor
+    assert above["verdict"] == C.NOT_REPRODUCED and "above" in above["reason"]
+    two = C.floor_f2(floor_fits({8192: 2.0, 16384: 1.6}), 1.0, seed=0)
+    assert two["verdict"] == C.NOT_DETERMINED
+
+
+def test_scorecard_adds_the_floor_rows_with_a_floor():
+    t = tuning([5.0] * 4, GOOD_REG)
+    rows = C.scorecard({"tuning": t, "fits": fits(), "ensembles": ensembles(), "distillation": distill(0.8, 0.05),
+                        "benchmarks": bench(-0.2), "cpt": cpt()}, 0.1, 0, floor=3.0)
+    assert [r["claim"] for r in rows] == list(C.CLAIMS) and list(C.CLAIMS)[-2:] == ["F1", "F2"]
+    assert [r["verdict"] for r in rows[-2:]] == [C.REPRODUCED, C.NOT_DETERMINED]  # one budget: no E(D)

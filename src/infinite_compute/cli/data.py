@@ -17,6 +17,12 @@ def cmd_tokenizer(a) -> None:
     tokenizer.train_tokenizer(a.train, a.vocab_size, a.training_chars, a.out)
 
 
+def cmd_word_tokenizer(a) -> None:
+    """The synthetic source's tokenizer: its symbols, from the corpus manifest."""
+    with open(a.manifest) as f:
+        tokenizer.word_tokenizer(json.load(f)["synthetic"]["symbols"], a.out)
+
+
 def cmd_copy_tokenizer(a) -> None:
     print(json.dumps(tokenizer.copy_tokenizer(a.path, a.out)))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..data.synthetic import loss_floor
 from ..outputs.results import read_table, read_tables, with_provenance, write_table
 from ..runtime.io import atomic_write_json
 from ..science.analysis import compute_fits
@@ -23,5 +24,9 @@ def cmd_fits(a) -> None:
 def cmd_claims(a) -> None:
     """The claims scorecard from the result tables."""
     tables = read_tables(a.tables)
-    rows = scorecard(tables, a.baseline_wd, a.seed)
+    with open(a.manifest) as f:
+        source = json.load(f).get("synthetic")
+    # a synthetic source's entropy sets the loss floor, in nats per token at the study's context
+    floor = None if source is None else loss_floor(source["conditional_entropies"], a.seq_len)
+    rows = scorecard(tables, a.baseline_wd, a.seed, floor)
     write_table("claims", with_provenance(rows, tables["runs"]["config_hash"].iloc[0]), a.out)

@@ -19,6 +19,7 @@ from typing import Iterator
 
 from ..runtime.io import atomic_write_json, atomic_write_text
 from ..study.config import ConfigError
+from . import synthetic
 
 EOT = "<|endoftext|>"
 
@@ -149,7 +150,9 @@ def collect_documents(data_cfg: dict) -> tuple[list[Document], list[dict]]:
         files.append({"path": rel, "sha256": sha256_bytes(raw), "bytes": len(raw)})
         return raw
 
-    if data_cfg["source"] == "stdlib":
+    if data_cfg["source"] == "synthetic":  # generated: no files, the manifest records the source instead
+        docs = [Document(doc_id, text) for doc_id, text in synthetic.documents(data_cfg["synthetic"])]
+    elif data_cfg["source"] == "stdlib":
         for rel, path in stdlib_sources():
             raw = add_file(rel, path)
             if rel == os.path.join("pydoc_data", "topics.py"):
@@ -220,6 +223,9 @@ def prepare_corpus(config: dict, out_dir: str) -> dict:
         "characters": {"train": sum(len(d.text) for d in train), "validation": sum(len(d.text) for d in val)},
         "corpus_sha256": sha256_bytes("".join(f["sha256"] for f in files).encode()),
     }
+    if data_cfg["source"] == "synthetic":  # its parameters, seed and exact entropies (nats per symbol)
+        manifest["synthetic"] = synthetic.describe(data_cfg["synthetic"])
+        manifest["corpus_sha256"] = sha256_bytes("".join(d.text for d in docs).encode())
     atomic_write_json(os.path.join(out_dir, "manifest.json"), manifest)
     return manifest
 

@@ -1,5 +1,7 @@
-"""The study's tokenizer: a byte-level BPE trained on the corpus, or a given Hugging Face tokenizer
-(e.g. Llama-3's) checked and copied. Either is a local HF tokenizer directory; nothing is fetched."""
+"""The study's tokenizer: a byte-level BPE trained on the corpus, a given Hugging Face tokenizer
+(e.g. Llama-3's) checked and copied, or for the synthetic source a word-level tokenizer whose tokens
+are the source's symbols (so the loss is in nats per symbol, the units of its entropy rate). Each is
+a local HF tokenizer directory; nothing is fetched."""
 
 from __future__ import annotations
 
@@ -36,17 +38,7 @@ def train_tokenizer(train_jsonl: str, vocab_size: int, training_chars: int, out_
     finds BOS and EOS already present and leaves the text alone.
     """
     # heavy: only the tokenizer job trains one (see the note above)
-    from tokenizers import (
-        Tokenizer,
-        decoders,
-        models,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
-
-    # heavy: as above
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     def texts() -> Iterator[str]:
         seen = 0
@@ -66,23 +58,36 @@ def train_tokenizer(train_jsonl: str, vocab_size: int, training_chars: int, out_
         show_progress=False,
     )
     tok.train_from_iterator(texts(), trainer)
-    eot = tok.token_to_id(EOT)
+    _save(tok, tok.token_to_id(EOT), out_dir)
+
+
+def _save(tok, eot: int, out_dir: str) -> None:
+    """`tok` (a tokenizers.Tokenizer) as a local HF tokenizer directory, with <|endoftext|> at both ends
+    of a document, so levanter's BatchTokenizer finds BOS and EOS already present."""
+    from tokenizers import processors
+    from transformers import LlamaConfig as HfLlamaConfig
+    from transformers import PreTrainedTokenizerFast
+
     tok.post_processor = processors.TemplateProcessing(
         single=f"{EOT} $A {EOT}", pair=f"{EOT} $A {EOT} $B {EOT}", special_tokens=[(EOT, eot)]
     )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=EOT,
-        eos_token=EOT,
-        model_max_length=1 << 30,
-        model_input_names=["input_ids"],
-    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOT, eos_token=EOT, model_max_length=1 << 30,
+                                   model_input_names=["input_ids"])
     with atomic_dir(out_dir) as tmp:
         fast.save_pretrained(tmp)
         # levanter's HF export needs a *local* reference checkpoint with a Llama config.json
-        from transformers import LlamaConfig as HfLlamaConfig
-
         HfLlamaConfig(vocab_size=len(fast), bos_token_id=eot, eos_token_id=eot).save_pretrained(tmp)
+
+
+def word_tokenizer(symbols: list[str], out_dir: str) -> None:
+    """One token per symbol (words split at white space), <|endoftext|> first; an unknown word is
+    <unk>, which the synthetic corpus never contains."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {EOT: 0, **{s: i + 1 for i, s in enumerate(symbols)}, "<unk>": len(symbols) + 1}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    _save(tok, 0, out_dir)
 
 
 def load_tokenizer(tokenizer_dir: str):

@@ -667,6 +667,48 @@ def fig_claims(t, ax, fig):
     ax.set_title("Which of the paper's claims this study reproduces", fontsize=9)
 
 
+@figure(
+    "floor",
+    "On a corpus of known entropy (data.source: synthetic): every fitted asymptote per token budget "
+    "with its bootstrap CI (the regularized N -> inf, the ensembles' joint N, K -> inf and each "
+    "ensemble's K -> inf), the loss floor the source's entropy sets (nats per token at the study's "
+    "context), and E(D) = A / D^beta + E_inf through the regularized asymptotes with E_inf's CI "
+    "(claims F1, F2 of the scorecard).",
+)
+def fig_floor(t, ax, fig):
+    c = t.get("claims")
+    rows = {} if c is None else {r.claim: json.loads(r.quantities) for r in c.itertuples()}
+    if "F1" not in rows:
+        return _empty(ax, "a corpus of known entropy (data.source: synthetic)")
+    floor = rows["F1"]["floor"]
+    f = t["fits"]
+    kinds = (("params", "regularized", "regularized N -> inf", "C0", "o"), ("joint", None, "joint N, K -> inf", "C1", "s"),
+             ("ensemble", None, "K -> inf per ensemble", "C2", "."))
+    for kind, recipe, label, colour, marker in kinds:
+        g = f[(f["fit"] == kind) & (f["status"] == "ok")]
+        if recipe:
+            g = g[g["recipe"] == recipe]
+        if g.empty:
+            continue
+        err = np.vstack([g["E"] - g["E_ci_low"], g["E_ci_high"] - g["E"]])
+        ax.errorbar(g["token_budget"], g["E"], yerr=np.where(np.isfinite(err), err, 0), fmt=marker, color=colour,
+                    capsize=2, label=label, alpha=0.8)
+    ax.axhline(floor, color="k", ls="--", lw=1, label=f"floor {floor:.3f} (the source's entropy)")
+    f2 = rows.get("F2", {})
+    if f2.get("E_inf") is not None and len(f2.get("budgets", [])) >= 3:
+        b = np.asarray(f2["budgets"], float)
+        xs = np.geomspace(b.min(), b.max() * 8, 50)
+        ax.plot(xs, f2["A"] / xs ** f2["beta"] + f2["E_inf"], color="C0", lw=1,
+                label=f"E(D) fit: E_inf {f2['E_inf']:.3f}")
+        if all(v is not None for v in f2.get("E_inf_ci", [None])):
+            ax.axhspan(*f2["E_inf_ci"], color="C0", alpha=0.12, label="E_inf CI")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("token budget D")
+    ax.set_ylabel("asymptote (nats per token)")
+    ax.set_title("Fitted asymptotes against the known loss floor", fontsize=9)
+    ax.legend(fontsize=6)
+
+
 FIGURES = tuple(REGISTRY)  # every figure, in the order they are defined above
 
 

@@ -14,7 +14,7 @@ def cpt_plan(config: dict, cells: dict[str, Cell], shapes: dict[str, ModelShape]
     """The CPT stage's runs: the default recipe at each math budget, and at the recipes' budget a
     smaller batch, more epochs at each weight decay of a grid, and their ensembles."""
     c = config.get("cpt")
-    if not c:
+    if not c or not c.get("enabled", True):
         return None, {}
     cell = cell_of_search(cells, c["base"], "cpt.base")
     shape = shapes[cell.model]
