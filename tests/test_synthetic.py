@@ -65,8 +65,13 @@ def test_conditional_entropies_and_the_window_floor_by_hand():
     assert h0 == pytest.approx(math.log(2))  # each symbol is 0 half the time
     assert h1 == pytest.approx(pairs - math.log(2))  # (previous, next) is distributed as the contexts
     assert h2 == pytest.approx(2 / 3 * math.log(2))
-    # a window of 4 tokens predicts 3: from 1, 2 and 3 tokens of context
-    assert synthetic.loss_floor([h0, h1, h2], 4) == pytest.approx((h1 + 2 * h2) / 3)
+    # a document of 3 symbols, B s1 s2 s3 E: B certain, s1 pays h0, s2 h1, s3 h2, and E comes after one
+    # of the 3 symbols (3 x binary entropy of 1/3 = log 3 - 2/3 log 2/3 ... = 1.9095); a window of 4
+    # tokens predicts 3, its first from 1 token of context: (h1 - h2) / 3 more
+    h_end = 3 * -(1 / 3 * math.log(1 / 3) + 2 / 3 * math.log(2 / 3))
+    assert synthetic.loss_floor([h0, h1, h2], 4, 3) == pytest.approx((h0 + h1 + h2 + h_end) / 5 + (h1 - h2) / 3)
+    # long documents: the floor tends to the rate plus the window's first-prediction term
+    assert synthetic.loss_floor([h0, h1, h2], 64, 10**7) == pytest.approx(h2 + (h1 - h2) / 63, abs=1e-5)
     assert h0 >= h1 >= h2
 
 

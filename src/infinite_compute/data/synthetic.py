@@ -126,13 +126,24 @@ def conditional_entropies(source: MarkovSource) -> list[float]:
     return out
 
 
-def loss_floor(cond: list[float], seq_len: int) -> float:
-    """The lowest mean loss a model can reach on windows of `seq_len` tokens of this source, in nats
-    per token: a window's position i (i = 1..seq_len-1) is predicted from the i tokens before it, so it
-    pays H_min(i, order). Document boundaries are left out: one per `document_symbols` tokens, they
-    move the floor by less than (log(document_symbols) + H_0) / document_symbols."""
-    k = len(cond) - 1
-    return float(np.mean([cond[min(i, k)] for i in range(1, seq_len)]))
+def loss_floor(cond: list[float], seq_len: int, document_symbols: int) -> float:
+    """The lowest mean loss a model can reach on this corpus, in nats per token of its windows of
+    `seq_len` tokens: what the source itself would score, seeing only a window.
+
+    - A document is <|endoftext|>, `document_symbols` = L symbols, <|endoftext|>. Its first symbol pays
+      H_0, its j-th H_(j-1) until the context is full, the rest H_order; the opening <|endoftext|> is
+      certain (it follows the closing one); the closing one comes after exactly one of the L symbols,
+      which a window cannot count: L * h(1/L) nats in all, h the binary entropy.
+    - A window's i-th prediction (i = 1..seq_len-1) sees i tokens: the first order-1 of them pay
+      H_i - H_order more than the rate.
+    Both within 1e-4 nats per token: a window that sees a document's start knows its end is not near,
+    which the first term leaves out, and the two terms overlap at a window that starts a document.
+    """
+    k, L = len(cond) - 1, document_symbols
+    h_end = -(1 / L) * np.log(1 / L) - (1 - 1 / L) * np.log(1 - 1 / L) if L > 1 else 0.0
+    per_doc = sum(cond[:k]) + (L - k) * cond[k] + L * h_end
+    window = sum(cond[i] - cond[k] for i in range(1, min(k, seq_len))) / (seq_len - 1)
+    return float(per_doc / (L + 2) + window)
 
 
 SYMBOL = "s{}"  # a symbol's text: one word, so the word-level tokenizer makes it one token
