@@ -147,7 +147,7 @@ def test_the_claims_scorecard_has_a_verdict_for_every_claim(smoke):
     )
 
     c = table(smoke, "claims")
-    assert list(c["claim"]) == list(CLAIMS)
+    assert list(c["claim"]) == [k for k in CLAIMS if k.startswith("C")]  # the floor checks only on a synthetic corpus
     assert set(c["verdict"]) <= {REPRODUCED, NOT_REPRODUCED, NOT_DETERMINED} and c["reason"].str.len().min() > 0
     assert all(isinstance(json.loads(q), dict) for q in c["quantities"])
     paper = open(os.path.join(smoke, "paper", "paper.md")).read()
@@ -658,16 +658,17 @@ def test_report_has_every_figure(smoke):
     smk(smoke, "--report", "report.html", "--configfile", ".test/config.yaml")
     results = report_results(open(os.path.join(smoke, "report.html")).read())
     config = study_config(smoke, ".test/config.yaml")
-    for path in [f"figures/{name}.png" for name in FIGURES] + ["results/runs.parquet", "results/tuning.parquet",
-                                                                 "paper/paper.md"]:
+    figures = [name for name in FIGURES if name != "floor"]  # the floor figure only on a synthetic corpus
+    for path in [f"figures/{name}.png" for name in figures] + ["results/runs.parquet", "results/tuning.parquet",
+                                                              "paper/paper.md"]:
         assert path in results, path
         data = base64.b64encode(open(os.path.join(smoke, path), "rb").read()).decode()
         assert results[path]["data_uri"].endswith(f";base64,{data}"), path
-    captions = {name: html_text(results[f"figures/{name}.png"]["caption"]) for name in FIGURES}
-    for name in FIGURES:
+    captions = {name: html_text(results[f"figures/{name}.png"]["caption"]) for name in figures}
+    for name in figures:
         expected = " ".join(render_caption(config, name, smoke).split())
         assert expected and expected in captions[name], name
-    assert len(set(captions.values())) == len(FIGURES)  # each figure its own caption
+    assert len(set(captions.values())) == len(figures)  # each figure its own caption
     assert results["figures/ensembles.png"]["mime_type"] == "image/png"
     # the smoke config keeps the schema's member factors (2, 0.5): the paper's rule, and the members say so
     (recipe,) = config["ensemble_recipes"]
