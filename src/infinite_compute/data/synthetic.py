@@ -40,7 +40,7 @@ class MarkovSource:
 def make_source(vocab: int, order: int, branching: int, concentration: float, seed: int) -> MarkovSource:
     """The seeded source; the same arguments give the same source on any machine (numpy's PCG64)."""
     if vocab < 2 or order < 1 or not 1 <= branching <= vocab or concentration <= 0:
-        raise ValueError(f"synthetic source: vocab {vocab} >= 2, order {order} >= 1, 1 <= branching {branching} "
+        raise ValueError(f"config key 'data.synthetic': vocab {vocab} >= 2, order {order} >= 1, 1 <= branching {branching} "
                          f"<= vocab and concentration {concentration} > 0 are needed")
     rng = np.random.default_rng(seed)
     n = vocab**order
@@ -92,7 +92,6 @@ def sample(source: MarkovSource, n_symbols: int, seed: int, burn_in: int = 1000)
 def empirical_entropy(source: MarkovSource, symbols: np.ndarray) -> tuple[float, float]:
     """The mean surprisal (nats) of `symbols` under the source, and its standard error: a Monte Carlo
     estimate of the entropy rate from a sample (blocks of 1000 for the error, the chain mixes fast)."""
-    n_ctx = source.n_contexts
     ctx = 0
     for s in symbols[: source.order]:
         ctx = int(source.next_context(ctx, s))
@@ -101,7 +100,7 @@ def empirical_entropy(source: MarkovSource, symbols: np.ndarray) -> tuple[float,
         row = source.successors[ctx]
         j = int(np.flatnonzero(row == s)[0])
         nll.append(-np.log(source.probs[ctx, j]))
-        ctx = int((ctx * source.vocab + s) % n_ctx)
+        ctx = int(source.next_context(ctx, s))
     nll = np.asarray(nll)
     blocks = nll[: len(nll) // 1000 * 1000].reshape(-1, 1000).mean(axis=1)
     return float(nll.mean()), float(blocks.std(ddof=1) / np.sqrt(len(blocks)))
@@ -153,10 +152,15 @@ def symbol_names(vocab: int) -> list[str]:
     return [SYMBOL.format(i) for i in range(vocab)]
 
 
+def source_of(cfg: dict) -> MarkovSource:
+    """The source config key `data.synthetic` describes."""
+    return make_source(cfg["vocab"], cfg["order"], cfg["branching"], cfg["concentration"], cfg["seed"])
+
+
 def documents(cfg: dict) -> list[tuple[str, str]]:
     """The corpus of config key `data.synthetic`: (id, text) of `documents` independent samples of
     `document_symbols` symbols each, as lines of `line_symbols` words."""
-    src = make_source(cfg["vocab"], cfg["order"], cfg["branching"], cfg["concentration"], cfg["seed"])
+    src = source_of(cfg)
     names = np.asarray(symbol_names(src.vocab))
     out = []
     for i in range(cfg["documents"]):
@@ -168,6 +172,6 @@ def documents(cfg: dict) -> list[tuple[str, str]]:
 
 def describe(cfg: dict) -> dict:
     """The corpus manifest's record of the source: its parameters and its exact entropies (nats/symbol)."""
-    src = make_source(cfg["vocab"], cfg["order"], cfg["branching"], cfg["concentration"], cfg["seed"])
+    src = source_of(cfg)
     cond = conditional_entropies(src)
     return {**cfg, "entropy_rate": cond[-1], "conditional_entropies": cond, "symbols": symbol_names(src.vocab)}
