@@ -20,7 +20,6 @@ localrules:
     tune_round,
     tune_cell,
     cpt_select,
-    results_tables,
     fit_power_laws,
     draw_figure,
     render_paper,
@@ -36,6 +35,7 @@ include: "rules/ensemble.smk"
 include: "rules/distill.smk"
 include: "rules/cpt.smk"
 include: "rules/results.smk"
+include: "rules/import.smk"
 include: "rules/fits.smk"
 include: "rules/figures.smk"
 include: "rules/paper.smk"

@@ -11,6 +11,8 @@ from infinite_compute.data.benchmarks import ITEM_KEYS as BENCHMARK_ITEM_KEYS
 from infinite_compute.data.corpus import check_local_files
 from infinite_compute.outputs.figures import FIGURES, caption as figure_caption
 from infinite_compute.outputs.results import OPTIONAL_TABLES, TABLES
+from infinite_compute.outputs.wandb_files import offline_run_files
+from infinite_compute.outputs.wandb_runs import check_source as check_import_source
 from infinite_compute.study import paths
 from infinite_compute.study.paths import fill
 from infinite_compute.study.plan import build_plan, plan_to_dict
@@ -19,13 +21,20 @@ from infinite_compute.study.plan import build_plan, plan_to_dict
 PLAN = build_plan(config)
 
 
+# A study drawn from W&B runs (config `import`) trains nothing: its tables come from rules/import.smk.
+IMPORTED = config["import"]["source"] != "none"
+if IMPORTED:
+    check_import_source(config["import"])  # runs to import exist, before any job
+
+
 onstart:
-    # Local corpus files that are missing, empty or too small for the token budgets fail here,
-    # before the first job. A dry run skips this: it shows the DAG anywhere, the paper's included.
-    check_local_files(config["data"])
-    # Jobs run on this machine hand their jax commands to warm workers (runtime/worker.py): one per
-    # job slot, started here, gone with this Snakemake (cli/pool.py says when).
-    start_warm_workers(workflow, config, JOB_CACHES)
+    if not IMPORTED:
+        # Local corpus files that are missing, empty or too small for the token budgets fail here,
+        # before the first job. A dry run skips this: it shows the DAG anywhere, the paper's included.
+        check_local_files(config["data"])
+        # Jobs run on this machine hand their jax commands to warm workers (runtime/worker.py): one per
+        # job slot, started here, gone with this Snakemake (cli/pool.py says when).
+        start_warm_workers(workflow, config, JOB_CACHES)
 
 
 # Jobs run `python -m infinite_compute`: the interpreter running Snakemake comes first on PATH
@@ -46,9 +55,14 @@ BENCHMARK_SETTINGS = {
 }
 # the Parquet tables every figure and the paper read (the CPT ones only in a study with a CPT stage)
 RESULT_TABLES = [fill(paths.TABLE, kind=k) for k in TABLES + (OPTIONAL_TABLES if PLAN.cpt else ())]
-# the CPT figure only with a CPT stage, the floor figure only on a corpus of known entropy
-SYNTHETIC = config["data"]["source"] == "synthetic"
-STUDY_FIGURES = [f for f in FIGURES if (f != "cpt" or PLAN.cpt) and (f != "floor" or SYNTHETIC)]
+# the CPT figure only with a CPT stage, the floor figure only on a corpus of known entropy, the data
+# figure only on a corpus of this study's (an import has none)
+SYNTHETIC = config["data"]["source"] == "synthetic" and not IMPORTED
+STUDY_FIGURES = [
+    f for f in FIGURES if (f != "cpt" or PLAN.cpt) and (f != "floor" or SYNTHETIC) and (f != "data" or not IMPORTED)
+]
+# what the paper's Setup and the floor checks read: the corpus manifest, or what the import read
+MANIFEST = paths.IMPORT_MANIFEST if IMPORTED else paths.CORPUS_MANIFEST
 
 
 wildcard_constraints:

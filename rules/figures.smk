@@ -4,8 +4,8 @@ rule draw_figure:
     input:
         tables=RESULT_TABLES,
         claims=rules.claims_scorecard.output,
-        caches=[fill(paths.BUDGET_CACHE, budget=b) for b in PLAN.token_budgets],
-        manifest=rules.prepare_corpus.output.manifest,
+        caches=[] if IMPORTED else [fill(paths.BUDGET_CACHE, budget=b) for b in PLAN.token_budgets],
+        manifest=MANIFEST,
     output:
         report(paths.FIGURE, caption="../report/figure.rst", category="Figures"),
     log:

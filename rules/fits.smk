@@ -1,8 +1,8 @@
 rule fit_power_laws:
     """L = A / x^alpha + E (lmfit, stderr + bootstrap CIs) over N, K and D; data-efficiency multipliers."""
     input:
-        tuning=rules.results_tables.output.tuning,
-        ensembles=rules.results_tables.output.ensembles,
+        tuning=fill(paths.TABLE, kind="tuning"),
+        ensembles=fill(paths.TABLE, kind="ensembles"),
     output:
         fits=fill(paths.TABLE, kind="fits"),
         efficiency=fill(paths.TABLE, kind="efficiency"),
@@ -37,7 +37,7 @@ rule claims_scorecard:
     synthetic source also the floor checks, against the loss floor its entropies set."""
     input:
         tables=RESULT_TABLES,
-        manifest=rules.prepare_corpus.output.manifest,  # a synthetic source's entropies: the loss floor
+        manifest=MANIFEST,  # a synthetic source's entropies: the loss floor
     output:
         report(fill(paths.TABLE, kind="claims"), caption="../report/claims.rst", category="Tables"),
     log:

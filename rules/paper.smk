@@ -4,7 +4,7 @@ rule render_paper:
         template=paths.PAPER_TEMPLATE,
         tables=RESULT_TABLES,
         claims=rules.claims_scorecard.output,
-        manifest=rules.prepare_corpus.output.manifest,
+        manifest=MANIFEST,
     output:
         report(paths.PAPER, caption="../report/paper.rst", category="Paper"),
     log:

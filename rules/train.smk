@@ -8,6 +8,9 @@ TRAIN_SETTINGS = json.dumps(
             "enabled": config["logging"]["wandb"],
             "project": config["logging"]["wandb_project"],
             "mode": config["logging"]["wandb_mode"],
+            "entity": config["logging"]["wandb_entity"],
+            "tags": config["logging"]["wandb_tags"],
+            "dir": paths.WANDB,
         },
         # levanter's TrainerConfig settings for accelerators (absent by default)
         **({"trainer": config["training"]["levanter"]} if config["training"].get("levanter") else {}),

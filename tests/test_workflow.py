@@ -692,9 +692,15 @@ def test_report_has_every_figure(smoke):
         (lambda c: c["data"].update(source="files", files=["corpus/small.txt"]),
          ["data.token_budgets", "16384", "2000 bytes"]),
         (lambda c: "malformed: [", ["Config file is not valid JSON or YAML"]),  # Snakemake's own check
+        (lambda c: c.update({"import": {"source": "offline", "offline_dirs": ["corpus"]}}),
+         ["import.offline_dirs", "no W&B run file", "corpus"]),
+        (lambda c: c.update({"import": {"source": "wandb"}}), ["import.projects", "entity/project"]),
+        (lambda c: c.update({"import": {"source": "wandb", "projects": ["no-entity"]}}),
+         ["import", "projects", "no-entity"]),
     ],
     ids=["negative weight decay", "epochs 0", "unknown key", "unknown model", "missing corpus file",
-         "empty corpus", "budget larger than the corpus", "malformed yaml"],
+         "empty corpus", "budget larger than the corpus", "malformed yaml", "import: no offline runs",
+         "import: no projects", "import: a project without its entity"],
 )
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, words):
     """A bad config or corpus fails before any job runs, with an error that names the key or file;
@@ -717,9 +723,9 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, words):
     assert sorted(set(os.listdir(wd)) - {".snakemake"}) == before  # (.snakemake: Snakemake's own state)
 
 
-def _train_cmd(wd, spec, out, checkpoints, checkpoint_minutes, engine="loop", evals_per_run=4):
+def _train_cmd(wd, spec, out, checkpoints, checkpoint_minutes, engine="loop", evals_per_run=4, wandb=None):
     settings = {"evals_per_run": evals_per_run, "checkpoint_minutes": checkpoint_minutes,
-                "wandb": {"enabled": False}, "engine": engine}
+                "wandb": wandb or {"enabled": False}, "engine": engine}
     return [sys.executable, "-m", "infinite_compute", "--threads", "1", "train", "--spec", json.dumps(spec),
             "--cache", os.path.join(wd, "results", "data", "cache", "d8192"),
             "--tokenizer", os.path.join(wd, "results", "data", "tokenizer"),
@@ -800,6 +806,49 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(smoke
     assert ma["eval_loss"] == mb["eval_loss"] and ma["train_loss"] == mb["train_loss"]
     assert [e["step"] for e in mb["eval_loss"]][0] == 0
     assert not (killed / "ck" / f"{spec['run_id']}").exists() and not glob.glob(str(killed / "ck" / "*"))
+
+
+@pytest.mark.parametrize("engine,runner", [("loop", "own process"), ("loop", "warm worker"), ("trainer", "own process")])
+def test_a_run_logged_to_wandb_offline_reads_back_and_imports_as_the_run(smoke, tmp_path, engine, runner, request):
+    """A smoke run trained with W&B logging on (offline, as the default mode is): its offline run holds
+    the run's name, group, tags and spec, levanter's per-step keys and its eval losses, exactly those of
+    its metrics.json; the importer places it from its spec with the same loss. On a warm worker, the
+    job returns as soon as it ends: the wandb service the worker starts does not keep its pipes open."""
+    from infinite_compute.outputs.imported import ImportSettings, import_tables
+    from infinite_compute.outputs.wandb_files import offline_run_files, read_run
+
+    spec = json.load(open(os.path.join(smoke, "results", "models", "t1-d8k-ep1-lr0.01-wd0.1-s0", "spec.json")))
+    spec.update(epochs=2, num_train_steps=2 * 8192 // (8 * 64), run_id="t1-d8k-ep2-lr0.01-wd0.1-s1", seed=1)
+    wandb = {"enabled": True, "project": "smoke", "mode": "offline", "entity": None, "tags": ["test"],
+             "dir": str(tmp_path / "wandb")}
+    out = tmp_path / "out"
+    env = _job_env(smoke, WANDB_SILENT="true")
+    env.pop("WANDB_DIR", None)
+    if runner == "warm worker":
+        env["IC_WORKER"] = request.getfixturevalue("pool").sock
+    subprocess.run(_train_cmd(smoke, spec, str(out), str(tmp_path / "ck"), 10, engine, 4, wandb), env=env,
+                   check=True, capture_output=True, timeout=300)
+    (path,) = offline_run_files([str(tmp_path / "wandb")])
+    run, metrics = read_run(path), json.load(open(out / "metrics.json"))
+    assert run["name"] == run["id"] == spec["run_id"] and run["state"] == "finished"
+    assert run["group"] == "t1-d8k-ep2-lr0.01-wd0.1" and {"d8192", "pretraining", "test"} <= set(run["tags"])
+    assert run["config"]["study"] == spec
+    assert run["config"]["trainer"]["num_train_steps"] == spec["num_train_steps"]
+    evals = [{"step": h["_step"], "loss": h["eval/loss"]} for h in run["history"] if "eval/loss" in h]
+    train = {h["_step"]: h["train/loss"] for h in run["history"] if "train/loss" in h}
+    assert sorted(train) == list(range(spec["num_train_steps"]))
+    if engine == "loop":  # levanter's Trainer logs its own keys (and at its own steps)
+        np.testing.assert_allclose([e["loss"] for e in evals], [e["loss"] for e in metrics["eval_loss"]], rtol=1e-6)
+        lrs = [h["optim/learning_rate"] for h in run["history"] if "optim/learning_rate" in h]
+        assert lrs[0] < max(lrs) and lrs[-1] < max(lrs)  # warmup, then the cosine decay
+        assert all("throughput/tokens_per_second" in h for h in run["history"] if "train/loss" in h)
+        assert run["summary"]["parameter_count"] == metrics["parameter_count"]
+    tables, report = import_tables([run], ImportSettings(eval_key="eval/loss"))
+    assert report[0]["placed"], report
+    (row,) = tables["runs"]
+    assert row["run_id"] == spec["run_id"] and row["token_budget"] == 8192 and row["seed"] == 1
+    assert row["role"] == "member"  # seed 1 of its recipe
+    np.testing.assert_allclose(row["loss"], evals[-1]["loss"])
 
 
 def test_the_loop_engine_trains_as_levanters_trainer_does(smoke, tmp_path):

@@ -63,9 +63,10 @@ from .engine import (
     state_dir,
     summarise,
 )
-from .optim import TracedAdamWConfig
+from .optim import TracedAdamWConfig, learning_rates
 from .scoring import device_mesh, load_model
 from .shapes import llama_config
+from .tracking import Tracker, tracker_summary
 
 logger = logging.getLogger(__name__)
 
@@ -237,13 +238,7 @@ def train(
     os.makedirs(ckpt_dir, exist_ok=True)
     steps = spec.num_train_steps
     evals = eval_steps(steps, evals_per_run)
-    tracker = None
-    if wandb and wandb.get("enabled"):
-        # imported here: it imports wandb, which only a run that logs to it needs
-        from levanter.tracker.wandb import WandbConfig
-
-        tracker = WandbConfig(project=wandb["project"], mode=wandb["mode"], name=spec.run_id,
-                              tags=[spec.data]).init(spec.run_id)
+    tracker = Tracker(spec, wandb)
 
     with device_mesh():
         progs = programs(static, tokenizer_dir)
@@ -251,7 +246,8 @@ def train(
         _, _, model_key, _ = jrandom.split(jrandom.PRNGKey(spec.seed), 4)
         data_key = jrandom.PRNGKey(spec.seed)
         train_data, validation = _datasets(cache_dir, tokenizer_dir, spec.model.seq_len, data_key, spec.epochs)
-        opt = adamw_config(spec).build(steps)
+        opt_config = adamw_config(spec)
+        opt = opt_config.build(steps)
         if init_from:
             model = load_model(init_from, spec, tokenizer_dir)
         else:
@@ -295,16 +291,18 @@ def train(
             t2 = time.time()
             # a fresh run's first call is step 0 alone (an eval follows it), and it compiles or loads
             # the program
+            lrs = learning_rates(opt_config, steps, np.arange(a, b)) if tracker.tracker is not None else None
             for i, loss in enumerate(losses):
-                if tracker is not None:
-                    tracker.log({"train/loss": float(loss)}, step=a + i)
+                if lrs is not None:
+                    tracker.log({"train/loss": float(loss), "optim/learning_rate": float(lrs[i]),
+                                 "throughput/tokens_per_second": B * S * (b - a) / max(t2 - t0, 1e-9),
+                                 "throughput/total_tokens": (a + i + 1) * B * S}, step=a + i)
                 records.add(StepRecord(step=a + i, time=t2, train_loss=float(loss), step_seconds=(t2 - t1) / (b - a),
                                        loading_seconds=(t1 - t0) / (b - a)))
             if b - 1 in evals:
                 loss = validation_loss(model)
                 records.add(StepRecord(step=b - 1, time=time.time(), eval_loss=loss))
-                if tracker is not None:
-                    tracker.log({"eval/loss": loss}, step=b - 1)
+                tracker.log({"eval/loss": loss}, step=b - 1)
                 print(f"step {b - 1}: train loss {losses[-1]:.4f}, eval loss {loss:.4f}", flush=True)
             records.flush()
             if b < steps and time.time() - last_save >= checkpoint_minutes * 60:
@@ -320,9 +318,9 @@ def train(
         shutil.rmtree(export, ignore_errors=True)
         converter = progs.config.hf_checkpoint_converter().replaced(tokenizer=tokenizer)
         converter.save_pretrained(model, export)
-    if tracker is not None:
-        tracker.finish()
     metrics = summarise(records.items, spec, time.time() - started, len(tokenizer), n_params, process_start())
     metrics["programs_traced"] = TRACES["run_chunk"] - traces  # 0: a warm worker had this shape's programs
+    tracker.summary(tracker_summary(metrics))
+    tracker.finish()
     publish(out_dir, spec, export, metrics, ckpt)
     return metrics

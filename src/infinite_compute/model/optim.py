@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from levanter.optim import AdamConfig, OptimizerConfig
 from levanter.optim.config import _convert_frac_or_steps
@@ -36,6 +37,13 @@ def schedule_value(count, peak, warmup_steps, decay_steps, min_lr_ratio):
     t = jnp.clip((count - warmup_steps) / jnp.maximum(decay_steps, 1.0), 0.0, 1.0)
     cos = peak * ((1.0 - min_lr_ratio) * 0.5 * (1.0 + jnp.cos(jnp.pi * t)) + min_lr_ratio)
     return jnp.where(count < warmup_steps, warm, cos)
+
+
+def learning_rates(config: "TracedAdamWConfig", num_train_steps: int, steps) -> np.ndarray:
+    """The learning rate `config` trains with at each of `steps` (what a tracker logs as optim/learning_rate)."""
+    warmup = _convert_frac_or_steps(config.warmup, num_train_steps)
+    return np.asarray(schedule_value(np.asarray(steps), float(config.learning_rate), float(warmup),
+                                     float(num_train_steps - warmup), float(config.min_lr_ratio)))
 
 
 @OptimizerConfig.register_subclass("traced_adamw")

@@ -7,6 +7,7 @@ are levanter's json_logger records, converted to engine.StepRecord as they are l
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import logging
@@ -38,6 +39,7 @@ from .engine import (
     summarise,
 )
 from .shapes import llama_config
+from .tracking import group_of, role_of, start_service, wandb_config
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +92,7 @@ def levanter_config(
     m = spec.model
     trackers: list = [JsonLoggerConfig()]
     if wandb and wandb.get("enabled"):
-        # imported here: it imports wandb, which only a run that logs to it needs
-        from levanter.tracker.wandb import WandbConfig
-
-        trackers.append(
-            WandbConfig(project=wandb["project"], mode=wandb["mode"], name=spec.run_id, tags=[spec.data])
-        )
+        trackers.append(study_wandb_config(spec, wandb))
     steps = spec.num_train_steps
     overrides = dict(trainer or {})  # what the explicit settings below do not take is passed as is
     return TrainLmConfig(
@@ -139,6 +136,30 @@ def levanter_config(
         # CPT: start from a pretrained model's HF export (a resumed run starts from its checkpoint)
         initialize_from_hf=init_from or False,
     )
+
+
+def study_wandb_config(spec: RunSpec, settings: dict):
+    """levanter's WandbConfig for a run, named, grouped and tagged as the loop engine's (model/tracking.py),
+    that also logs the run's spec as its config (the importer places a run by it)."""
+    # imported here: it imports wandb, which only a run that logs to it needs
+    from levanter.tracker.wandb import WandbConfig
+
+    @dataclasses.dataclass
+    class StudyWandbConfig(WandbConfig):
+        study_config: dict = dataclasses.field(default_factory=dict)
+
+        def init(self, run_id):
+            os.environ.setdefault("WANDB_DIR", os.path.abspath(settings["dir"]))  # inside the project
+            os.makedirs(os.environ["WANDB_DIR"], exist_ok=True)
+            start_service()
+            tracker = super().init(run_id)
+            tracker.log_hyperparameters(self.study_config)
+            return tracker
+
+    return StudyWandbConfig(project=settings["project"], entity=settings.get("entity"), mode=settings["mode"],
+                            name=spec.run_id, id=spec.run_id, group=group_of(spec), save_code=False,
+                            tags=[spec.data.split("/")[0], role_of(spec), *settings.get("tags", [])],
+                            study_config=wandb_config(spec))
 
 
 def train(

@@ -62,6 +62,13 @@ CPT_LOGPROBS = f"{RESULTS}/cpt/evals/{{run}}/logprobs.npz"
 CPT_SELECTED = f"{RESULTS}/cpt/selected.json"
 CPT_ENSEMBLE = f"{RESULTS}/cpt/ensemble.json"
 
+# runs logged to W&B (offline: `wandb sync` uploads them), and the tables imported from W&B runs
+WANDB = f"{RESULTS}/wandb"  # WANDB_DIR of every logging run: its `wandb/offline-run-*` folders
+IMPORT = f"{RESULTS}/import"
+IMPORT_CACHE = f"{IMPORT}/cache"  # one record per run and the key it was read at: a re-import reads what changed
+IMPORT_REPORT = f"{IMPORT}/report.json"  # every run imported: placed (its role) or not (why)
+IMPORT_MANIFEST = f"{IMPORT}/manifest.json"  # what the tables were imported from (the paper's Setup)
+
 # the Parquet tables, fits, figures and paper
 TABLE = f"{RESULTS}/{{kind}}.parquet"
 FITS_JSON = f"{RESULTS}/fits.json"
