@@ -76,8 +76,9 @@ def write_project(root: str, sizes: dict = SIZES) -> list[str]:
         mean1 = ensemble_loss(n, 1)
         for k, off in enumerate(SEED_SD):
             run(f"{member}-ts{k}-ds{k}", _config(16), mean1 + off)
-        for k in KS:
-            run(f"ppl-eval-ensemble-{k}x-{member}-ts0-ds0", _config(16), ensemble_loss(n, k))
+        for k in KS:  # an evaluation job's config: its own steps, not its members'
+            run(f"ppl-eval-ensemble-{k}x-{member}-ts0-ds0", {**_config(1), "trainer": {"num_train_steps": 1}},
+                ensemble_loss(n, k))
     run(BAD[0], _config(4), 3.5)
     run(BAD[1], _config(4), None)
     run(BAD[2], _config(4), 3.6, crash=True)

@@ -190,6 +190,9 @@ def test_fits_on_imported_runs_recover_the_laws_they_were_drawn_from(imported):
 def test_imported_ensembles_have_every_k_and_the_members_seed_spread(imported):
     e = imported.ensembles
     assert set(e["recipe"]) == {"imported"} and len(e) == len(paper_runs.SIZES) * len(paper_runs.KS)
+    assert set(e["token_budget"]) == {paper_runs.TOKENS} and set(e["epochs"]) == {16}  # the members', not the evals'
+    assert set(e["weight_decay"]) == {0.4} and set(e["non_embedding_params"]) == {int(n * 1e9) for n in
+                                                                                   paper_runs.SIZES.values()}
     one = e[e["ensemble_size"] == 1]
     assert (one["n_subsets"] == len(paper_runs.SEED_SD)).all()
     np.testing.assert_allclose(one["loss_std"], np.std(paper_runs.SEED_SD, ddof=1), rtol=1e-6)
@@ -264,6 +267,13 @@ def test_a_malformed_record_is_reported_and_the_import_goes_on(imported):
     assert not entry["placed"] and "trainer.num_train_steps" in entry["reason"]
     cell = next(c for c in tables["tuning"] if c["cell"] == f"regularized-150m4k-d{paper_runs.TOKENS}")
     assert not cell["certified"] and cell["status"] == "incomplete"  # its optimum's run is gone: not certified
+
+
+def test_an_ensemble_evaluation_without_its_training_runs_is_reported(imported):
+    evals = [r for r in imported.records if r["name"].startswith("ppl-eval-ensemble-")]
+    tables, report = import_tables(evals, ImportSettings(tags=[paper_runs.TAG]))
+    assert not tables["ensembles"] and not any(e["placed"] for e in report)
+    assert all("no imported training run of its members" in e["reason"] for e in report)
 
 
 # --- through Snakemake ---

@@ -128,6 +128,7 @@ def _from_paper_name(record: dict, s: ImportSettings) -> dict:
         "teacher": p.teacher, "synthetic_share": p.teacher_share,
         # seed variants of one recipe are ensemble members (the paper's `-ts{t}-ds{d}` runs)
         "recipe_key": p.recipe_key, "member_of": p.recipe_key if p.train_seed is not None else None,
+        "tokens_label": p.tokens_label,
     }
 
 
@@ -203,6 +204,25 @@ def tuning_final(cell: str, runs: list[dict]) -> dict:
     }
 
 
+def member_fields(evals: list[tuple], placed: list[dict]) -> list[tuple[int, dict, float]]:
+    """An ensemble evaluation's member fields (model, budget, hyperparameters) from the imported training
+    runs: an evaluation's own config is its evaluation job's (its steps are not the members'), so they
+    come from a member run of the recipe, else from a run of the same model and token count (the name's
+    label), else the evaluation is not placed (its report entry says why)."""
+    by_recipe = {r["recipe_key"]: r for r in placed if r["recipe_key"]}
+    by_label = {(r["model"], r["tokens_label"]): r for r in placed if r.get("tokens_label")}
+    out = []
+    for k, member, loss, entry in evals:
+        ref = by_recipe.get(member.recipe_key) or by_label.get((member.model, member.tokens_label))
+        if ref is None:
+            entry.update(placed=False, role=None, reason=f"no imported training run of its members "
+                         f"({member.recipe_key}) or of {member.model} at {member.tokens_label} tokens")
+            continue
+        out.append((k, {**ref, "epochs": member.epochs, "learning_rate": member.learning_rate,
+                        "weight_decay": member.weight_decay, "recipe_key": member.recipe_key}, loss))
+    return out
+
+
 def ensemble_records(evals: list[tuple[int, dict, float]], members: dict[str, list[dict]],
                      best_cells: dict[tuple, dict]) -> dict[str, dict]:
     """Ensembles from their evaluation runs: (K, the member recipe's fields, loss) per run, grouped by
@@ -260,7 +280,9 @@ def distillation_rows(students: list[dict], ensembles: dict[str, dict], s: Impor
             "distillation": st["run_id"], "teacher_kind": kind, "teacher": st["teacher"],
             "teacher_size": len(ens["curve"]) if ens else 1, "teacher_loss": teacher_loss,
             "single_model_loss": single, "student_id": st["run_id"], "student_loss": st["loss"],
-            "synthetic_share": st["synthetic_share"], "teacher_tokens": 0,
+            "synthetic_share": st["synthetic_share"],
+            # the teacher's tokens per epoch of the mix: the real budget's share/(1 - share) of it
+            "teacher_tokens": int(round(st["token_budget"] * st["synthetic_share"] / (1 - st["synthetic_share"]))),
             "fraction_of_gain_kept": (single - st["loss"]) / gain if gain > 0 else math.nan,
         })
     return rows
@@ -274,12 +296,10 @@ def import_tables(records: list[dict], s: ImportSettings) -> tuple[dict[str, lis
         entry = {"id": rec["id"], "name": rec["name"], "project": rec.get("project"), "source": rec.get("source")}
         try:
             ens = parse_ensemble_eval(rec["name"] or "")
-            if ens is not None:
+            if ens is not None:  # placed once the training runs are (its members' fields are theirs)
                 check_record(rec, s)
-                k, member = ens
-                fields = place_run({**rec, "name": member.name}, s, filters=False)
-                evals.append((k, fields, _loss(rec, s)))
-                entry.update(placed=True, role=f"ensemble evaluation (K={k})")
+                evals.append((ens[0], ens[1], _loss(rec, s), entry))
+                entry.update(placed=True, role=f"ensemble evaluation (K={ens[0]})")
             else:
                 placed.append(place_run(rec, s))
                 entry.update(placed=True, role=None)
@@ -297,6 +317,7 @@ def import_tables(records: list[dict], s: ImportSettings) -> tuple[dict[str, lis
         for e in report:
             if e.get("placed") and e["name"] in dupes and e["role"] is None:
                 e["note"] = "a run of this name was imported twice; one record kept"
+    evals = member_fields(evals, placed)
     cells = search_cells(placed, s.baseline_weight_decay)
     finals = [tuning_final(c, rs) for c, rs in sorted(cells.items())]
     best_cells = {(f["recipe"], f["model"], f["token_budget"]): f for f in finals}
@@ -314,7 +335,7 @@ def import_tables(records: list[dict], s: ImportSettings) -> tuple[dict[str, lis
     for r in sorted(placed, key=lambda r: r["run_id"]):
         role = "student" if r["teacher"] else "search" if r["run_id"] in searched else \
             "member" if r["run_id"] in in_ensemble or r["member_of"] is not None else "teacher"
-        row = {k: v for k, v in r.items() if k not in ("recipe_key", "member_of")}
+        row = {k: v for k, v in r.items() if k not in ("recipe_key", "member_of", "tokens_label")}
         runs.append({**row, "role": role, "sweeps": [], "searches": sorted(searched.get(r["run_id"], [])),
                      "ensembles": [in_ensemble[r["run_id"]]] if r["run_id"] in in_ensemble else []})
     roles = {r["run_id"]: r["role"] for r in runs}
