@@ -840,7 +840,11 @@ def test_a_run_logged_to_wandb_offline_reads_back_and_imports_as_the_run(smoke, 
     if engine == "loop":  # levanter's Trainer logs its own keys (and at its own steps)
         np.testing.assert_allclose([e["loss"] for e in evals], [e["loss"] for e in metrics["eval_loss"]], rtol=1e-6)
         lrs = [h["optim/learning_rate"] for h in run["history"] if "optim/learning_rate" in h]
-        assert lrs[0] < max(lrs) and lrs[-1] < max(lrs)  # warmup, then the cosine decay
+        o, n = spec["optimizer"], spec["num_train_steps"]
+        assert o["warmup"] * n < 1  # no warmup step at this length: the cosine from the first step
+        cosine = [spec["learning_rate"] * ((1 - o["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * t / n))
+                                           + o["min_lr_ratio"]) for t in range(n)]
+        np.testing.assert_allclose(lrs, cosine, rtol=1e-5)
         assert all("throughput/tokens_per_second" in h for h in run["history"] if "train/loss" in h)
         assert run["summary"]["parameter_count"] == metrics["parameter_count"]
     tables, report = import_tables([run], ImportSettings(eval_key="eval/loss"))
