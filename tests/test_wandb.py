@@ -276,6 +276,20 @@ def test_an_ensemble_evaluation_without_its_training_runs_is_reported(imported):
     assert all("no imported training run of its members" in e["reason"] for e in report)
 
 
+def test_this_studys_own_runs_place_by_their_spec_and_cpt_runs_are_reported():
+    spec = {"run_id": "n2-d8k-ep4-lr0.03-wd3.2-s1", "model": {"name": "n2", "seq_len": 64}, "token_budget": 8192,
+            "epochs": 4, "learning_rate": 0.03, "weight_decay": 3.2, "seed": 1, "batch_size": 32,
+            "num_train_steps": 16, "data": "d8192", "teacher": None, "synthetic_share": 0.0}
+    rec = {"id": spec["run_id"], "name": spec["run_id"], "state": "finished", "tags": [], "config": {"study": spec},
+           "summary": {"eval/loss": 4.5, "parameter_count": 1000, "non_embedding_params": 600}, "history": []}
+    cpt = {**rec, "id": "cpt-x", "name": "cpt-x", "config": {"study": {**spec, "init_from": "regularized-n2-d8k"}}}
+    tables, report = import_tables([rec, cpt], ImportSettings(eval_key="eval/loss"))
+    (row,) = tables["runs"]
+    assert (row["run_id"], row["role"], row["loss"], row["non_embedding_params"]) == (spec["run_id"], "member", 4.5, 600)
+    entry = next(e for e in report if e["name"] == "cpt-x")
+    assert not entry["placed"] and "continued pre-training" in entry["reason"]
+
+
 # --- through Snakemake ---
 
 

@@ -89,6 +89,9 @@ def _loss(record: dict, s: ImportSettings) -> float:
 def _from_study_spec(record: dict, s: ImportSettings) -> dict:
     """A run this study logged: its spec is in the config (runs.wandb_config)."""
     spec = record["config"][STUDY_CONFIG]
+    if spec.get("init_from"):
+        raise Unplaced(f"a continued pre-training run (from {spec['init_from']}): the import rebuilds the "
+                       "pre-training study's tables only")
     summary = record["summary"]
     return {
         "run_id": spec["run_id"], "model": spec["model"]["name"],
