@@ -23,9 +23,9 @@ from infinite_compute.science.analysis import compute_fits
 from infinite_compute.study.paper_names import (
     RunNameError,
     build_name,
-    format_tokens,
     parse_ensemble_eval,
     parse_name,
+    token_label,
 )
 
 
@@ -65,7 +65,7 @@ def test_paper_names_parse_into_their_fields(name, fields):
 
 
 def test_names_built_as_the_authors_build_them_parse_back():
-    assert [format_tokens(t) for t in (209715200, 419430400, 838860800, 1677721600)] == ["209M", "419M", "838M",
+    assert [token_label(t) for t in (209715200, 419430400, 838860800, 1677721600)] == ["209M", "419M", "838M",
                                                                                           "1.7B"]
     name = build_name("600m4k", 419430400, 8, "dclm", 0.001, 3.2, "-bs64", teacher="ens8", share=0.9)
     assert name == "600m4k-419Mx8-dclm+ens8^0.9-cos-lr0.0010-wd3.20-bs64"

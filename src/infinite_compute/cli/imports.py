@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 from ..outputs.imported import ImportSettings, import_tables
-from ..outputs.results import with_provenance, write_table
+from ..outputs.results import write_tables
 from ..outputs.wandb_runs import api_records, offline_records
 from ..runtime.io import atomic_write_json
 
@@ -30,17 +29,16 @@ def cmd_import_runs(a) -> None:
         where = s["projects"]
     tables, report = import_tables(records, settings)
     unplaced = [e for e in report if not e["placed"]]
+    placed = len(report) - len(unplaced)
     for e in unplaced:
         logger.warning("not placed: %s (%s): %s", e["name"], e["id"], e["reason"])
     logger.info("%d runs: %d read, %d from the cache; %d placed, %d not", len(records), counts["read"],
-                counts["cached"], len(report) - len(unplaced), len(unplaced))
+                counts["cached"], placed, len(unplaced))
     if not tables["tuning"]:
         raise SystemExit(f"import: no run of {where} could be placed in a search cell; see {a.out_report}")
-    outs = {os.path.basename(p)[: -len(".parquet")]: p for p in a.out}
-    for kind, rows in tables.items():
-        write_table(kind, with_provenance(rows, s["config_hash"]), outs[kind])
-    atomic_write_json(a.out_report, {"counts": counts, "placed": len(report) - len(unplaced),
+    write_tables(tables, s["config_hash"], a.out)
+    atomic_write_json(a.out_report, {"counts": counts, "placed": placed,
                                      "unplaced": len(unplaced), "runs": report})
     atomic_write_json(a.out_manifest, {"source": "wandb", "import": s["source"], "from": where,
-                                       "runs": len(records), "placed": len(report) - len(unplaced),
+                                       "runs": len(records), "placed": placed,
                                        "data": settings.data, "loss_key": settings.loss_key})

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..data.benchmarks import read_requests
 from ..outputs import lm_harness
-from ..outputs.results import with_provenance, write_table
+from ..outputs.results import write_tables
 from ..outputs.rows import study_rows
 from ..runtime.io import read_json
 from ..study import paths
@@ -54,6 +54,4 @@ def cmd_results(a) -> None:
 
     tables = study_rows(plan, [read_json(p) for p in a.tuning], specs, metrics, dict(zip(ids, evals)), ensembles,
                         a.baseline_wd, score_run, score_ensemble)
-    outs = {os.path.basename(p)[: -len(".parquet")]: p for p in a.out}
-    for kind, rows in tables.items():
-        write_table(kind, with_provenance(rows, plan.config_hash), outs[kind])
+    write_tables(tables, plan.config_hash, a.out)

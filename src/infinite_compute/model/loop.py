@@ -291,7 +291,7 @@ def train(
             t2 = time.time()
             # a fresh run's first call is step 0 alone (an eval follows it), and it compiles or loads
             # the program
-            lrs = learning_rates(opt_config, steps, np.arange(a, b)) if tracker.tracker is not None else None
+            lrs = learning_rates(opt_config, steps, np.arange(a, b)) if tracker.active else None
             for i, loss in enumerate(losses):
                 if lrs is not None:
                     tracker.log({"train/loss": float(loss), "optim/learning_rate": float(lrs[i]),

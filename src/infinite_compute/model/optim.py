@@ -41,9 +41,7 @@ def schedule_value(count, peak, warmup_steps, decay_steps, min_lr_ratio):
 
 def learning_rates(config: "TracedAdamWConfig", num_train_steps: int, steps) -> np.ndarray:
     """The learning rate `config` trains with at each of `steps` (what a tracker logs as optim/learning_rate)."""
-    warmup = _convert_frac_or_steps(config.warmup, num_train_steps)
-    return np.asarray(schedule_value(np.asarray(steps), float(config.learning_rate), float(warmup),
-                                     float(num_train_steps - warmup), float(config.min_lr_ratio)))
+    return np.asarray(schedule_value(np.asarray(steps), **config.schedule(num_train_steps)))
 
 
 @OptimizerConfig.register_subclass("traced_adamw")
@@ -51,16 +49,20 @@ def learning_rates(config: "TracedAdamWConfig", num_train_steps: int, steps) -> 
 class TracedAdamWConfig(AdamConfig):
     """`AdamConfig` whose numbers are traced. Only the options the study uses are supported."""
 
-    def build(self, num_train_steps: int):
-        if self.lr_schedule != "cosine" or self.decay is not None or self.cycles or self.cycle_length:
-            raise ValueError("TracedAdamWConfig supports one warmup + cosine cycle only")
+    def schedule(self, num_train_steps: int) -> dict[str, float]:
+        """schedule_value's numbers for a run of `num_train_steps`."""
         warmup_steps = _convert_frac_or_steps(self.warmup, num_train_steps)
-        numbers = {
+        return {
             "peak": float(self.learning_rate),
             "warmup_steps": float(warmup_steps),
             "decay_steps": float(num_train_steps - warmup_steps),
             "min_lr_ratio": float(self.min_lr_ratio),
         }
+
+    def build(self, num_train_steps: int):
+        if self.lr_schedule != "cosine" or self.decay is not None or self.cycles or self.cycle_length:
+            raise ValueError("TracedAdamWConfig supports one warmup + cosine cycle only")
+        numbers = self.schedule(num_train_steps)
         weight_decay = float(self.weight_decay)
         parts = []
         if self.max_grad_norm:

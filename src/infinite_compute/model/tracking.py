@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 
-from ..study.specs import RunSpec
+from ..study.specs import RunSpec, recipe_of
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +28,16 @@ def wandb_config(spec: RunSpec) -> dict:
 
 
 def group_of(spec: RunSpec) -> str:
-    return re.sub(r"-s\d+$", "", spec.run_id)
+    return recipe_of(spec.run_id)
 
 
 def role_of(spec: RunSpec) -> str:
     return "cpt" if spec.init_from else "student" if spec.teacher else "pretraining"
+
+
+def tags_of(spec: RunSpec, settings: dict) -> list[str]:
+    """A run's tags: its data ("d8192", "distill", "math"), its role and the config's `logging.wandb_tags`."""
+    return [spec.data.split("/")[0], role_of(spec), *settings.get("tags", [])]
 
 
 def tracker_summary(metrics: dict) -> dict:
@@ -84,14 +88,17 @@ class Tracker:
                                   disable_git=True, x_disable_meta=True, save_code=False, init_timeout=60)
             run = wandb.init(project=settings["project"], entity=settings.get("entity"), name=spec.run_id,
                              id=spec.run_id, group=group_of(spec), resume="allow", mode=settings["mode"],
-                             dir=settings["dir"], tags=[spec.data.split("/")[0], role_of(spec),
-                                                        *settings.get("tags", [])],
+                             dir=settings["dir"], tags=tags_of(spec, settings),
                              settings=lean, anonymous="never", reinit="finish_previous")
             self.tracker = WandbTracker(run)
             self.tracker.log_hyperparameters(wandb_config(spec))
         except Exception as e:  # noqa: BLE001 - logging is never a reason for a run to fail
             logger.warning("W&B logging is off for %s: %s: %s", spec.run_id, type(e).__name__, e)
             self.tracker = None
+
+    @property
+    def active(self) -> bool:
+        return self.tracker is not None
 
     def _call(self, what: str, *args, **kwargs) -> None:
         if self.tracker is None:

@@ -39,7 +39,7 @@ from .engine import (
     summarise,
 )
 from .shapes import llama_config
-from .tracking import group_of, role_of, start_service, wandb_config
+from .tracking import group_of, start_service, tags_of, wandb_config
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def study_wandb_config(spec: RunSpec, settings: dict):
 
     return StudyWandbConfig(project=settings["project"], entity=settings.get("entity"), mode=settings["mode"],
                             name=spec.run_id, id=spec.run_id, group=group_of(spec), save_code=False,
-                            tags=[spec.data.split("/")[0], role_of(spec), *settings.get("tags", [])],
+                            tags=tags_of(spec, settings),
                             study_config=wandb_config(spec))
 
 

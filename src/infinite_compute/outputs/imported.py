@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..study.paper_names import RunNameError, parse_ensemble_eval, parse_name
+from ..study.specs import recipe_of
 from ..study.tuning import AXES, Cell, advance
 from .rows import ensemble_rows, tuning_row  # the study's own row builders
 
@@ -101,8 +102,8 @@ def _from_study_spec(record: dict, s: ImportSettings) -> dict:
         "weight_decay": float(spec["weight_decay"]), "seed": int(spec["seed"]), "batch_size": int(spec["batch_size"]),
         "seq_len": int(spec["model"]["seq_len"]), "num_train_steps": int(spec["num_train_steps"]),
         "data": spec["data"], "teacher": spec["teacher"], "synthetic_share": float(spec["synthetic_share"]),
-        # the seeds past 0 of one recipe are its ensemble's members (study.specs.run_id ends in -s{seed})
-        "recipe_key": (key := re.sub(r"-s\d+$", "", spec["run_id"])), "member_of": key if spec["seed"] else None,
+        # the seeds past 0 of one recipe are its ensemble's members
+        "recipe_key": (key := recipe_of(spec["run_id"])), "member_of": key if spec["seed"] else None,
     }
 
 
@@ -135,11 +136,10 @@ def _from_paper_name(record: dict, s: ImportSettings) -> dict:
     }
 
 
-def place_run(record: dict, s: ImportSettings, filters: bool = True) -> dict:
+def place_run(record: dict, s: ImportSettings) -> dict:
     """A training run's fields (before its role): from the study's spec if it logged one, else from its
-    name in the paper's grammar. Raises Unplaced with the reason (`filters`: check its state and tags)."""
-    if filters:
-        check_record(record, s)
+    name in the paper's grammar. Raises Unplaced with the reason."""
+    check_record(record, s)
     fields = (_from_study_spec if STUDY_CONFIG in record["config"] else _from_paper_name)(record, s)
     if STUDY_CONFIG not in record["config"] and fields["data"] != s.data:  # this study's data: its budgets
         raise Unplaced(f"trained on '{fields['data']}', not the study's data '{s.data}'")
@@ -312,8 +312,7 @@ def import_tables(records: list[dict], s: ImportSettings) -> tuple[dict[str, lis
             entry.update(placed=False, reason=f"malformed record: {type(e).__name__}: {e}")
         report.append(entry)
 
-    ids = [r["run_id"] for r in placed]
-    dupes = {i for i in ids if ids.count(i) > 1}
+    dupes = {i for i, n in Counter(r["run_id"] for r in placed).items() if n > 1}
     if dupes:  # two records of one run (a resumed or re-logged run): the later-sorted record is kept
         keep = {r["run_id"]: r for r in placed}
         placed = list(keep.values())

@@ -261,6 +261,18 @@ def write_table(kind: str, rows: list[dict], path: str) -> None:
         pq.write_table(table, tmp)
 
 
+def kind_of(path: str) -> str:
+    """A table's kind from its file name: results/runs.parquet -> "runs"."""
+    return os.path.basename(path)[: -len(".parquet")]
+
+
+def write_tables(tables: dict[str, list[dict]], config_hash: str, paths: list[str]) -> None:
+    """Each kind's rows, with provenance, to the one of `paths` named for it."""
+    outs = {kind_of(p): p for p in paths}
+    for kind, rows in tables.items():
+        write_table(kind, with_provenance(rows, config_hash), outs[kind])
+
+
 def read_table(path: str) -> pd.DataFrame:
     # one open file: pyarrow given a path opens it more than once, and a table replaced (renamed onto
     # the path) in between would mix two versions (measured: "Invalid column metadata")
@@ -276,7 +288,7 @@ SCORECARD = "claims"  # the claims scorecard: read beside the tables by the figu
 def read_tables(paths: list[str]) -> dict:
     """The result tables at `paths` by kind (the file's name: runs.parquet -> "runs"); every kind of
     TABLES must be there, and the optional ones are None when the study does not make them."""
-    t = {os.path.basename(p)[: -len(".parquet")]: read_table(p) for p in paths}
+    t = {kind_of(p): read_table(p) for p in paths}
     missing = [k for k in TABLES if k not in t]
     if missing:
         raise ValueError(f"result tables {missing} are not among {paths}")

@@ -91,7 +91,7 @@ def parse_ensemble_eval(name: str) -> tuple[int, PaperRun] | None:
     return (int(m["k"]), parse_name(m["member"])) if m else None
 
 
-def format_tokens(tokens: int) -> str:
+def token_label(tokens: int) -> str:
     """One epoch's tokens as the authors' names write them (train.py, `format_num_tokens`)."""
     if tokens >= 1_000_000_000:
         return f"{tokens / 1_000_000_000:.1f}B"
@@ -107,6 +107,6 @@ def format_tokens(tokens: int) -> str:
 def build_name(model: str, tokens: int, epochs: int, data: str, lr: float, wd: float, tag: str = "",
                teacher: str | None = None, share: float = 0.0, schedule: str = "cos") -> str:
     """A name in the paper's grammar (for tests and for writing runs the importer reads)."""
-    data_str = f"{format_tokens(tokens)}x{epochs}-{data}" + (f"+{teacher}^{share}" if teacher else "")
+    data_str = f"{token_label(tokens)}x{epochs}-{data}" + (f"+{teacher}^{share}" if teacher else "")
     lr_str = f"{lr:.4f}" if lr >= 1e-4 else f"{lr:.5f}"
     return f"{model}-{data_str}-{schedule}-lr{lr_str}-wd{wd:.2f}{tag}"

@@ -209,6 +209,11 @@ _RUN_ID = re.compile(
 )
 
 
+def recipe_of(rid: str) -> str:
+    """A run id without its seed: the seeds of one recipe (an ensemble's members) share it."""
+    return re.sub(r"-s\d+$", "", rid)
+
+
 def parse_run_id(rid: str, token_budgets) -> tuple[str, int, int, float, float, int] | None:
     """(model, budget, epochs, lr, wd, seed) of a run id of `run_id`'s form, or None."""
     m = _RUN_ID.match(rid)
