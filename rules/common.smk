@@ -9,11 +9,13 @@ sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from infinite_compute.cli.pool import start_for_snakemake as start_warm_workers
 from infinite_compute.data.benchmarks import ITEM_KEYS as BENCHMARK_ITEM_KEYS
 from infinite_compute.data.corpus import check_local_files
+from infinite_compute.data.tokenizer import check_hf_base
 from infinite_compute.outputs.figures import FIGURES, caption as figure_caption
 from infinite_compute.outputs.results import OPTIONAL_TABLES, TABLES
 from infinite_compute.outputs.wandb_files import offline_run_files
 from infinite_compute.outputs.wandb_runs import check_source as check_import_source
 from infinite_compute.study import paths
+from infinite_compute.study.hf_base import base_files, tokenizer_files
 from infinite_compute.study.paths import fill
 from infinite_compute.study.plan import build_plan, plan_to_dict
 
@@ -32,6 +34,9 @@ onstart:
         # Local corpus files that are missing, empty or too small for the token budgets fail here,
         # before the first job. A dry run skips this: it shows the DAG anywhere, the paper's included.
         check_local_files(config["data"])
+        # A CPT base from a Hugging Face directory: its files, a Llama config, a tokenizer with an EOS.
+        if PLAN.cpt and PLAN.cpt.base_hf:
+            check_hf_base(config["cpt"]["base"])
         # Jobs run on this machine hand their jax commands to warm workers (runtime/worker.py): one per
         # job slot, started here, gone with this Snakemake (cli/pool.py says when).
         start_warm_workers(workflow, config, JOB_CACHES)
@@ -179,6 +184,34 @@ def run_files(template, runs):
 
 
 # --- continued pre-training (rules/cpt.smk) ---
+
+
+def cpt_tokenizer(wc=None):
+    """The CPT stage's tokenizer: a Hugging Face base's own (cpt.base.hf), else the study's."""
+    return PLAN.cpt.base_hf or paths.TOKENIZER
+
+
+def cpt_tokenizer_files(wc):
+    """The tokenizer files the CPT jobs read (a base's that exist: a dry run shows the DAG without them)."""
+    return existing_base_files(tokenizer_files(PLAN.cpt.base_hf)) if PLAN.cpt.base_hf else [paths.TOKENIZER]
+
+
+def cpt_base(wc):
+    """The HF model directory a CPT run starts from: a Hugging Face base, or the base cell's selected run."""
+    return PLAN.cpt.base_hf or model_hf(selected_run(PLAN.cpt.base_cell)["run_id"])
+
+
+def cpt_base_files(wc):
+    """What a CPT run reads of its base: a Hugging Face base's files (those that exist), or the selected
+    run's spec and export (waiting for its search)."""
+    if PLAN.cpt.base_hf:
+        return existing_base_files(base_files(PLAN.cpt.base_hf))
+    rid = selected_run(PLAN.cpt.base_cell)["run_id"]
+    return [model_spec(rid), model_hf(rid)]
+
+
+def existing_base_files(files):
+    return [f for f in files if os.path.exists(f)]
 
 
 def cpt_members():

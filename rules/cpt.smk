@@ -1,6 +1,7 @@
 # Continued pre-training on the math domain (infinite_compute.data.math_data, science.cpt): from the
-# selected run of a search cell, the default recipe at several math budgets (its L(D)), a smaller
-# batch, more epochs at each weight decay of a grid (the best selected: a checkpoint), an ensemble.
+# selected run of a search cell or a Hugging Face model directory (cpt.base.hf), the default recipe at
+# several math budgets (its L(D)), a smaller batch, more epochs at each weight decay of a grid (the best
+# selected: a checkpoint), an ensemble.
 
 
 rule math_corpus:
@@ -22,11 +23,12 @@ rule math_corpus:
 
 
 rule math_tokens:
-    """The math corpus in the study's tokenizer: training stream (budgets are its prefixes) and held-out text."""
+    """The math corpus in the CPT tokenizer (the study's, or a Hugging Face base's own): training stream
+    (budgets are its prefixes) and held-out text."""
     input:
         train=rules.math_corpus.output.train,
         validation=rules.math_corpus.output.validation,
-        tokenizer=rules.train_tokenizer.output,
+        tokenizer=cpt_tokenizer_files,
     output:
         train=paths.MATH_TOKENS_TRAIN,
         validation=paths.MATH_TOKENS_VALIDATION,
@@ -36,9 +38,10 @@ rule math_tokens:
         "../envs/study.yaml"
     params:
         train_tokens=lambda wc: max(PLAN.cpt.scaling),
+        tokenizer=cpt_tokenizer,
     shell:
         "python -m infinite_compute tokenize --train {input.train} --validation {input.validation} "
-        "--tokenizer {input.tokenizer} --train-tokens {params.train_tokens} --validation-tokens 0 "
+        "--tokenizer {params.tokenizer:q} --train-tokens {params.train_tokens} --validation-tokens 0 "
         "--out-train {output.train} --out-validation {output.validation} > {log} 2>&1"
 
 
@@ -47,25 +50,27 @@ rule math_cache:
     input:
         train=rules.math_tokens.output.train,
         validation=rules.math_tokens.output.validation,
-        tokenizer=rules.train_tokenizer.output,
+        tokenizer=cpt_tokenizer_files,
     output:
         directory(paths.MATH_CACHE),
     log:
         "logs/cpt/math_cache_d{budget}.log",
     conda:
         "../envs/study.yaml"
+    params:
+        tokenizer=cpt_tokenizer,
     shell:
         "python -m infinite_compute cache --train {input.train} --validation {input.validation} "
-        "--tokenizer {input.tokenizer} --budget {wildcards.budget} --out {output} > {log} 2>&1"
+        "--tokenizer {params.tokenizer:q} --budget {wildcards.budget} --out {output} > {log} 2>&1"
 
 
 rule train_cpt:
-    """A CPT run: levanter continues training the base cell's selected model on a math budget."""
+    """A CPT run: levanter continues training the base (the base cell's selected model or a Hugging
+    Face model) on a math budget."""
     input:
         cache=lambda wc: cache_dir(wc.run),
-        tokenizer=rules.train_tokenizer.output,
-        base_spec=lambda wc: model_spec(selected_run(PLAN.spec(wc.run).init_from)["run_id"]),
-        base=lambda wc: model_hf(selected_run(PLAN.spec(wc.run).init_from)["run_id"]),
+        tokenizer=cpt_tokenizer_files,
+        base=cpt_base_files,
     output:
         spec=paths.CPT_MODEL_SPEC,
         hf=directory(paths.CPT_MODEL_HF),
@@ -84,9 +89,11 @@ rule train_cpt:
         out=lambda wc: fill(paths.CPT_MODEL, run=wc.run),
         checkpoints=paths.CHECKPOINTS,
         settings=TRAIN_SETTINGS,
+        tokenizer=cpt_tokenizer,
+        base=cpt_base,
     shell:
-        "python -m infinite_compute --threads {threads} train --spec {params.spec:q} --cache {input.cache} --tokenizer {input.tokenizer} "
-        "--out {params.out} --checkpoints {params.checkpoints} --settings {params.settings:q} --init-from {input.base} > {log} 2>&1"
+        "python -m infinite_compute --threads {threads} train --spec {params.spec:q} --cache {input.cache} --tokenizer {params.tokenizer:q} "
+        "--out {params.out} --checkpoints {params.checkpoints} --settings {params.settings:q} --init-from {params.base:q} > {log} 2>&1"
 
 
 rule cpt_evaluate:
@@ -96,7 +103,7 @@ rule cpt_evaluate:
         hf=lambda wc: fill(paths.CPT_MODEL_HF, run=wc.run),
         validation=rules.math_tokens.output.validation,
         held_out=rules.math_corpus.output.held_out,
-        tokenizer=rules.train_tokenizer.output,
+        tokenizer=cpt_tokenizer_files,
     output:
         eval=paths.CPT_EVAL,
         logprobs=paths.CPT_LOGPROBS,
@@ -110,9 +117,10 @@ rule cpt_evaluate:
     params:
         answer_tokens=lambda wc: PLAN.cpt.answer_tokens,
         batch_size=config["evaluation"]["batch_size"],
+        tokenizer=cpt_tokenizer,
     shell:
         "python -m infinite_compute --threads {threads} cpt-evaluate --spec {input.spec} --hf {input.hf} --validation {input.validation} "
-        "--held-out {input.held_out} --tokenizer {input.tokenizer} --answer-tokens {params.answer_tokens} "
+        "--held-out {input.held_out} --tokenizer {params.tokenizer:q} --answer-tokens {params.answer_tokens} "
         "--batch-size {params.batch_size} --out-eval {output.eval} --out-logprobs {output.logprobs} > {log} 2>&1"
 
 
@@ -137,7 +145,7 @@ rule cpt_ensemble:
         hfs=lambda wc: [fill(paths.CPT_MODEL_HF, run=r) for r in cpt_members()],
         logprobs=lambda wc: [fill(paths.CPT_LOGPROBS, run=r) for r in cpt_members()],
         held_out=rules.math_corpus.output.held_out,
-        tokenizer=rules.train_tokenizer.output,
+        tokenizer=cpt_tokenizer_files,
     output:
         paths.CPT_ENSEMBLE,
     log:
@@ -148,9 +156,10 @@ rule cpt_ensemble:
     params:
         answer_tokens=lambda wc: PLAN.cpt.answer_tokens,
         batch_size=config["evaluation"]["batch_size"],
+        tokenizer=cpt_tokenizer,
     shell:
         "python -m infinite_compute --threads {threads} cpt-ensemble --specs {input.specs} --hfs {input.hfs} "
-        "--logprobs {input.logprobs} --held-out {input.held_out} --tokenizer {input.tokenizer} "
+        "--logprobs {input.logprobs} --held-out {input.held_out} --tokenizer {params.tokenizer:q} "
         "--answer-tokens {params.answer_tokens} --batch-size {params.batch_size} --out {output} > {log} 2>&1"
 
 

@@ -9,6 +9,9 @@ import os
 from typing import Iterator
 
 from ..runtime.io import atomic_dir
+from ..study.config import ConfigError
+from ..study.hf_base import KEY as HF_KEY
+from ..study.hf_base import missing_files, read_config
 
 # transformers and tokenizers are imported inside the functions that use them: the corpus job and the
 # Snakefile import this layer, and transformers takes seconds to import
@@ -20,15 +23,33 @@ def copy_tokenizer(path: str, out_dir: str) -> dict:
     load offline and to define the end-of-sequence token every document ends with."""
     if not os.path.isdir(path):
         raise FileNotFoundError(f"config key 'tokenizer.path': '{path}' is not a directory")
-    try:
-        tok = load_tokenizer(path)
-    except Exception as e:  # noqa: BLE001 - any load failure is a bad config value
-        raise ValueError(f"config key 'tokenizer.path': '{path}' is not a loadable Hugging Face tokenizer: {e}") from None
-    if tok.eos_token_id is None:
-        raise ValueError(f"config key 'tokenizer.path': the tokenizer at '{path}' has no end-of-sequence token")
+    tok = checked_tokenizer(path, "tokenizer.path")
     with atomic_dir(out_dir) as tmp:
         tok.save_pretrained(tmp)
     return {"path": path, "vocab_size": len(tok), "eos_token": tok.eos_token, "bos_token": tok.bos_token}
+
+
+def checked_tokenizer(path: str, key: str):
+    """The Hugging Face tokenizer at `path`, checked to load offline and to define the end-of-sequence
+    token every document ends with; a ValueError naming config key `key` otherwise."""
+    try:
+        tok = load_tokenizer(path)
+    except Exception as e:  # noqa: BLE001 - any load failure is a bad config value
+        raise ValueError(f"config key '{key}': '{path}' is not a loadable Hugging Face tokenizer: {e}") from None
+    if tok.eos_token_id is None:
+        raise ValueError(f"config key '{key}': the tokenizer at '{path}' has no end-of-sequence token")
+    return tok
+
+
+def check_hf_base(base: dict) -> None:
+    """A CPT base from a Hugging Face model directory (cpt.base.hf): its config, weights and tokenizer
+    are there, the config is a Llama's, and the tokenizer loads with an end-of-sequence token.
+    Run before the first job (the Snakefile's onstart), so a bad base stops the study, not a job."""
+    missing = missing_files(base["hf"])
+    if missing:
+        raise ConfigError(f"{HF_KEY}.hf", "; ".join(missing))
+    read_config(base["hf"])  # a ConfigError naming cpt.base if it is not a Llama's
+    checked_tokenizer(base["hf"], f"{HF_KEY}.hf")
 
 
 def train_tokenizer(train_jsonl: str, vocab_size: int, training_chars: int, out_dir: str) -> None:

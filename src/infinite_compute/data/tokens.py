@@ -90,12 +90,16 @@ def write_levanter_cache(cache_dir: str, docs: Iterable[np.ndarray], tokenizer_d
 
     tok = load_tokenizer(tokenizer_dir)
     proc = preprocessor_for_format(TextLmDatasetFormat(), tok, enforce_bos=True, enforce_eos=True)
+    # the cache's rows have the fields the tokenizer returns: besides input_ids, some tokenizers (a
+    # Hugging Face base's, cpt.base.hf) return token_type_ids, all 0 for one text
+    others = [k for k in proc.output_exemplar if k != "input_ids"]
     rows = 0
     with atomic_dir(cache_dir) as tmp:
         with SerialCacheWriter(tmp, proc.output_exemplar, CacheMetadata(preprocessor_metadata=proc.metadata)) as w:
             batch: list[dict] = []
             for ids in docs:
-                batch.append({"input_ids": np.asarray(ids, dtype=np.int32)})
+                ids = np.asarray(ids, dtype=np.int32)
+                batch.append({"input_ids": ids, **{k: np.zeros_like(ids) for k in others}})
                 if len(batch) == 256:
                     w.write_batch(batch)
                     rows += len(batch)

@@ -621,7 +621,7 @@ def fig_cpt(t, ax, fig):
         ax.text(x, r["accuracy"], f"loss {r['loss']:.3f}\n{mult}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(xs, [name for name, _ in bars], fontsize=8)
     ax.set_ylabel(f"held-out answer accuracy (exact match, {int(bars[0][1]['n_questions'])} questions)")
-    ax.set_title(f"CPT on math from {c['base_cell'].iloc[0]}, {budget} math tokens\n"
+    ax.set_title(f"CPT on math from {c['base'].iloc[0]}, {budget} math tokens\n"
                  "(label: held-out loss and data-efficiency multiplier vs the default recipe's L(D))", fontsize=8)
     ax.set_ylim(0, max(0.05, max(r["accuracy"] + r["accuracy_stderr"] for _, r in bars) * 1.35))
     d = c[c["recipe"] == "default"].sort_values("token_budget")

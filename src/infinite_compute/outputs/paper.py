@@ -73,7 +73,9 @@ def _cpt(c, fits) -> dict | None:
     if c is None:
         return None
     fit = fits.iloc[0].to_dict()
-    return {"rows": _records(c), "fit": fit, "base_cell": c["base_cell"].iloc[0],
+    cell = c["base_cell"].iloc[0]  # null (read as NaN or None) for a Hugging Face base
+    return {"rows": _records(c), "fit": fit, "base_cell": cell if isinstance(cell, str) else None,
+            "base": c["base"].iloc[0],
             "budget": int(c.loc[c["recipe"] == "ensemble", "token_budget"].iloc[0])}
 
 

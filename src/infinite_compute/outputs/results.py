@@ -132,7 +132,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         [
             pa.field("recipe", pa.string()),  # default / small-batch / regularized / ensemble
             pa.field("model_id", pa.string()),  # a run id, or "<run>:K=<k>" for an ensemble
-            pa.field("base_cell", pa.string()),  # the search cell whose selected run CPT starts from
+            pa.field("base_cell", pa.string()),  # the search cell whose selected run CPT starts from, if any
+            pa.field("base", pa.string()),  # what CPT starts from: that cell, or hf:<dir> (cpt.base.hf)
             pa.field("model", pa.string()),
             pa.field("token_budget", pa.int64()),  # math tokens
             pa.field("epochs", pa.int64()),

@@ -182,7 +182,8 @@ def cpt_rows(cpt: CptSpec, specs: dict, evals: dict, selected: str, ensemble: di
     def add(recipe, model_id, rid, ev, **extra):
         s = specs[rid]
         rows.append({
-            "recipe": recipe, "model_id": model_id, "base_cell": cpt.base_cell, "model": cpt.model,
+            "recipe": recipe, "model_id": model_id, "base_cell": cpt.base_cell, "base": cpt.base,
+            "model": cpt.model,
             "token_budget": int(s["token_budget"]), "epochs": int(s["epochs"]), "learning_rate": s["learning_rate"],
             "weight_decay": s["weight_decay"], "batch_size": int(s["batch_size"]), "ensemble_size": 1,
             "selected": False, "loss": ev["loss"], "accuracy": ev["accuracy"],

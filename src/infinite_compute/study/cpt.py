@@ -4,8 +4,9 @@ smaller batch, more epochs at each weight decay of a grid, and an ensemble of ea
 from __future__ import annotations
 
 from .config import ConfigError
+from .hf_base import base_shape
 from .searches import cell_of_search
-from .specs import CptSpec, ModelShape, RunSpec, cpt_run_id
+from .specs import HF_INIT, CptSpec, ModelShape, RunSpec, cpt_run_id
 from .tuning import Cell
 
 
@@ -16,8 +17,13 @@ def cpt_plan(config: dict, cells: dict[str, Cell], shapes: dict[str, ModelShape]
     c = config.get("cpt")
     if not c or not c.get("enabled", True):
         return None, {}
-    cell = cell_of_search(cells, c["base"], "cpt.base")
-    shape = shapes[cell.model]
+    if "hf" in c["base"]:  # a Hugging Face model directory: its shape, at the study's context length
+        shape = base_shape(c["base"], config["model"]["seq_len"], config["model"])
+        cell_id, init_from = None, HF_INIT + shape.hf_base
+    else:
+        cell = cell_of_search(cells, c["base"], "cpt.base")
+        shape = shapes[cell.model]
+        cell_id = init_from = cell.cell_id
     budgets = sorted(set(c["token_budgets"]))
     if c["token_budget"] not in budgets:
         raise ConfigError("cpt.token_budget", f"{c['token_budget']} is not one of cpt.token_budgets {budgets}")
@@ -32,7 +38,7 @@ def cpt_plan(config: dict, cells: dict[str, Cell], shapes: dict[str, ModelShape]
             run_id=rid, model=shape, token_budget=budget, epochs=epochs, learning_rate=float(lr),
             weight_decay=float(wd), seed=seed, batch_size=batch, optimizer=optimizer, data=f"math/d{budget}",
             num_train_steps=budget // per_step * epochs, tokens_per_epoch=budget // per_step * per_step,
-            init_from=cell.cell_id,
+            init_from=init_from,
         )
         return rid
 
@@ -50,7 +56,7 @@ def cpt_plan(config: dict, cells: dict[str, Cell], shapes: dict[str, ModelShape]
     }
     p = c["problems"]
     cpt = CptSpec(
-        base_cell=cell.cell_id, model=shape.name, token_budget=D, scaling=scaling, small_batch=small,
+        base_cell=cell_id, base_hf=shape.hf_base, model=shape.name, token_budget=D, scaling=scaling, small_batch=small,
         regularized=grid, members=members,
         problems={**p, "seed": config["seed"],
                   **({"files": c["files"], "data": {k: config["data"][k] for k in ("text_field", "max_document_chars")}}

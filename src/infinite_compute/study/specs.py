@@ -26,6 +26,7 @@ class ModelShape:
     gradient_checkpointing: bool = False
     attention_backend: str = "default"  # levanter's AttentionBackend value
     cross_entropy_block_size: int | None = None
+    hf_base: str | None = None  # a Hugging Face model directory whose config.json this shape was read from
 
     @property
     def head_dim(self) -> int:
@@ -67,14 +68,16 @@ class RunSpec:
     tokens_per_epoch: int
     synthetic_share: float = 0.0
     teacher: str | None = None
-    init_from: str | None = None  # CPT: the search cell whose selected run's weights it starts from
+    # CPT: the search cell whose selected run's weights it starts from, or `hf:<dir>` for a Hugging
+    # Face model directory (cpt.base.hf)
+    init_from: str | None = None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         if d["init_from"] is None:  # absent unless set: specs (and run hashes) from before CPT are unchanged
             del d["init_from"]
-        for k, default in (("attention_backend", "default"), ("cross_entropy_block_size", None)):
-            if d["model"][k] == default:  # likewise for the kernels' settings
+        for k, default in (("attention_backend", "default"), ("cross_entropy_block_size", None), ("hf_base", None)):
+            if d["model"][k] == default:  # likewise for the kernels' settings and a CPT base's directory
                 del d["model"][k]
         return d
 
@@ -149,9 +152,10 @@ class DistillSpec:
 
 @dataclass(frozen=True)
 class CptSpec:
-    """Continued pre-training on the math domain (data/math_data.py), from a search cell's selected run."""
+    """Continued pre-training on the math domain (data/math_data.py), from a search cell's selected run
+    or a Hugging Face model directory (`base_hf`, then `base_cell` is None)."""
 
-    base_cell: str
+    base_cell: str | None
     model: str
     token_budget: int  # the recipes' math budget
     scaling: dict[int, str]  # math budget -> the default recipe's run there (its L(D))
@@ -161,6 +165,12 @@ class CptSpec:
     problems: dict
     answer_tokens: int
     seed: int
+    base_hf: str | None = None
+
+    @property
+    def base(self) -> str:
+        """What the CPT runs start from, as their init_from names it: a cell id or `hf:<dir>`."""
+        return self.base_cell or HF_INIT + self.base_hf
 
     @property
     def default(self) -> str:
@@ -171,6 +181,9 @@ class CptSpec:
     def runs(self) -> list[str]:
         """Every run known before training (ensembles only of the selected weight decay are trained)."""
         return sorted({*self.scaling.values(), self.small_batch, *self.regularized})
+
+
+HF_INIT = "hf:"  # RunSpec.init_from of a run that starts from a Hugging Face model directory
 
 
 def format_tokens(n: int) -> str:
