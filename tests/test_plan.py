@@ -285,7 +285,9 @@ def test_the_paper_config_validates_and_plans_what_it_says():
 
     # CPT: the default recipe at every math budget, the small batch, one run per weight decay
     c, cp = plan.cpt, paper["cpt"]
-    assert c.base_cell == f"{cp['base']['search']}-{cp['base']['model']}-d{_tokens(cp['base']['token_budget'])}"
+    # from Llama-3.2-3B's local directory, as the paper (config.yaml's base cell keys, merged in, unused)
+    assert c.base_cell is None and c.base == f"hf:{os.path.normpath(cp['base']['hf'])}"
+    assert c.model == cp["base"]["name"] and all(plan.spec(r).model.seq_len == cp["base"]["seq_len"] for r in c.runs)
     assert sorted(c.scaling) == sorted(cp["token_budgets"])
     assert plan.spec(c.small_batch).batch_size == cp["small_batch"]
     assert sorted(plan.spec(r).weight_decay for r in c.regularized) == sorted(cp["regularized"]["weight_decays"])
