@@ -58,6 +58,16 @@ BENCHMARK_SETTINGS = {
     "limit": config["benchmark"]["limit"],
     "seed": config["seed"],
 }
+# lm-eval on the CPT models: cpt.tasks, with the local heldout_math_choice's number of options
+CPT_BENCHMARK_SETTINGS = {
+    **BENCHMARK_SETTINGS,
+    **(
+        {"tasks": config["cpt"]["tasks"], "num_fewshot": config["cpt"]["num_fewshot"]}
+        if PLAN.cpt
+        else {"tasks": [], "num_fewshot": 0}
+    ),
+    "choices": config["benchmark"]["choices"],
+}
 # the Parquet tables every figure and the paper read (the CPT ones only in a study with a CPT stage)
 RESULT_TABLES = [fill(paths.TABLE, kind=k) for k in TABLES + (OPTIONAL_TABLES if PLAN.cpt else ())]
 # the CPT figure only with a CPT stage, the floor figure only on a corpus of known entropy, the data

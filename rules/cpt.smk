@@ -22,6 +22,26 @@ rule math_corpus:
         "python -m infinite_compute math-corpus --params {params.problems:q} --out {params.out} > {log} 2>&1"
 
 
+rule cpt_requests:
+    """cpt.tasks' requests (every (context, continuation) pair lm-eval asks of a CPT model), and the
+    items of the local heldout_math_choice: each CPT evaluation scores them, cpt_results turns the
+    scores of each model and of the ensemble into lm-eval's metrics."""
+    input:
+        held_out=rules.math_corpus.output.held_out,
+    output:
+        choice_items=paths.MATH_CHOICE_ITEMS,
+        requests=paths.CPT_REQUESTS,
+    log:
+        "logs/cpt/requests.log",
+    conda:
+        "../envs/study.yaml"
+    params:
+        settings=json.dumps(CPT_BENCHMARK_SETTINGS, sort_keys=True),
+    shell:
+        "python -m infinite_compute cpt-requests --held-out {input.held_out} --settings {params.settings:q} "
+        "--out-items {output.choice_items} --out-requests {output.requests} > {log} 2>&1"
+
+
 rule math_tokens:
     """The math corpus in the CPT tokenizer (the study's, or a Hugging Face base's own): training stream
     (budgets are its prefixes) and held-out text."""
@@ -103,6 +123,7 @@ rule cpt_evaluate:
         hf=lambda wc: fill(paths.CPT_MODEL_HF, run=wc.run),
         validation=rules.math_tokens.output.validation,
         held_out=rules.math_corpus.output.held_out,
+        requests=rules.cpt_requests.output.requests,
         tokenizer=cpt_tokenizer_files,
     output:
         eval=paths.CPT_EVAL,
@@ -120,8 +141,8 @@ rule cpt_evaluate:
         tokenizer=cpt_tokenizer,
     shell:
         "python -m infinite_compute --threads {threads} cpt-evaluate --spec {input.spec} --hf {input.hf} --validation {input.validation} "
-        "--held-out {input.held_out} --tokenizer {params.tokenizer:q} --answer-tokens {params.answer_tokens} "
-        "--batch-size {params.batch_size} --out-eval {output.eval} --out-logprobs {output.logprobs} > {log} 2>&1"
+        "--held-out {input.held_out} --requests {input.requests} --tokenizer {params.tokenizer:q} "
+        "--answer-tokens {params.answer_tokens} --batch-size {params.batch_size} --out-eval {output.eval} --out-logprobs {output.logprobs} > {log} 2>&1"
 
 
 checkpoint cpt_select:
@@ -170,8 +191,11 @@ rule cpt_results:
         plan=paths.PLAN,  # rules/results.smk's write_plan (included after this file)
         specs=lambda wc: [fill(paths.CPT_MODEL_SPEC, run=r) for r in PLAN.cpt.runs],
         evals=lambda wc: [fill(paths.CPT_EVAL, run=r) for r in PLAN.cpt.runs],
+        logprobs=lambda wc: [fill(paths.CPT_LOGPROBS, run=r) for r in sorted({*PLAN.cpt.runs, *cpt_members()})],
         selected=paths.CPT_SELECTED,
         ensemble=rules.cpt_ensemble.output,
+        requests=rules.cpt_requests.output.requests,
+        choice_items=rules.cpt_requests.output.choice_items,
     output:
         table=fill(paths.TABLE, kind="cpt"),
         fits=fill(paths.TABLE, kind="cpt_fits"),
@@ -181,9 +205,15 @@ rule cpt_results:
         "../envs/study.yaml"
     params:
         settings=json.dumps(
-            {"bootstrap": config["fits"]["bootstrap"], "ci_level": config["fits"]["ci_level"], "seed": config["seed"]}
+            {
+                "bootstrap": config["fits"]["bootstrap"],
+                "ci_level": config["fits"]["ci_level"],
+                **CPT_BENCHMARK_SETTINGS,
+            },
+            sort_keys=True,
         ),
     shell:
         "python -m infinite_compute cpt-results --plan {input.plan} --specs {input.specs} --evals {input.evals} "
-        "--selected {input.selected} --ensemble {input.ensemble} --settings {params.settings:q} "
+        "--logprobs {input.logprobs} --selected {input.selected} --ensemble {input.ensemble} "
+        "--requests {input.requests} --items {input.choice_items} --settings {params.settings:q} "
         "--out-table {output.table} --out-fits {output.fits} > {log} 2>&1"

@@ -147,6 +147,9 @@ def test_the_cpt_stage_runs_from_a_tiny_hf_llama(tiny_llama, tmp_path):
     assert set(t["recipe"]) == {"default", "small-batch", "regularized", "ensemble"}
     assert set(t["base"]) == {"hf:hf-base"} and t["base_cell"].isna().all() and set(t["model"]) == {"tiny"}
     assert np.isfinite(t["loss"]).all() and t["accuracy"].between(0, 1).all()
+    # cpt.tasks (the smoke config's heldout_math_choice) scored on every model, in the base's tokenizer
+    assert t["benchmark_accuracy"].between(0, 1).all()
+    assert all(list(json.loads(b)) == ["heldout_math_choice"] for b in t["benchmarks"])
     assert sorted(t.loc[t["recipe"] == "default", "token_budget"]) == [1024, 2048, 4096]
     assert sorted(t.loc[t["recipe"] == "ensemble", "ensemble_size"]) == [1, 2]
     fit = pd.read_parquet(os.path.join(wd, "results", "cpt_fits.parquet"))

@@ -114,3 +114,18 @@ def test_a_real_math_corpus_replaces_the_generated_problems(tmp_path):
     assert len(md.read_held_out(str(tmp_path / "math" / "held_out.jsonl"))) == 5
     with pytest.raises(FileNotFoundError, match="cpt.files"):
         md.write_corpus({**params, "files": [str(tmp_path / "nothing-*.jsonl")]}, str(tmp_path / "m2"))
+
+
+def test_choice_items_hold_the_answer_among_distinct_nearby_numbers():
+    from infinite_compute.study.tasks import MATH_CHOICE
+
+    _, held = md.generate(0, 10, 50)
+    items = md.choice_items(held, 4, seed=3)
+    assert items == md.choice_items(held, 4, seed=3)  # seeded
+    assert [it["context"] for it in items] == [p.prompt() for p in held]
+    for it, p in zip(items, held):
+        numbers = [int(c) for c in it["choices"]]
+        assert it["task"] == MATH_CHOICE and len(set(numbers)) == 4 and numbers[it["label"]] == p.answer
+        assert all(c.startswith(" ") for c in it["choices"]) and max(abs(n - p.answer) for n in numbers) <= 12
+    # the answer's position is spread over the options, not always one
+    assert len({it["label"] for it in items}) == 4

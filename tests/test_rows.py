@@ -5,6 +5,8 @@ import json
 import math
 import os
 
+import numpy as np
+
 import pytest
 from conftest import ROOT
 
@@ -162,9 +164,16 @@ def test_cpt_rows_cover_every_recipe_and_mark_the_selection():
     specs = {r: {"token_budget": {"d1": 1024, "d4": 4096}.get(r, 2048), "epochs": 1, "learning_rate": 0.01,
                  "weight_decay": 0.1, "batch_size": 8} for r in ids}
     ev = {r: {"loss": 3.0 + i, "accuracy": 0.1, "accuracy_stderr": 0.01, "n_questions": 20} for i, r in enumerate(ids)}
-    ens = {"curve": [{"ensemble_size": k, "loss": 2.0, "accuracy": 0.2, "accuracy_stderr": 0.02, "n_questions": 20}
+    ens = {"members": ["r4", "r4b"],
+           "curve": [{"ensemble_size": k, "loss": 2.0, "accuracy": 0.2, "accuracy_stderr": 0.02, "n_questions": 20}
                      for k in (1, 2)]}
     out = rows.cpt_rows(cpt, specs, ev, "r4", ens)
+    assert all(np.isnan(r["benchmark_accuracy"]) and r["benchmarks"] == "{}" for r in out)  # no cpt.tasks
+    # with cpt.tasks: each model scored alone, the ensemble at K as the mixture of its first K members
+    scored = rows.cpt_rows(cpt, specs, ev, "r4", ens,
+                           lambda members: {"a": {"acc": 0.1 * len(members)}, "b": {"acc": 0.3 if "r4b" in members else 0.0}})
+    assert [r["benchmark_accuracy"] for r in scored][-3:] == pytest.approx([0.05, 0.05, 0.25])
+    assert json.loads(scored[-1]["benchmarks"]) == {"a": {"acc": 0.2}, "b": {"acc": 0.3}}
     assert [(r["recipe"], r["model_id"]) for r in out] == [
         ("default", "d1"), ("default", "d2"), ("default", "d4"), ("small-batch", "sb"), ("regularized", "r1"),
         ("regularized", "r4"), ("ensemble", "r4:K=1"), ("ensemble", "r4:K=2")]

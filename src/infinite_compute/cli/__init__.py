@@ -45,7 +45,8 @@ COMMANDS: dict[str, tuple[str, str, tuple]] = {
     "distill-cache": ("distill", "distill_cache", ("--train", "--validation", "--samples", "--tokenizer",
                                                    ("--budget", {"type": int}), ("--share", {"type": float}), "--out")),
     "math-corpus": ("cpt", "math_corpus", ("--params", "--out")),
-    "cpt-evaluate": ("cpt", "cpt_evaluate", ("--spec", "--hf", "--validation", "--held-out", "--tokenizer",
+    "cpt-requests": ("cpt", "cpt_requests", ("--held-out", "--settings", "--out-items", "--out-requests")),
+    "cpt-evaluate": ("cpt", "cpt_evaluate", ("--spec", "--hf", "--validation", "--held-out", "--requests", "--tokenizer",
                                              ("--answer-tokens", {"type": int}), ("--batch-size", {"type": int}),
                                              "--out-eval", "--out-logprobs")),
     "cpt-select": ("cpt", "cpt_select", (("--evals", {"nargs": "+", "required": True}), "--out")),
@@ -55,8 +56,9 @@ COMMANDS: dict[str, tuple[str, str, tuple]] = {
                                              "--tokenizer", ("--answer-tokens", {"type": int}),
                                              ("--batch-size", {"type": int}), "--out")),
     "cpt-results": ("cpt", "cpt_results", ("--plan", ("--specs", {"nargs": "+", "required": True}),
-                                           ("--evals", {"nargs": "+", "required": True}), "--selected", "--ensemble",
-                                           "--settings", "--out-table", "--out-fits")),
+                                           ("--evals", {"nargs": "+", "required": True}),
+                                           ("--logprobs", {"nargs": "+", "required": True}), "--selected", "--ensemble",
+                                           "--requests", "--items", "--settings", "--out-table", "--out-fits")),
     "results": ("results", "results", ("--plan", ("--tuning", {"nargs": "*"}), ("--specs", {"nargs": "+"}),
                                        ("--metrics", {"nargs": "+"}), ("--evals", {"nargs": "+"}),
                                        ("--logprobs", {"nargs": "+"}), ("--ensembles", {"nargs": "*"}),
@@ -79,7 +81,7 @@ COMMANDS: dict[str, tuple[str, str, tuple]] = {
 # the commands that import jax and levanter: run by a warm worker when Snakemake started a pool
 JAX_COMMANDS = frozenset({"train", "evaluate", "cpt-evaluate", "cpt-ensemble", "sample"})
 # the commands that use lm-eval; every other one hides it from levanter (runtime.env.hide_lm_eval)
-LM_EVAL_COMMANDS = frozenset({"benchmark-requests", "results"})
+LM_EVAL_COMMANDS = frozenset({"benchmark-requests", "results", "cpt-requests", "cpt-results"})
 
 
 def parser() -> argparse.ArgumentParser:

@@ -4,23 +4,42 @@ regularized recipe's selection, its ensemble, and the CPT table with its L(D) fi
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 
 from ..data import math_data
+from ..data.benchmarks import read_requests, write_items, write_requests
 from ..data.tokenizer import load_tokenizer
 from ..data.tokens import evaluation_sequences
+from ..outputs import lm_harness
 from ..outputs.results import with_provenance, write_table
 from ..outputs.rows import cpt_rows
 from ..runtime.io import atomic_write_json, read_json
 from ..science.cpt import efficiency, select_regularized
 from ..science.ensemble import ensemble_loss
+from ..study import paths
+from ..study.paths import fill
 from ..study.plan import plan_from_dict
+from ..study.tasks import MATH_CHOICE
 from .records import read_spec, write_eval
 
 
 def cmd_math_corpus(a) -> None:
     print(json.dumps(math_data.write_corpus(json.loads(a.params), a.out)))
+
+
+def cmd_cpt_requests(a) -> None:
+    """The items of the local heldout_math_choice (from the held-out problems) and every request
+    lm-eval asks of a CPT model on cpt.tasks (none when it is empty)."""
+    s = json.loads(a.settings)
+    problems = math_data.read_held_out(a.held_out)
+    write_items(math_data.choice_items(problems, s["choices"], s["seed"]) if MATH_CHOICE in s["tasks"] else [],
+                a.out_items)
+    pairs = (lm_harness.requests(lm_harness.task_dict(s["tasks"], a.out_items, s["num_fewshot"], s["seed"]),
+                                 s["limit"]) if s["tasks"] else [])
+    write_requests(a.out_requests, s["tasks"], pairs)
+    print(json.dumps({"tasks": s["tasks"], "requests": len(pairs)}))
 
 
 def cmd_cpt_evaluate(a) -> None:
@@ -33,11 +52,13 @@ def cmd_cpt_evaluate(a) -> None:
     tok = load_tokenizer(a.tokenizer)
     problems = math_data.read_held_out(a.held_out)
     spec = read_spec(a.spec)
+    pairs, bseqs, bmask = scoring.encoded_request_file(a.requests, a.tokenizer, spec.model.seq_len)
     with scoring.device_mesh():
         model = scoring.load_model(a.hf, spec, a.tokenizer)
         val = scoring.token_logprobs(model, evaluation_sequences(a.validation, spec.model.seq_len), a.batch_size)
         acc = answer_accuracy([model], tok, problems, a.answer_tokens, a.batch_size, spec.model.seq_len)
-    write_eval(a.out_eval, a.out_logprobs, spec.run_id, val, {}, **acc)
+        bench = scoring.score_requests(model, bseqs, bmask, a.batch_size)  # cpt.tasks' requests (maybe none)
+    write_eval(a.out_eval, a.out_logprobs, spec.run_id, val, bench, benchmark_requests=len(pairs), **acc)
 
 
 def cmd_cpt_select(a) -> None:
@@ -71,7 +92,35 @@ def cmd_cpt_results(a) -> None:
     s = json.loads(a.settings)
     specs = {sp["run_id"]: sp for sp in map(read_json, a.specs)}
     evals = {ev["run_id"]: ev for ev in map(read_json, a.evals)}
-    rows = cpt_rows(plan.cpt, specs, evals, read_json(a.selected)["selected"], read_json(a.ensemble))
+    score = _benchmark_scorer(s, a.requests, a.items, a.logprobs)
+    rows = cpt_rows(plan.cpt, specs, evals, read_json(a.selected)["selected"], read_json(a.ensemble), score)
     fit_row, rows = efficiency(rows, n_bootstrap=s["bootstrap"], ci_level=s["ci_level"], seed=s["seed"])
     write_table("cpt", with_provenance(rows, plan.config_hash), a.out_table)
     write_table("fits", with_provenance([fit_row], plan.config_hash), a.out_fits)
+
+
+def _benchmark_scorer(s: dict, requests: str, items: str, logprobs: list[str]):
+    """lm-eval's metrics on cpt.tasks of a CPT model or of the mixture of ensemble members, from
+    their saved log-probs: members (run ids) -> {task: metrics}; {} when the study names no tasks."""
+    if not s["tasks"]:
+        return lambda members: {}
+    pairs = read_requests(requests)
+    tasks = lm_harness.task_dict(s["tasks"], items, s["num_fewshot"], s["seed"])
+    listed = {os.path.normpath(p) for p in logprobs}
+    saved: dict[str, dict] = {}
+
+    def bench_of(rid):  # read once: the ensemble's members are also rows of their own
+        path = os.path.normpath(fill(paths.CPT_LOGPROBS, run=rid))
+        if path not in listed:
+            raise SystemExit(f"cpt-results: the log-probs of '{rid}' ({path}) are not among --logprobs")
+        if rid not in saved:
+            with np.load(path) as z:
+                saved[rid] = {k: z[k] for k in lm_harness.BENCH_ARRAYS}
+        return saved[rid]
+
+    def score(members: list[str]) -> dict:
+        table = (lm_harness.run_table(pairs, bench_of(members[0])) if len(members) == 1
+                 else lm_harness.ensemble_table(pairs, [bench_of(r) for r in members]))
+        return lm_harness.score(tasks, table, "+".join(members), s["limit"])
+
+    return score

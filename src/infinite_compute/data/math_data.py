@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 
 from ..runtime.io import atomic_dir, atomic_write_json
+from ..study.tasks import MATH_CHOICE
 from .corpus import collect_documents, stable_unit
 
 KINDS = ("add", "sub", "mul", "buy", "share", "rate")
@@ -140,6 +141,21 @@ def write_corpus(params: dict, out_dir: str) -> dict:
                 "kinds": {kd: sum(p.kind == kd for p in train) for kd in KINDS}}
         atomic_write_json(os.path.join(tmp, "info.json"), info)
     return info
+
+
+def choice_items(problems: list[Problem], choices: int, seed: int) -> list[dict]:
+    """The held-out problems as a multiple-choice task (MATH_CHOICE, MathQA's form): the prompt, and
+    the answer among `choices` distinct integers within 12 of it, in a seeded order. The items'
+    fields are those of the study's local tasks (data/benchmarks.py), so lm-eval reads them alike."""
+    rng = random.Random(seed)
+    offsets = [d for d in range(-12, 13) if d]
+    out = []
+    for i, p in enumerate(problems):
+        options = [p.answer + d for d in rng.sample(offsets, choices - 1)] + [p.answer]
+        rng.shuffle(options)
+        out.append({"task": MATH_CHOICE, "id": f"math-{i}", "context": p.prompt(),
+                    "choices": [f" {x}" for x in options], "label": options.index(p.answer)})
+    return out
 
 
 def read_held_out(path: str) -> list[Problem]:

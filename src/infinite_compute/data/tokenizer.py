@@ -111,6 +111,13 @@ def word_tokenizer(symbols: list[str], out_dir: str) -> None:
     _save(tok, 0, out_dir)
 
 
+def document_start(tokenizer) -> int:
+    """The token a document starts with, as levanter's preprocessor starts it in training: BOS (the
+    study's tokenizers use <|endoftext|> for both BOS and EOS; a Hugging Face base's has its own BOS,
+    e.g. Llama-3's <|begin_of_text|>), or EOS for a tokenizer without a BOS."""
+    return tokenizer.eos_token_id if tokenizer.bos_token_id is None else tokenizer.bos_token_id
+
+
 def load_tokenizer(tokenizer_dir: str):
     # heavy: only the jobs that tokenize or sample
     from transformers import AutoTokenizer

@@ -8,16 +8,15 @@ import math
 import numpy as np
 
 from ..data import math_data
+from ..data.tokenizer import document_start
 from .sampling import greedy_completions
 
 
 def answer_accuracy(models: list, tokenizer, problems: list, n_new: int, batch_size: int, seq_len: int) -> dict:
     """Greedy answers to the held-out questions (from the mixture of `models`), scored by exact match."""
     eot = tokenizer.eos_token_id
-    # a document starts as levanter's preprocessor starts it in training: with BOS (the study's
-    # tokenizers use <|endoftext|> for both; a Hugging Face base's has its own, e.g. Llama-3's)
-    bos = eot if tokenizer.bos_token_id is None else tokenizer.bos_token_id
-    prompts = [[bos] + tokenizer(p.prompt(), add_special_tokens=False)["input_ids"] for p in problems]
+    start = document_start(tokenizer)
+    prompts = [[start] + tokenizer(p.prompt(), add_special_tokens=False)["input_ids"] for p in problems]
     outs = greedy_completions(models, prompts, n_new, eot, batch_size, seq_len)
     texts = [tokenizer.decode([t for t in o if t != eot]) for o in outs]
     right = np.array([math_data.exact_match(t, p) for t, p in zip(texts, problems)], float)

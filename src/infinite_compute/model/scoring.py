@@ -17,7 +17,7 @@ from levanter.models.llama import LlamaLMHeadModel
 from levanter.trainer import TrainerConfig
 
 from ..data.benchmarks import read_requests
-from ..data.tokenizer import load_tokenizer
+from ..data.tokenizer import document_start, load_tokenizer
 from ..study.specs import RunSpec
 from .shapes import llama_config
 
@@ -88,14 +88,15 @@ def encoded_request_file(requests: str, tokenizer_dir: str, seq_len: int):
 def _encoded(requests_id, tokenizer_id, tokenizer_dir: str, seq_len: int):
     tok = load_tokenizer(tokenizer_dir)
     pairs = read_requests(requests_id[0])
-    return (pairs, *encode_requests(pairs, tok, seq_len, tok.eos_token_id))
+    return (pairs, *encode_requests(pairs, tok, seq_len, document_start(tok)))
 
 
-def encode_requests(pairs, tokenizer, seq_len: int, eot_id: int):
+def encode_requests(pairs, tokenizer, seq_len: int, start_id: int):
     """Log-likelihood requests (context, continuation) as lm-eval's HF model encodes them: trailing
     spaces of the context move to the continuation, and the continuation's tokens are those of
     context + continuation after the context's (BPE may merge across the seam). Each sequence is
-    <|endoftext|> + context + continuation, cut from the left to `seq_len`.
+    the document start `start_id` (tokenizer.document_start) + context + continuation, cut from the
+    left to `seq_len`, and padded with `start_id`.
 
     Returns (sequences [n, seq_len], cont_mask [n, seq_len-1] marking the predicted positions
     that are continuation tokens).
@@ -111,9 +112,9 @@ def encode_requests(pairs, tokenizer, seq_len: int, eot_id: int):
         while k > 0 and whole[:k] != ctx_ids[:k]:
             k -= 1
         cont = whole[k:]
-        ids = ([eot_id] + whole)[-seq_len:]  # keep the continuation, drop context from the left
+        ids = ([start_id] + whole)[-seq_len:]  # keep the continuation, drop context from the left
         n_cont = min(len(cont), seq_len - 1)
-        seq = np.full(seq_len, eot_id, np.int32)
+        seq = np.full(seq_len, start_id, np.int32)
         seq[: len(ids)] = ids
         mask = np.zeros(seq_len - 1, bool)
         mask[len(ids) - 1 - n_cont : len(ids) - 1] = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import jinja2
@@ -75,7 +76,7 @@ def _cpt(c, fits) -> dict | None:
     fit = fits.iloc[0].to_dict()
     cell = c["base_cell"].iloc[0]  # null (read as NaN or None) for a Hugging Face base
     return {"rows": _records(c), "fit": fit, "base_cell": cell if isinstance(cell, str) else None,
-            "base": c["base"].iloc[0],
+            "base": c["base"].iloc[0], "tasks": sorted(json.loads(c["benchmarks"].iloc[0])),
             "budget": int(c.loc[c["recipe"] == "ensemble", "token_budget"].iloc[0])}
 
 

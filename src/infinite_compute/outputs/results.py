@@ -146,6 +146,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("accuracy", pa.float64()),  # exact-match answers, greedy
             pa.field("accuracy_stderr", pa.float64()),
             pa.field("n_questions", pa.int64()),
+            # lm-eval's mean acc over cpt.tasks (NaN: none named) and its metrics per task (JSON)
+            pa.field("benchmark_accuracy", pa.float64()),
+            pa.field("benchmarks", pa.string()),
             pa.field("effective_tokens", pa.float64()),  # D_eff under the default recipe's math L(D)
             pa.field("data_efficiency", pa.float64()),
             pa.field("data_efficiency_ci_low", pa.float64()),

@@ -174,20 +174,25 @@ def study_rows(plan: Plan, finals: list[dict], specs: dict[str, dict], metrics: 
     return {"runs": runs, "ensembles": ens, "distillation": dist, "benchmarks": bench, "tuning": tuning}
 
 
-def cpt_rows(cpt: CptSpec, specs: dict, evals: dict, selected: str, ensemble: dict) -> list[dict]:
+def cpt_rows(cpt: CptSpec, specs: dict, evals: dict, selected: str, ensemble: dict,
+             score=lambda members: {}) -> list[dict]:
     """One row per CPT model: the default recipe at each budget, the small batch, each regularized
-    weight decay (the selected one marked), and the ensemble at each K."""
+    weight decay (the selected one marked), and the ensemble at each K; with `score` (run ids ->
+    lm-eval's metrics per task of cpt.tasks, of one model or its members' mixture) their benchmarks."""
     rows = []
 
-    def add(recipe, model_id, rid, ev, **extra):
+    def add(recipe, model_id, rid, ev, members=None, **extra):
         s = specs[rid]
+        bench = score(members or [rid])
         rows.append({
             "recipe": recipe, "model_id": model_id, "base_cell": cpt.base_cell, "base": cpt.base,
             "model": cpt.model,
             "token_budget": int(s["token_budget"]), "epochs": int(s["epochs"]), "learning_rate": s["learning_rate"],
             "weight_decay": s["weight_decay"], "batch_size": int(s["batch_size"]), "ensemble_size": 1,
             "selected": False, "loss": ev["loss"], "accuracy": ev["accuracy"],
-            "accuracy_stderr": ev["accuracy_stderr"], "n_questions": int(ev["n_questions"]), **extra,
+            "accuracy_stderr": ev["accuracy_stderr"], "n_questions": int(ev["n_questions"]),
+            "benchmark_accuracy": float(np.mean([m["acc"] for m in bench.values()])) if bench else float("nan"),
+            "benchmarks": json.dumps(bench, sort_keys=True), **extra,
         })
 
     for _, rid in sorted(cpt.scaling.items()):
@@ -197,5 +202,6 @@ def cpt_rows(cpt: CptSpec, specs: dict, evals: dict, selected: str, ensemble: di
         add("regularized", rid, rid, evals[rid], selected=rid == selected)
     for row in ensemble["curve"]:
         k = row["ensemble_size"]
-        add("ensemble", f"{selected}:K={k}", selected, row, ensemble_size=int(k), selected=True)
+        add("ensemble", f"{selected}:K={k}", selected, row, members=ensemble["members"][:k], ensemble_size=int(k),
+            selected=True)
     return rows

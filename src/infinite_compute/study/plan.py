@@ -23,7 +23,7 @@ from .specs import (
     run_id,
     synthetic_tokens,
 )
-from .tasks import LOCAL_TASKS, known_task_names
+from .tasks import CPT_LOCAL_TASKS, LOCAL_TASKS, known_task_names
 from .tuning import Cell, cell_from_dict
 
 
@@ -324,6 +324,8 @@ def build_plan(config: dict) -> Plan:
     distillations = _distillations(config, runs, ensembles, cells)
     _check_benchmark_tasks(config["benchmark"]["tasks"])
     cpt, cpt_runs = cpt_plan(config, cells, shapes, runs.optimizer)
+    if cpt is not None:
+        _check_benchmark_tasks(config["cpt"]["tasks"], "cpt.tasks", CPT_LOCAL_TASKS)
     runs.check_overrides_used()
     if not runs.runs and not cells:
         raise ConfigError("sweeps", "the study trains no model: add a search, a sweep, an ensemble or a distillation")
@@ -343,16 +345,16 @@ def build_plan(config: dict) -> Plan:
     )
 
 
-def _check_benchmark_tasks(tasks: list[str]) -> None:
+def _check_benchmark_tasks(tasks: list[str], key: str = "benchmark.tasks", local=LOCAL_TASKS) -> None:
     """Each benchmark task is a local one or a task of the installed lm-eval-harness."""
-    other = [t for t in tasks if t not in LOCAL_TASKS]
+    other = [t for t in tasks if t not in local]
     if len(set(tasks)) != len(tasks):
-        raise ConfigError("benchmark.tasks", f"a task is named twice in {tasks}")
+        raise ConfigError(key, f"a task is named twice in {tasks}")
     if other:
         known = known_task_names()
         unknown = [t for t in other if t not in known]
         if unknown:
-            raise ConfigError("benchmark.tasks", f"{unknown} are neither local tasks {list(LOCAL_TASKS)} nor "
+            raise ConfigError(key, f"{unknown} are neither local tasks {list(local)} nor "
                               f"tasks of the installed lm-eval-harness ({len(known)} known)")
 
 

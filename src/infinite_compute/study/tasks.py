@@ -10,6 +10,8 @@ import re
 
 NEXT_LINE, MINIMAL_PAIRS = "heldout_next_line", "heldout_minimal_pairs"
 LOCAL_TASKS = (NEXT_LINE, MINIMAL_PAIRS)  # built by the study from its held-out text (data/benchmarks.py)
+MATH_CHOICE = "heldout_math_choice"
+CPT_LOCAL_TASKS = (MATH_CHOICE,)  # built from the CPT stage's held-out problems (data/math_data.py)
 
 
 def known_task_names() -> set[str]:
