@@ -492,7 +492,8 @@ def test_the_papers_numbers_come_from_the_tables(smoke):
         name = r["recipe"] + (" (selected)" if r["selected"] and r["recipe"] == "regularized" else "")
         assert (f"| {name} | `{r['model_id']}` | {r['token_budget']} | {r['epochs']} | {format_sig(r['weight_decay'])} | "
                 f"{r['batch_size']} | {r['ensemble_size']} | {format_num(r['loss'])} | {format_num(r['accuracy'])} ± "
-                f"{format_num(r['accuracy_stderr'])} | {format_num(r['data_efficiency'], 2)}x [{format_num(r['data_efficiency_ci_low'], 2)}, "
+                f"{format_num(r['accuracy_stderr'])} | {format_num(r['benchmark_accuracy'])} | "
+                f"{format_num(r['data_efficiency'], 2)}x [{format_num(r['data_efficiency_ci_low'], 2)}, "
                 f"{format_num(r['data_efficiency_ci_high'], 2)}] |") in lines, r["model_id"]
 
 
@@ -525,6 +526,12 @@ def test_cpt_stage(smoke):
     default = cpt[(cpt["recipe"] == "default") & (cpt["token_budget"] == 2048)].iloc[0]
     assert default["data_efficiency"] == pytest.approx(1.0)
     assert ((cpt["accuracy"] >= 0) & (cpt["accuracy"] <= 1)).all() and (cpt["n_questions"] == 20).all()
+    # cpt.tasks: lm-eval's heldout_math_choice on every model, over the held-out questions; the
+    # one-member ensemble is its member
+    scores = [json.loads(b)["heldout_math_choice"] for b in cpt["benchmarks"]]
+    assert all(s["n_items"] == 20 and s["chance"] == 0.25 and 0 <= s["acc"] <= 1 for s in scores)
+    assert list(cpt["benchmark_accuracy"]) == [s["acc"] for s in scores]
+    assert ens.iloc[0]["benchmark_accuracy"] == pytest.approx(chosen["benchmark_accuracy"])
     spec = json.load(open(os.path.join(smoke, "results", "cpt", "models", chosen["model_id"], "spec.json")))
     assert spec["init_from"] == "reg-t1-d8k" and spec["data"] == "math/d2048"
     held = [json.loads(line)["question"] for line in open(os.path.join(smoke, "results", "data", "math", "corpus",
