@@ -36,8 +36,7 @@ def cmd_cpt_requests(a) -> None:
     problems = math_data.read_held_out(a.held_out)
     write_items(math_data.choice_items(problems, s["choices"], s["seed"]) if MATH_CHOICE in s["tasks"] else [],
                 a.out_items)
-    pairs = (lm_harness.requests(lm_harness.task_dict(s["tasks"], a.out_items, s["num_fewshot"], s["seed"]),
-                                 s["limit"]) if s["tasks"] else [])
+    pairs = lm_harness.settings_requests(s, a.out_items)
     write_requests(a.out_requests, s["tasks"], pairs)
     print(json.dumps({"tasks": s["tasks"], "requests": len(pairs)}))
 
@@ -104,23 +103,13 @@ def _benchmark_scorer(s: dict, requests: str, items: str, logprobs: list[str]):
     their saved log-probs: members (run ids) -> {task: metrics}; {} when the study names no tasks."""
     if not s["tasks"]:
         return lambda members: {}
-    pairs = read_requests(requests)
-    tasks = lm_harness.task_dict(s["tasks"], items, s["num_fewshot"], s["seed"])
     listed = {os.path.normpath(p) for p in logprobs}
-    saved: dict[str, dict] = {}
 
-    def bench_of(rid):  # read once: the ensemble's members are also rows of their own
+    def path_of(rid):
         path = os.path.normpath(fill(paths.CPT_LOGPROBS, run=rid))
         if path not in listed:
             raise SystemExit(f"cpt-results: the log-probs of '{rid}' ({path}) are not among --logprobs")
-        if rid not in saved:
-            with np.load(path) as z:
-                saved[rid] = {k: z[k] for k in lm_harness.BENCH_ARRAYS}
-        return saved[rid]
+        return path
 
-    def score(members: list[str]) -> dict:
-        table = (lm_harness.run_table(pairs, bench_of(members[0])) if len(members) == 1
-                 else lm_harness.ensemble_table(pairs, [bench_of(r) for r in members]))
-        return lm_harness.score(tasks, table, "+".join(members), s["limit"])
-
-    return score
+    scores = lm_harness.SavedScores(s, read_requests(requests), items, path_of)
+    return lambda members: scores.run(members[0]) if len(members) == 1 else scores.ensemble("+".join(members), members)

@@ -54,7 +54,6 @@ def cmd_benchmark_items(a) -> None:
 def cmd_benchmark_requests(a) -> None:
     """Every (context, continuation) pair lm-eval asks of a model on the configured tasks."""
     s = json.loads(a.settings)
-    tasks = lm_harness.task_dict(s["tasks"], a.items, s["num_fewshot"], s["seed"])
-    pairs = lm_harness.requests(tasks, s["limit"])
+    pairs = lm_harness.settings_requests(s, a.items)
     benchmarks.write_requests(a.out, s["tasks"], pairs)
     print(json.dumps({"tasks": s["tasks"], "requests": len(pairs)}))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
-
 from ..data.benchmarks import read_requests
 from ..outputs import lm_harness
 from ..outputs.results import write_tables
@@ -34,24 +32,12 @@ def cmd_results(a) -> None:
             raise SystemExit(f"results: the files of run '{rid}' are not listed in the same order")
     ensembles = {e["ensemble"]: e for e in sorted(map(read_json, a.ensembles), key=lambda e: e["ensemble"])}
 
-    bs = json.loads(a.benchmark_settings)
-    pairs = read_requests(a.benchmark_requests)
-    tasks = lm_harness.task_dict(bs["tasks"], a.benchmark_items, bs["num_fewshot"], bs["seed"])
-    bench_logprobs: dict[str, dict] = {}
-
-    def bench_of(rid):  # a run's saved benchmark log-probs, read once (runs and ensembles share them)
-        if rid not in bench_logprobs:
-            with np.load(logprobs[rid]) as z:
-                bench_logprobs[rid] = {k: z[k] for k in lm_harness.BENCH_ARRAYS}
-        return bench_logprobs[rid]
-
-    def score_run(rid):  # lm-eval's metrics per task, from the saved log-likelihoods
-        return lm_harness.score(tasks, lm_harness.run_table(pairs, bench_of(rid)), rid, bs["limit"])
+    scores = lm_harness.SavedScores(json.loads(a.benchmark_settings), read_requests(a.benchmark_requests),
+                                    a.benchmark_items, logprobs.__getitem__)
 
     def score_ensemble(name, k, members):
-        table = lm_harness.ensemble_table(pairs, [bench_of(r) for r in members])
-        return lm_harness.score(tasks, table, f"{name}:K={k}", bs["limit"])
+        return scores.ensemble(f"{name}:K={k}", members)
 
     tables = study_rows(plan, [read_json(p) for p in a.tuning], specs, metrics, dict(zip(ids, evals)), ensembles,
-                        a.baseline_wd, score_run, score_ensemble)
+                        a.baseline_wd, scores.run, score_ensemble)
     write_tables(tables, plan.config_hash, a.out)

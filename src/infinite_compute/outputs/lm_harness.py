@@ -236,3 +236,38 @@ def ensemble_table(pairs, members: list) -> dict:
     lp = ensemble_logprobs(np.stack([m["bench_logprobs"] for m in members]))
     totals = _segment_sums(lp, offsets)
     return {p: (float(t), False) for p, t in zip(pairs, totals)}
+
+
+# --- a study's requests and its models' metrics from their saved log-probs ------------------
+
+
+def settings_requests(settings: dict, items_path: str) -> list[tuple[str, str]]:
+    """Every pair lm-eval asks of a model on settings' tasks (tasks, num_fewshot, limit, seed)."""
+    if not settings["tasks"]:
+        return []
+    tasks = task_dict(settings["tasks"], items_path, settings["num_fewshot"], settings["seed"])
+    return requests(tasks, settings["limit"])
+
+
+class SavedScores:
+    """lm-eval's metrics on settings' tasks of runs and of ensembles (the mixture of members), from the
+    per-token log-probs each run's evaluation saved (`logprobs_path(run id)`), each file read once:
+    the members of an ensemble are usually runs of their own too."""
+
+    def __init__(self, settings: dict, pairs: list, items_path: str, logprobs_path):
+        self.pairs, self.limit, self._path = pairs, settings["limit"], logprobs_path
+        self.tasks = task_dict(settings["tasks"], items_path, settings["num_fewshot"], settings["seed"])
+        self._saved: dict[str, dict] = {}
+
+    def _logprobs(self, rid: str) -> dict:
+        if rid not in self._saved:
+            with np.load(self._path(rid)) as z:
+                self._saved[rid] = {k: z[k] for k in BENCH_ARRAYS}
+        return self._saved[rid]
+
+    def run(self, rid: str) -> dict:
+        return score(self.tasks, run_table(self.pairs, self._logprobs(rid)), rid, self.limit)
+
+    def ensemble(self, name: str, members: list[str]) -> dict:
+        table = ensemble_table(self.pairs, [self._logprobs(r) for r in members])
+        return score(self.tasks, table, name, self.limit)
