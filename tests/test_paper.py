@@ -374,3 +374,18 @@ def test_bad_input_to_the_html_paper_is_an_error_naming_it(synthetic_tables, htm
     with pytest.raises(ValueError, match=r"bad/runs\.parquet: not a readable Parquet table"):
         main(args)
     assert not os.path.exists(out)  # nothing written
+
+
+def test_the_html_paper_fits_a_laptop_screen_in_a_browser(html_paper, html_figures, tmp_path):
+    """The synthetic page in headless chromium at 1366x768 (a few seconds; tests/test_workflow.py does
+    the same on the smoke study's page, with its real figures): every image shown, nothing wider than
+    the window, every table in its own scroll box. Skipped, naming what is missing, without a browser."""
+    from browser import LAPTOP, open_page
+
+    page = tmp_path / "paper.html"
+    page.write_bytes(html_paper[0])
+    m, _ = open_page(str(page), str(tmp_path / "browser"), screenshot=False)
+    assert m["inner_width"] == LAPTOP[0]
+    assert m["images"] == m["images_loaded"] == m["images_inside"] == len(html_figures)
+    assert m["scroll_width"] <= m["inner_width"], m
+    assert m["tables"] == m["tables_in_a_scroll_box_inside_the_page"] == 7, m
