@@ -175,8 +175,12 @@ def _figure(name: str, data: bytes, caption: str) -> dict:
 
 def _claim(row: dict) -> dict:
     """A scorecard row with its quantities (JSON) laid out for reading, keys sorted."""
+    try:
+        quantities = json.loads(row["quantities"])
+    except (TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"the claims scorecard's row {row['claim']}: its quantities are not JSON ({e})") from e
     return {**row, "css": row["verdict"].replace(" ", "-"),
-            "quantities_text": json.dumps(json.loads(row["quantities"]), indent=1, sort_keys=True)}
+            "quantities_text": json.dumps(quantities, indent=1, sort_keys=True)}
 
 
 def html_context(tables: dict, manifest: dict, baseline_wd: float, figures: dict[str, bytes],
@@ -197,8 +201,7 @@ def html_context(tables: dict, manifest: dict, baseline_wd: float, figures: dict
             continue  # nothing of this study belongs there
         sections.append(s)
     scorecard_figures = [_figure(f, figures[f], captions.get(f, "")) for f in SCORECARD_FIGURES if f in figures]
-    return {**ctx, "claims": list(claims.values()), "sections": sections, "scorecard_figures": scorecard_figures,
-            "n_figures": len(figures)}
+    return {**ctx, "claims": list(claims.values()), "sections": sections, "scorecard_figures": scorecard_figures}
 
 
 def render_html(template: str, tables: dict, manifest: dict, baseline_wd: float, figures: dict[str, bytes],
