@@ -578,7 +578,7 @@ def test_editing_one_run_reruns_only_it_and_its_dependents(smoke):
     assert sorted(jobs["evaluate_model"]) == sorted([new, student])
     assert jobs["ensemble_curve"] == ["name=t1-ens"]
     assert jobs["sample_teacher"] == ["name=ens-distill"] and jobs["distill_cache"] == ["name=ens-distill"]
-    for rule in ("results_tables", "fit_power_laws", "render_paper", "all_figures", "draw_figure"):
+    for rule in ("results_tables", "fit_power_laws", "render_paper", "render_paper_html", "all_figures", "draw_figure"):
         assert rule in jobs
     assert not {"prepare_corpus", "train_tokenizer", "tokenize_corpus", "build_cache"} & set(jobs)
 
