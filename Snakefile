@@ -23,6 +23,7 @@ localrules:
     fit_power_laws,
     draw_figure,
     render_paper,
+    render_paper_html,
     all_figures,
 
 

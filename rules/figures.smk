@@ -21,10 +21,12 @@ rule draw_figure:
 
 
 rule all_figures:
-    """`snakemake figures/all`: every figure and the paper, with a checksum index of the figures."""
+    """`snakemake figures/all`: every figure and the paper (Markdown and HTML), with a checksum index of
+    the figures."""
     input:
         figures=expand(paths.FIGURE, figure=STUDY_FIGURES),
         paper=paths.PAPER,
+        paper_html=paths.PAPER_HTML,
     output:
         paths.FIGURES_INDEX,
     log:

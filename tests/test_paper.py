@@ -12,6 +12,24 @@ from infinite_compute.outputs.paper import format_num, format_sig, render
 from infinite_compute.outputs.results import SCHEMAS, TABLES, read_tables, write_table
 from infinite_compute.science.analysis import ASYMPTOTE_LABELS
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _job_environment_stays_here():
+    """cli.main sets a job's environment (USE_TORCH=0, JAX_PLATFORMS) and hides lm-eval from this
+    process: undo both after this module's tests (and fixtures), so that later test modules (and their subprocesses, e.g.
+    test_layers' imports of the model layer) do not inherit a job's settings."""
+    import sys
+
+    saved_env, had_lm_eval = dict(os.environ), "lm_eval" in sys.modules
+    saved_lm_eval = sys.modules.get("lm_eval")
+    yield
+    os.environ.clear()
+    os.environ.update(saved_env)
+    if had_lm_eval:
+        sys.modules["lm_eval"] = saved_lm_eval
+    else:
+        sys.modules.pop("lm_eval", None)
+
 PROV = {"config_hash": "cafe1234", "code_version": "v-synthetic", "package_versions": "{}"}
 
 
@@ -55,7 +73,8 @@ EFFICIENCY = {
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
+def synthetic_tables(tmp_path_factory):
+    """The synthetic tables written as Parquet: (their paths as the rule lists them, the manifest's path)."""
     root = tmp_path_factory.mktemp("paper")
     results, data = root / "results", root / "data"
     os.makedirs(results)
@@ -88,8 +107,13 @@ def rendered(tmp_path_factory):
                        ("benchmarks", bench), ("ensembles", []), ("distillation", [])):
         write_table(kind, rows, str(results / f"{kind}.parquet"))
     paths = [str(results / f"{kind}.parquet") for kind in TABLES]  # the tables as the rule lists them
-    manifest = json.load(open(data / "corpus" / "manifest.json"))
-    return render(os.path.join(ROOT, "paper", "paper.md.j2"), read_tables(paths), manifest, 0.1)
+    return paths, str(data / "corpus" / "manifest.json")
+
+
+@pytest.fixture(scope="module")
+def rendered(synthetic_tables):
+    paths, manifest = synthetic_tables
+    return render(os.path.join(ROOT, "paper", "paper.md.j2"), read_tables(paths), json.load(open(manifest)), 0.1)
 
 
 def _flat(text: str) -> str:
@@ -157,3 +181,229 @@ def test_the_power_law_table_and_the_rest(rendered):
     assert "config `cafe1234`, code `v-synthetic`" in rendered
     assert "Diverged runs (excluded from fits): `t1-d8k-ep2-lr10000-wd0.1-s0`" in rendered
     assert "t1 (D=8192) 0.4 = 4.0x." in rendered
+
+
+# --- the standalone HTML paper (paper/paper.html.j2), from the same synthetic tables ---
+
+# the scorecard of the HTML tests: a verdict per claim, a reason with characters HTML must escape
+VERDICTS = {"C1": ("reproduced", "all three hold"), "C2": ("not reproduced", "E's CI reaches 0 < 0.01 x loss & more"),
+            "C3": ("not determined", "the joint fit is flat"), "C4": ("reproduced", "claims 2 and 3 hold at [8192]"),
+            "C5": ("not reproduced", "the student is worse"), "C6": ("reproduced", "holds on t"),
+            "C7": ("not determined", "the study has no CPT stage")}
+
+
+def _png(width: int, height: int, rgb: tuple) -> bytes:
+    """A PNG of one colour: the signature, IHDR, IDAT and IEND chunks (the format's minimum)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def _html_args(synthetic_tables, root, figures: dict[str, bytes], out: str, claims: bool = True) -> list[str]:
+    """The paper-html command line for the synthetic tables, the scorecard and `figures` (written as PNGs)."""
+    from infinite_compute.science.claims import CLAIMS
+
+    paths, manifest = synthetic_tables
+    claims_path = os.path.join(root, "claims.parquet")
+    write_table("claims", [_row("claims", claim=c, statement=CLAIMS[c], criterion=f"the criterion of {c}", verdict=v,
+                                reason=r, quantities=json.dumps({"b": [1.5, 2.5], "a": c}))
+                           for c, (v, r) in VERDICTS.items()], claims_path)
+    fig_paths = []
+    for name, data in figures.items():
+        fig_paths.append(os.path.join(root, "figures", f"{name}.png"))
+        os.makedirs(os.path.dirname(fig_paths[-1]), exist_ok=True)
+        open(fig_paths[-1], "wb").write(data)
+    captions = {name: f"What {name} shows." for name in figures}
+    return ["paper-html", "--template", os.path.join(ROOT, "paper", "paper.html.j2"), "--tables", *paths,
+            *([claims_path] if claims else []), "--manifest", manifest, "--baseline-wd", "0.1",
+            "--figures", *fig_paths, "--captions", json.dumps(captions), "--out", out]
+
+
+@pytest.fixture(scope="module")
+def html_figures():
+    """A PNG per figure of a study without the floor (not a synthetic corpus), each its own size, and
+    one the paper's sections do not name (shown under "Other figures")."""
+    from infinite_compute.outputs.figures import FIGURES
+
+    names = [f for f in FIGURES if f != "floor"] + ["extra"]
+    return {name: _png(20 + i, 10 + i, (i * 13 % 256, 80, 160)) for i, name in enumerate(names)}
+
+
+@pytest.fixture(scope="module")
+def html_paper(synthetic_tables, html_figures, tmp_path_factory):
+    """The HTML paper rendered twice through the command (in this process), from two copies of the
+    figures listed in another order: (first, second)."""
+    from infinite_compute.cli import main
+
+    pages = []
+    for i, order in enumerate((list(html_figures), list(reversed(html_figures)))):
+        root = tmp_path_factory.mktemp(f"html{i}")
+        main(_html_args(synthetic_tables, root, {k: html_figures[k] for k in order}, str(root / "paper.html")))
+        pages.append(open(root / "paper.html", "rb").read())
+    return pages
+
+
+def _section(page: str, sid: str) -> str:
+    start = page.index(f'<section id="{sid}">')
+    return page[start:page.index("</section>", start)]
+
+
+def _text(fragment: str) -> str:
+    """What a reader sees of an HTML fragment: its text, tags dropped, entities decoded, on one line."""
+    import html
+    import re
+
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+
+
+def _html_tables(page: str) -> list[list[list[str]]]:
+    """Every <table> of the page as rows of cell texts (header row first)."""
+    import re
+
+    return [[[_text(c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+             for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)]
+            for table in re.findall(r"<table[^>]*>(.*?)</table>", page, re.S)]
+
+
+def _md_tables(md: str) -> list[list[list[str]]]:
+    """Every Markdown table as rows of cell texts, Markdown's marks (code, bold) dropped."""
+    tables, rows = [], []
+    for line in md.splitlines() + [""]:
+        if line.startswith("|"):
+            if not line.startswith("|---"):
+                rows.append([" ".join(c.replace("`", "").replace("**", "").split()) for c in line.strip("|").split(" | ")])
+        elif rows:
+            tables.append(rows)
+            rows = []
+    return tables
+
+
+def test_the_html_paper_is_the_same_bytes_every_time(html_paper):
+    first, second = html_paper
+    assert first == second  # same tables and figures, figures listed in another order: same bytes
+    assert first.startswith(b"<!DOCTYPE html>\n")
+    page = first.decode()
+    assert "cafe1234" in page and "v-synthetic" in page  # the tables' provenance, not a time or a path
+    assert str(ROOT) not in page and "/tmp" not in page
+
+
+def test_the_html_paper_opens_with_the_scorecard_and_names_each_sections_claim(html_paper):
+    import html
+
+    from infinite_compute.outputs.paper import HTML_SECTIONS
+    from infinite_compute.science.claims import CLAIMS
+
+    page = html_paper[0].decode()
+    sections = [sid for sid, *_ in HTML_SECTIONS if f'<section id="{sid}">' in page]
+    assert sections == [sid for sid, *_ in HTML_SECTIONS if sid != "floor"]  # no floor claim or figure here
+    assert page.index('id="claims-scorecard"') < min(page.index(f'<section id="{sid}">') for sid in sections)
+    scorecard, *_ = _html_tables(page)
+    assert scorecard == [["claim", "the paper says", "verdict", "why"]] + [
+        [c, CLAIMS[c], v, r] for c, (v, r) in VERDICTS.items()]
+    assert "reaches 0 &lt; 0.01 x loss &amp; more" in page and "0 < 0.01" not in page  # escaped: text, not markup
+    for sid, _, ids, _ in HTML_SECTIONS:
+        if sid == "floor":
+            continue
+        text = _text(_section(page, sid))
+        for c in ids:
+            verdict, reason = VERDICTS[c]
+            assert f"The paper's claim {c}: {CLAIMS[c]} This study: {verdict} — {reason}" in text, sid
+            assert f"the criterion of {c}" in text
+    # the quantities behind a verdict, keys sorted
+    assert '"a": "C1",\n "b": [\n  1.5,\n  2.5\n ]' in html.unescape(_section(page, "single-models"))
+
+
+def test_the_html_paper_embeds_every_figure_in_its_section(html_paper, html_figures):
+    import base64
+
+    from infinite_compute.outputs.paper import HTML_SECTIONS, png_size
+
+    page = html_paper[0].decode()
+    assert page.count("<img ") == len(html_figures)
+    where = {f: sid for sid, _, _, figs in HTML_SECTIONS for f in figs}
+    for name, data in html_figures.items():
+        width, height = png_size(data, name)
+        img = (f'<img src="data:image/png;base64,{base64.b64encode(data).decode()}" width="{width}" '
+               f'height="{height}" alt="figure {name}">')
+        assert page.count(img) == 1, name
+        assert f"<figcaption><strong>{name}</strong>. What {name} shows.</figcaption>" in page, name  # its caption
+        if name == "claims":  # the scorecard's figure, before the first section
+            assert page.index(img) < page.index("<section ")
+        else:
+            assert img in _section(page, where.get(name, "other-figures")), name
+    assert "<h2>Other figures</h2>" in _section(page, "other-figures")
+
+
+def test_every_figure_of_the_registry_has_a_section():
+    from infinite_compute.outputs.figures import FIGURES
+    from infinite_compute.outputs.paper import HTML_SECTIONS, SCORECARD_FIGURES
+
+    placed = [f for _, _, _, figs in HTML_SECTIONS for f in figs] + list(SCORECARD_FIGURES)
+    assert sorted(placed) == sorted(FIGURES)  # each once: a new figure is placed, not left to "Other figures"
+
+
+def test_the_html_papers_tables_are_the_markdown_papers(html_paper, synthetic_tables, tmp_path):
+    """Every table of paper.md (rendered with the same scorecard) is in the HTML paper, cell for cell,
+    and the HTML paper has no other table: both come from one context (outputs/paper.py)."""
+    from infinite_compute.cli import main
+
+    md = str(tmp_path / "paper.md")
+    args = _html_args(synthetic_tables, tmp_path, {}, md)
+    paths = args[args.index("--tables") + 1:args.index("--manifest")]
+    main(["paper", "--template", os.path.join(ROOT, "paper", "paper.md.j2"), "--tables", *paths, "--manifest",
+          args[args.index("--manifest") + 1], "--baseline-wd", "0.1", "--out", md])
+    md_tables = _md_tables(open(md).read())
+    html_tables = _html_tables(html_paper[0].decode())
+    assert len(md_tables) == 7 and html_tables == md_tables  # the scorecard, cells, fits, ensembles, efficiency, token scaling, benchmarks
+    # known values, as the Markdown tests check them: the token-scaling row of a joint asymptote below L(D)'s
+    assert ["reg-ens", "N, K -> inf", "32768", "3", "2.500 [2.400, 2.600]", "3.500", "infx [8.00, inf]"] in html_tables[5]
+
+
+def test_the_html_papers_sentences_are_the_markdown_papers(html_paper, rendered):
+    """The joint asymptotes' comparisons read the same in both papers (the same numbers and words)."""
+    page = _text(html_paper[0].decode())
+    for budget in CASES:
+        sentence = _joint_sentence(rendered, budget).replace("`", "").replace("**", "")
+        assert sentence in page, budget
+    assert "the ensembles' asymptote is lower by 0.400." in page
+
+
+def test_bad_input_to_the_html_paper_is_an_error_naming_it(synthetic_tables, html_figures, tmp_path):
+    from infinite_compute.cli import main
+
+    out = str(tmp_path / "paper.html")
+    args = _html_args(synthetic_tables, tmp_path, {"params": b"GIF89a not a png"}, out)
+    with pytest.raises(ValueError, match=r"figures/params\.png: not a PNG image"):
+        main(args)
+    args = _html_args(synthetic_tables, tmp_path, {"params": html_figures["params"]}, out, claims=False)
+    with pytest.raises(ValueError, match=r"claims scorecard: results/claims\.parquet"):
+        main(args)
+    args = _html_args(synthetic_tables, tmp_path, {"params": html_figures["params"]}, out)
+    bad = tmp_path / "bad" / "runs.parquet"
+    os.makedirs(bad.parent)
+    bad.write_text("not parquet")
+    args[args.index("--tables") + 1] = str(bad)
+    with pytest.raises(ValueError, match=r"bad/runs\.parquet: not a readable Parquet table"):
+        main(args)
+    assert not os.path.exists(out)  # nothing written
+
+
+def test_the_html_paper_fits_a_laptop_screen_in_a_browser(html_paper, html_figures, tmp_path):
+    """The synthetic page in headless chromium at 1366x768 (a few seconds; tests/test_workflow.py does
+    the same on the smoke study's page, with its real figures): every image shown, nothing wider than
+    the window, every table in its own scroll box. Skipped, naming what is missing, without a browser."""
+    from browser import LAPTOP, open_page
+
+    page = tmp_path / "paper.html"
+    page.write_bytes(html_paper[0])
+    m, _ = open_page(str(page), str(tmp_path / "browser"), screenshot=False)
+    assert m["inner_width"] == LAPTOP[0]
+    assert m["images"] == m["images_loaded"] == m["images_inside"] == len(html_figures)
+    assert m["scroll_width"] <= m["inner_width"], m
+    assert m["tables"] == m["tables_in_a_scroll_box_inside_the_page"] == 7, m

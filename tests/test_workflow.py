@@ -1,5 +1,6 @@
 """The workflow run through Snakemake itself on .test/config.yaml, in a copy of the project."""
 
+import base64
 import glob
 import json
 import math
@@ -157,7 +158,7 @@ def test_the_claims_scorecard_has_a_verdict_for_every_claim(smoke):
 
 
 def test_every_stage_produced_its_outputs(smoke):
-    for f in ["figures/all", "paper/paper.md", "results/fits.json", "results/data/corpus/manifest.json"]:
+    for f in ["figures/all", "paper/paper.md", "paper/paper.html", "results/fits.json", "results/data/corpus/manifest.json"]:
         assert os.path.getsize(os.path.join(smoke, f)) > 0, f
     for name in open(os.path.join(smoke, "figures", "all")).read().split("\n"):
         if name:
@@ -497,6 +498,33 @@ def test_the_papers_numbers_come_from_the_tables(smoke):
                 f"{format_num(r['data_efficiency_ci_high'], 2)}] |") in lines, r["model_id"]
 
 
+def test_the_html_paper_shows_every_figure_in_a_browser_at_laptop_size(smoke, tmp_path):
+    """paper/paper.html opened by headless chromium in a 1366x768 window: it loads, every figure the
+    DAG made is shown (decoded, inside the page), its tables scroll inside their own boxes, and
+    nothing overflows the page sideways. Skipped, naming what is missing, where no browser is."""
+    from browser import LAPTOP, open_page
+
+    from infinite_compute.outputs.paper import png_size
+
+    figures = [line.split()[1] for line in open(os.path.join(smoke, "figures", "all")).read().splitlines()]
+    page = os.path.join(smoke, "paper", "paper.html")
+    started = time.monotonic()
+    m, screenshot = open_page(page, str(tmp_path))
+    print(f"browser check: {time.monotonic() - started:.1f} s, {m}")
+    assert m["title"].startswith("Pre-training under infinite compute")
+    assert m["inner_width"] == LAPTOP[0]
+    assert m["images"] == len(figures) > 0 and m["images_loaded"] == m["images"] and m["images_inside"] == m["images"]
+    assert m["scroll_width"] <= m["inner_width"], m  # nothing overflows horizontally
+    assert m["tables"] == m["tables_in_a_scroll_box_inside_the_page"] > 0, m
+    assert m["smallest_cell_font_px"] >= 12, m  # readable at 100% zoom
+    assert png_size(open(screenshot, "rb").read(), screenshot) == LAPTOP
+    # the page stands alone: every figure is in it (its bytes), nothing is fetched
+    text = open(page).read()
+    for f in figures:
+        assert base64.b64encode(open(os.path.join(smoke, f), "rb").read()).decode() in text, f
+    assert not re.search(r"""(src|href)="(?!data:|#)""", text)
+
+
 def test_benchmarks_through_lm_eval_for_runs_and_ensembles(smoke):
     bench = table(smoke, "benchmarks")
     chance = bench.groupby("task")["chance"].unique().to_dict()
@@ -557,7 +585,7 @@ def test_editing_one_run_reruns_only_it_and_its_dependents(smoke):
     assert sorted(jobs["evaluate_model"]) == sorted([new, student])
     assert jobs["ensemble_curve"] == ["name=t1-ens"]
     assert jobs["sample_teacher"] == ["name=ens-distill"] and jobs["distill_cache"] == ["name=ens-distill"]
-    for rule in ("results_tables", "fit_power_laws", "render_paper", "all_figures", "draw_figure"):
+    for rule in ("results_tables", "fit_power_laws", "render_paper", "render_paper_html", "all_figures", "draw_figure"):
         assert rule in jobs
     assert not {"prepare_corpus", "train_tokenizer", "tokenize_corpus", "build_cache"} & set(jobs)
 
@@ -655,9 +683,7 @@ def html_text(fragment: str) -> str:
 def test_report_has_every_figure(smoke):
     """Every figure, both tables and the paper are embedded in report.html (their bytes, base64, in a
     data URI: present only when the file was there), each figure with its own caption, which states
-    the config's ensemble member rule."""
-    import base64
-
+    the config's ensemble member rule; the HTML paper too, with its caption."""
     from test_report import render_caption, study_config
 
     from infinite_compute.outputs.figures import FIGURES
@@ -667,7 +693,7 @@ def test_report_has_every_figure(smoke):
     config = study_config(smoke, ".test/config.yaml")
     figures = [name for name in FIGURES if name != "floor"]  # the floor figure only on a synthetic corpus
     for path in [f"figures/{name}.png" for name in figures] + ["results/runs.parquet", "results/tuning.parquet",
-                                                              "paper/paper.md"]:
+                                                              "paper/paper.md", "paper/paper.html"]:
         assert path in results, path
         data = base64.b64encode(open(os.path.join(smoke, path), "rb").read()).decode()
         assert results[path]["data_uri"].endswith(f";base64,{data}"), path
@@ -682,6 +708,8 @@ def test_report_has_every_figure(smoke):
     assert (recipe["epochs_factor"], recipe["weight_decay_factor"]) == (2, 0.5)
     assert (f"Members of the ensemble recipe {recipe['name']} (search {recipe['search']}) take the tuned single "
             "model's lr, twice its epochs, half its weight decay, new seeds") in captions["ensembles"]
+    assert results["paper/paper.html"]["mime_type"] == "text/html"
+    assert "The paper as one standalone HTML page" in html_text(results["paper/paper.html"]["caption"])
     assert "One row per trained model" in html_text(results["results/runs.parquet"]["caption"])
     assert "The outcome of every hyperparameter search cell" in html_text(results["results/tuning.parquet"]["caption"])
 

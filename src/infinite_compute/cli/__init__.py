@@ -77,6 +77,10 @@ COMMANDS: dict[str, tuple[str, str, tuple]] = {
     "figures-index": ("figures", "figures_index", (("--figures", {"nargs": "+", "required": True}), "--out")),
     "paper": ("paper", "paper", ("--template", ("--tables", {"nargs": "+", "required": True}), "--manifest",
                                  ("--baseline-wd", {"type": float}), "--out")),
+    "paper-html": ("paper", "paper_html", ("--template", ("--tables", {"nargs": "+", "required": True}),
+                                           "--manifest", ("--baseline-wd", {"type": float}),
+                                           ("--figures", {"nargs": "+", "required": True}), "--captions",
+                                           "--out")),
 }
 # the commands that import jax and levanter: run by a warm worker when Snakemake started a pool
 JAX_COMMANDS = frozenset({"train", "evaluate", "cpt-evaluate", "cpt-ensemble", "sample"})

@@ -281,7 +281,10 @@ def read_table(path: str) -> pd.DataFrame:
     # one open file: pyarrow given a path opens it more than once, and a table replaced (renamed onto
     # the path) in between would mix two versions (measured: "Invalid column metadata")
     with open(path, "rb") as f:
-        return pq.read_table(f).to_pandas()
+        try:
+            return pq.read_table(f).to_pandas()
+        except pa.ArrowInvalid as e:  # pyarrow's message does not say which file
+            raise ValueError(f"{path}: not a readable Parquet table ({e})") from e
 
 
 TABLES = ("runs", "ensembles", "distillation", "benchmarks", "tuning", "fits", "efficiency")

@@ -78,6 +78,8 @@ FIGURE = "figures/{figure}.png"
 FIGURES_INDEX = "figures/all"
 PAPER_TEMPLATE = "paper/paper.md.j2"
 PAPER = "paper/paper.md"
+PAPER_HTML_TEMPLATE = "paper/paper.html.j2"
+PAPER_HTML = "paper/paper.html"  # the standalone page: the paper with its figures embedded
 WORKERS_LOG = f"{LOGS}/workers.log"
 WORKERS = f"{RESULTS}/workers"  # the warm-worker pools' sockets
 
