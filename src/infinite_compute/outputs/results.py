@@ -24,6 +24,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "runs": pa.schema(
         [
             pa.field("run_id", pa.string()),
+            # study.specs.spec_hash of the spec that trained it (null: an imported run named, not specified)
+            pa.field("spec_hash", pa.string()),
             pa.field("role", pa.string()),  # search / sweep / member / teacher / student
             pa.field("sweeps", pa.list_(pa.string())),
             pa.field("searches", pa.list_(pa.string())),  # search cells that trained this run

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from ..study.plan import Plan
-from ..study.specs import CptSpec, DistillSpec
+from ..study.specs import CptSpec, DistillSpec, spec_hash
 
 NO_MEMBERSHIP = {"sweeps": [], "ensembles": []}
 
@@ -56,7 +56,7 @@ def run_family(role: str, weight_decay: float, baseline_wd: float) -> str:
 
 def run_row(rid: str, spec: dict, metrics: dict, ev: dict, role: str, membership: dict, searches: list[str]) -> dict:
     return {
-        "run_id": rid, "role": role, "sweeps": membership["sweeps"], "searches": searches,
+        "run_id": rid, "spec_hash": spec_hash(spec), "role": role, "sweeps": membership["sweeps"], "searches": searches,
         "ensembles": membership["ensembles"],
         "model": spec["model"]["name"], "non_embedding_params": metrics["non_embedding_params"],
         "parameter_count": metrics["parameter_count"], "token_budget": spec["token_budget"],
