@@ -75,6 +75,12 @@ COMMANDS: dict[str, tuple[str, str, tuple]] = {
     "figures-index": ("figures", "figures_index", (("--figures", {"nargs": "+", "required": True}), "--out")),
     "paper": ("paper", "paper", ("--template", ("--tables", {"nargs": "+", "required": True}), "--manifest",
                                  ("--baseline-wd", {"type": float}), "--out")),
+    # not a rule's: a reader's question, "which runs is this number made of?" (outputs/provenance.py)
+    "provenance": ("provenance", "provenance", (("selector", {"nargs": "+", "metavar": "WORD",
+                                                              "help": "a table or `figure`, an id, key=value filters"}),
+                                                ("--results", {"default": "results", "required": False,
+                                                               "help": "the folder of the Parquet tables"}),
+                                                ("--json", {"action": "store_true", "required": False}))),
 }
 # the commands that import jax and levanter: run by a warm worker when Snakemake started a pool
 JAX_COMMANDS = frozenset({"train", "evaluate", "cpt-evaluate", "cpt-ensemble", "sample"})
@@ -91,7 +97,9 @@ def parser() -> argparse.ArgumentParser:
         for spec in args:
             flag, kw = spec if isinstance(spec, tuple) else (spec, {})
             kw = dict(kw)
-            sp.add_argument(flag, required=kw.pop("required", not kw.get("nargs") == "*"), **kw)
+            if flag.startswith("-"):
+                kw["required"] = kw.get("required", not kw.get("nargs") == "*")
+            sp.add_argument(flag, **kw)
         sp.set_defaults(module=module, fn=fn)
     return p
 
