@@ -16,7 +16,7 @@ from infinite_compute.outputs.provenance import (
     render,
 )
 from infinite_compute.science.analysis import ASYMPTOTE_LABELS
-from infinite_compute.study.specs import spec_hash
+from infinite_compute.study.specs import ModelShape, RunSpec, spec_hash
 
 PROV = {"config_hash": "cfg123", "code_version": "v1-2-gabc"}
 
@@ -139,7 +139,9 @@ def test_a_selector_that_names_nothing_says_what_exists(selector, words):
 
 def test_a_specs_hash_survives_its_json_file():
     """The runs table hashes each run's spec.json; the checkpoints' folders hash the RunSpec: one value."""
-    from test_engine import SPEC
-
+    shape = ModelShape("t1", hidden_dim=32, intermediate_dim=96, num_layers=1, num_heads=2, num_kv_heads=2, seq_len=64)
+    SPEC = RunSpec(run_id="t1-d8k-ep2-lr0.01-wd0.1-s0", model=shape, token_budget=8192, epochs=2, learning_rate=0.01,
+                   weight_decay=0.1, seed=0, batch_size=8, optimizer={"beta1": 0.9}, data="d8192", num_train_steps=4,
+                   tokens_per_epoch=1024)
     assert SPEC.spec_hash() == spec_hash(json.loads(SPEC.to_json())) == spec_hash(SPEC.to_dict())
     assert SPEC.spec_hash() != spec_hash({**SPEC.to_dict(), "seed": 1})
