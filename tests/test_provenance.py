@@ -60,10 +60,23 @@ def small_tables():
          "data_efficiency": 3.0, **PROV}])
     claims = pd.DataFrame([
         {"claim": "C2", "verdict": "reproduced",
-         "quantities": json.dumps({"asymptote": {"fit": "params", "recipe": "regularized", "group": "D=8192"}}),
+         "quantities": json.dumps({"budget": 8192, "E": 2.5}),
          **PROV}])
+    benchmarks = pd.DataFrame([{"model_id": m, "kind": k, "task": "t", "acc": 0.5, **PROV}
+                               for m, k in (("a-s0", "run"), ("ens-a:K=2", "ensemble"))])
     return {"runs": runs, "tuning": tuning, "ensembles": ensembles, "fits": fits, "efficiency": efficiency,
-            "claims": claims, "distillation": None, "benchmarks": None, "cpt": None, "cpt_fits": None}
+            "claims": claims, "benchmarks": benchmarks, "distillation": None, "cpt": None, "cpt_fits": None}
+
+
+def test_a_model_id_that_holds_an_equals_sign_is_an_id_and_a_cpt_ensemble_lists_its_members():
+    t = small_tables()
+    assert ids(provenance("benchmarks ens-a:K=2 task=t", t)) == ["a-s0", "a-s1"]
+    t["cpt"] = pd.DataFrame([
+        {"recipe": "regularized", "model_id": "c-s0", "spec_hash": "h0", "member_ids": ["c-s0"], "loss": 1.0, **PROV},
+        {"recipe": "ensemble", "model_id": "c-s0:K=2", "spec_hash": None, "member_ids": ["c-s0", "c-s1"], "loss": 0.9,
+         **PROV}])
+    a = provenance("cpt recipe=ensemble", t)
+    assert [(r["run_id"], r["spec_hash"]) for r in a["runs"]] == [("c-s0", "h0"), ("c-s1", None)]
 
 
 def ids(answer):
@@ -101,8 +114,11 @@ def test_an_asymptotes_multiplier_reads_the_fit_and_the_baseline_law():
     assert any("baseline L(D)" in v for r in a["runs"] for v in r["via"])
 
 
-def test_a_claim_follows_the_fits_its_quantities_name():
-    assert ids(provenance("claims C2", small_tables())) == ["a-s0", "b-s0"]
+def test_a_claim_follows_the_rows_its_verdict_reads():
+    """C2: the regularized L(N) fit at its budget, and the ensembles' members (the seed noise)."""
+    a = provenance("claims C2", small_tables())
+    assert ids(a) == ["a-s0", "a-s1", "a-s2", "b-s0"]
+    assert any(v.startswith("claims C2 > fits params regularized D=8192 point N=") for r in a["runs"] for v in r["via"])
 
 
 def test_a_figure_lists_the_runs_of_every_row_it_reads_each_once():
@@ -129,6 +145,7 @@ def test_every_figure_says_what_it_reads():
     ("figure nope", ["no figure 'nope'", "params"]),
     ("cpt recipe=ensemble", ["no cpt table", "results/cpt.parquet", "runs, tuning"]),
     ("runs a b", ["one id at most"]),
+    ("ensembles K=", ["a filter is key=value"]),
 ])
 def test_a_selector_that_names_nothing_says_what_exists(selector, words):
     with pytest.raises(ProvenanceError) as e:

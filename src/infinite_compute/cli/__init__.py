@@ -104,9 +104,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# commands whose output a reader reads: no INFO lines of the libraries they import
+QUIET_COMMANDS = frozenset({"provenance"})
+
+
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     a = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if a.cmd in QUIET_COMMANDS else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if a.cmd in JAX_COMMANDS and (rc := worker.forward(sys.argv[1:] if argv is None else argv)) is not None:
         sys.exit(rc)  # run by a warm worker (runtime/worker.py), when Snakemake started a pool
     if a.cmd not in LM_EVAL_COMMANDS:

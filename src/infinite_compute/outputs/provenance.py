@@ -8,7 +8,7 @@ provenance --help`):
     tuning regularized-n2-d8k                  a search cell: its selected run and every run it trained
     efficiency recipe=regularized D=8k         a multiplier: its loss's runs and the baseline L(D)'s
     benchmarks reg-ens-n2-d8k:K=4 task=...     a model's (or ensemble's) accuracy
-    claims C2                                  the rows its quantities name
+    claims C2                                  the rows its verdict reads (CLAIM_READS)
     figure params                              every row the figure reads
 
 The first word is a table (or `figure`); a bare word is matched against the table's id column
@@ -67,9 +67,25 @@ FIGURE_READS: dict[str, tuple[str, ...]] = {
     "claims": ("claims",),
     "floor": ("fits",),
 }
+# what each claim's verdict reads (science/claims.py); {budget} is the budget its quantities name. The
+# seed noise it judges against is the spread of every ensemble's single members (`ensembles`).
+CLAIM_READS: dict[str, tuple[str, ...]] = {
+    "C1": ("tuning recipe=baseline D={budget}", "tuning recipe=regularized D={budget}", "ensembles"),
+    "C2": ("fits kind=params recipe=regularized D={budget}", "ensembles"),
+    "C3": ("fits kind=params recipe=regularized D={budget}", "fits kind=joint D={budget}",
+           "fits kind=ensemble D={budget}", "ensembles D={budget}"),
+    "C4": ("fits kind=params recipe=regularized", "fits kind=joint", "fits kind=ensemble", "ensembles"),
+    "C5": ("distillation", "ensembles"),
+    "C6": ("benchmarks",),
+    "C7": ("cpt",),
+    "F1": ("fits kind=params", "fits kind=ensemble", "fits kind=joint"),
+    "F2": ("fits kind=params recipe=regularized",),
+}
 _ENSEMBLE_K = re.compile(r"^(?P<name>.+):K=(?P<k>\d+)$")  # "<ensemble>:K=<k>" (fits, benchmarks, cpt)
 _ENSEMBLE_LABEL = re.compile(r"^(?P<name>.+) \(K=(?P<k>\d+)\)$")  # "<ensemble> (K=<k>)" (efficiency)
 _TOKENS = re.compile(r"^(?P<n>\d+)(?P<unit>[km])$")
+# key=value with a column's name for key; other words are ids (`reg-ens-n2-d8k:K=4` is a model id)
+_FILTER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _SHOWN = ("fit", "recipe", "group", "token_budget", "ensemble_size", "task", "kind", "loss", "E", "E_ci_low",
           "E_ci_high", "status", "data_efficiency", "verdict", "student_loss", "accuracy")
 
@@ -100,15 +116,15 @@ def parse_selector(words: list[str] | str) -> Selector:
     if table != "figure" and table not in ID_COLUMNS:
         raise ProvenanceError(f"'{table}' is not a table; the tables are {', '.join(TABLE_KINDS)}, "
                               f"and `figure <name>` selects a figure's rows")
-    bare = [w for w in rest if "=" not in w]
+    bare = [w for w in rest if not _FILTER.match(w)]
     if len(bare) > 1:
         raise ProvenanceError(f"{' '.join(words)}: one id at most (got {', '.join(bare)}); "
                               "filter other columns with key=value")
     filters = []
     for w in rest:
-        if "=" in w:
+        if _FILTER.match(w):
             k, _, v = w.partition("=")
-            if not k or not v:
+            if not v:
                 raise ProvenanceError(f"'{w}': a filter is key=value")
             filters.append((k, v))
     return Selector(table, bare[0] if bare else None, tuple(filters))
@@ -119,8 +135,8 @@ def _column(table: str, key: str, df: pd.DataFrame) -> str:
     if col not in df.columns:
         aliases = {**ALIASES, **TABLE_ALIASES.get(table, {})}
         known = ", ".join(c for c in df.columns if c not in ("config_hash", "code_version", "package_versions"))
-        raise ProvenanceError(f"{table} has no column '{key}'; its columns: {known} "
-                              f"(and {', '.join(f'{a}={c}' for a, c in aliases.items() if c in df.columns)})")
+        short = ", ".join(f"{a} for {c}" for a, c in aliases.items() if c in df.columns)
+        raise ProvenanceError(f"{table} has no column '{key}'; its columns: {known}" + (f" ({short})" if short else ""))
     return col
 
 
@@ -219,16 +235,17 @@ def resolve_ref(ref: str, tables: dict, via: str) -> list[Link]:
     if members is not None:
         return [Link(r, f"{via} > ensemble {name} (K={len(members)}) member") for r in members]
     cpt = tables.get("cpt")
-    if cpt is not None and ref in set(cpt["model_id"]):  # a CPT run: not in the runs table
-        return [Link(ref, via)]
+    if cpt is not None and ref in set(cpt["model_id"]):  # a CPT run or ensemble: not in the runs table
+        return links("cpt", cpt[cpt["model_id"] == ref].iloc[0], tables, via)
     return [Link(ref, f"{via} (not found in runs or ensembles)")]
 
 
 def _fit_links(row, tables: dict, via: str) -> list[Link]:
     out = []
+    letter = {c: a for a, c in ALIASES.items()}.get(row["x_name"], row["x_name"])  # the paper's N, K or D
     for pid, x in zip(row["point_ids"], row["x"]):
         what = format_tokens(int(x)) if row["x_name"] == "token_budget" else f"{x:g}"
-        out += resolve_ref(pid, tables, f"{via} point {row['x_name']}={what}")
+        out += resolve_ref(pid, tables, f"{via} point {letter}={what}")
     return out
 
 
@@ -242,26 +259,22 @@ def _fit_of_asymptote(row, fits: pd.DataFrame) -> pd.DataFrame:
     return fits.iloc[0:0]
 
 
-def _claim_refs(value, tables: dict, via: str) -> list[Link]:
-    """The runs a claim's quantities name: fits (a dict with fit, recipe and group) and run or ensemble ids."""
+def _claim_links(row, tables: dict, via: str) -> list[Link]:
+    """The runs of the rows a claim's verdict reads (CLAIM_READS), at the budget its quantities name."""
+    q = json.loads(row["quantities"]) if row["quantities"] else {}
     out: list[Link] = []
-    fits = tables.get("fits")
-    if isinstance(value, dict):
-        if fits is not None and {"fit", "recipe", "group"} <= set(value):
-            f = fits[(fits["fit"] == value["fit"]) & (fits["recipe"] == value["recipe"]) & (fits["group"] == value["group"])]
-            for _, r in f.iterrows():
-                out += _fit_links(r, tables, f"{via} > fit {r['fit']} {r['recipe']} {r['group']}")
-        for k, v in value.items():
-            out += _claim_refs(v, tables, f"{via}.{k}")
-    elif isinstance(value, list):
-        for v in value:
-            out += _claim_refs(v, tables, via)
-    elif isinstance(value, str):
-        runs, ens = tables.get("runs"), tables.get("ensembles")
-        known = (runs is not None and value in set(runs["run_id"])) or (
-            ens is not None and (_ENSEMBLE_K.match(value) or value in set(ens["ensemble"])))
-        if known:
-            out += resolve_ref(value, tables, via)
+    for text in CLAIM_READS.get(row["claim"], ()):
+        if "{budget}" in text:
+            text = text.format(budget=q["budget"]) if q.get("budget") is not None else text.replace(" D={budget}", "")
+        sel = parse_selector(text)
+        if tables.get(sel.table) is None:
+            continue
+        try:
+            rows = select_rows(sel, tables)
+        except ProvenanceError:  # e.g. no joint fit in a study without ensembles of a search
+            continue
+        for _, r in rows.iterrows():
+            out += links(sel.table, r, tables, f"{via} > {sel.table} {row_label(sel.table, r)}")
     return out
 
 
@@ -280,9 +293,9 @@ def row_label(table: str, row) -> str:
     return str(row[ID_COLUMNS[table]])
 
 
-def links(table: str, row, tables: dict) -> list[Link]:
-    """The runs one row of `table` was computed from, each with the path that leads to it."""
-    here = f"{table} {row_label(table, row)}"
+def links(table: str, row, tables: dict, here: str | None = None) -> list[Link]:
+    """The runs one row of `table` was computed from, each with the path that leads to it (from `here`)."""
+    here = here or f"{table} {row_label(table, row)}"
     if table == "runs":
         return [Link(row["run_id"], here)]
     if table == "tuning":
@@ -293,15 +306,16 @@ def links(table: str, row, tables: dict) -> list[Link]:
     if table == "ensembles":
         return [Link(r, f"{here} > member") for r in row["member_ids"]]
     if table in ("fits", "cpt_fits"):
-        return _fit_links(row, {**tables, "runs": tables.get("runs")}, here)
+        return _fit_links(row, tables, here)
     if table == "distillation":
         return ([Link(row["student_id"], f"{here} > student")]
                 + resolve_ref(str(row["teacher"]), tables, f"{here} > teacher"))
     if table == "benchmarks":
         return resolve_ref(row["model_id"], tables, here)
     if table == "cpt":
-        m = _ENSEMBLE_K.match(row["model_id"])
-        return [Link(m["name"] if m else row["model_id"], here + (f" (its ensemble of {m['k']})" if m else ""))]
+        # (a table written before the column: the model id itself)
+        members = list(row["member_ids"]) if "member_ids" in row.index else [row["model_id"]]
+        return [Link(r, here + (" > member" if len(members) > 1 or r != row["model_id"] else "")) for r in members]
     if table == "efficiency":
         fits = tables.get("fits")
         out = []
@@ -316,7 +330,7 @@ def links(table: str, row, tables: dict) -> list[Link]:
                 out += _fit_links(f, tables, f"{here} > baseline L(D)")
         return out
     if table == "claims":
-        return _claim_refs(json.loads(row["quantities"]), tables, f"{here} quantities")
+        return _claim_links(row, tables, here)
     raise ProvenanceError(f"no provenance for table {table}")
 
 
@@ -354,21 +368,29 @@ def provenance(words: list[str] | str, tables: dict[str, pd.DataFrame | None]) -
                          "values": {c: _value(row[c]) for c in _SHOWN if c in row.index}})
             for link in links(s.table, row, tables):
                 found.setdefault(link.run_id, []).append(link.via)
-    runs = tables.get("runs")
-    by_id = runs.set_index("run_id") if runs is not None else None
-    out_runs = []
-    for rid, vias in found.items():
-        r = by_id.loc[rid] if by_id is not None and rid in by_id.index else None
-        out_runs.append({
-            "run_id": rid,
-            "spec_hash": None if r is None else r.get("spec_hash"),
-            "config_hash": None if r is None else r["config_hash"],
-            "code_version": None if r is None else r["code_version"],
-            "role": None if r is None else r["role"],
-            "loss": None if r is None else _value(r["loss"]),
-            "via": list(dict.fromkeys(vias)),
-        })
+    known = _run_info(tables)
+    out_runs = [{"run_id": rid, **known.get(rid, dict.fromkeys(("spec_hash", "config_hash", "code_version", "role",
+                                                                  "loss"))),
+                 "via": list(dict.fromkeys(vias))} for rid, vias in found.items()]
     return {"selector": str(sel), "rows": rows, "runs": out_runs}
+
+
+def _run_info(tables: dict) -> dict[str, dict]:
+    """run id -> its spec hash, config hash, code version, role and loss: from the runs table, and for
+    CPT runs (not in it) from their own rows of the CPT table; an ensemble's other CPT members have none."""
+    out: dict[str, dict] = {}
+    cpt = tables.get("cpt")
+    if cpt is not None and "spec_hash" in cpt.columns:
+        for _, r in cpt[cpt["spec_hash"].notna()].iterrows():
+            out[r["model_id"]] = {"spec_hash": r["spec_hash"], "config_hash": r["config_hash"],
+                                  "code_version": r["code_version"], "role": f"cpt {r['recipe']}",
+                                  "loss": _value(r["loss"])}
+    runs = tables.get("runs")
+    if runs is not None:
+        for _, r in runs.iterrows():
+            out[r["run_id"]] = {"spec_hash": r.get("spec_hash"), "config_hash": r["config_hash"],
+                                "code_version": r["code_version"], "role": r["role"], "loss": _value(r["loss"])}
+    return out
 
 
 def render(answer: dict) -> str:
@@ -379,15 +401,24 @@ def render(answer: dict) -> str:
         lines.append(f"  {r['table']} {r['row']}  [config {r['config_hash']}, code {r['code_version']}]")
         if vals:
             lines.append(f"      {vals}")
+    if not answer["runs"]:
+        return "\n".join(lines + ["  no run: " + ("these rows are not computed from trained runs" if answer["rows"]
+                                                   else "this figure reads no row of the tables")])
     cols = ("run_id", "spec_hash", "config_hash", "code_version", "role", "loss")
     table = [[_fmt(run[c]) for c in cols] for run in answer["runs"]]
     widths = [max([len(c)] + [len(t[i]) for t in table]) for i, c in enumerate(cols)]
     lines += ["", "  ".join(c.ljust(w) for c, w in zip(cols, widths)) + "  via"]
+    indent = " " * (sum(widths) + 2 * len(widths))
     for run, t in zip(answer["runs"], table):
         lines.append("  ".join(v.ljust(w) for v, w in zip(t, widths)) + "  " + run["via"][0])
-        for v in run["via"][1:]:
-            lines.append(" " * (sum(widths) + 2 * len(widths)) + v)
+        for v in run["via"][1:SHOWN_PATHS]:
+            lines.append(indent + v)
+        if len(run["via"]) > SHOWN_PATHS:  # a run behind many rows (an ensemble's member at each K)
+            lines.append(indent + f"... and {len(run['via']) - SHOWN_PATHS} more (--json lists them)")
     return "\n".join(lines)
+
+
+SHOWN_PATHS = 2  # paths to one run shown in the text
 
 
 def _fmt(v) -> str:

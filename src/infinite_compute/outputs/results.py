@@ -134,6 +134,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         [
             pa.field("recipe", pa.string()),  # default / small-batch / regularized / ensemble
             pa.field("model_id", pa.string()),  # a run id, or "<run>:K=<k>" for an ensemble
+            pa.field("spec_hash", pa.string()),  # a run's (study.specs.spec_hash); null for an ensemble
+            pa.field("member_ids", pa.list_(pa.string())),  # the run, or the ensemble's first K members
             pa.field("base_cell", pa.string()),  # the search cell whose selected run CPT starts from
             pa.field("model", pa.string()),
             pa.field("token_budget", pa.int64()),  # math tokens

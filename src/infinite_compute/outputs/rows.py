@@ -179,10 +179,13 @@ def cpt_rows(cpt: CptSpec, specs: dict, evals: dict, selected: str, ensemble: di
     weight decay (the selected one marked), and the ensemble at each K."""
     rows = []
 
-    def add(recipe, model_id, rid, ev, **extra):
+    def add(recipe, model_id, rid, ev, members=None, **extra):
         s = specs[rid]
         rows.append({
-            "recipe": recipe, "model_id": model_id, "base_cell": cpt.base_cell, "model": cpt.model,
+            "recipe": recipe, "model_id": model_id,
+            # a run's spec hash; an ensemble's members are named (their specs are not read here)
+            "spec_hash": None if members else spec_hash(s), "member_ids": list(members or [rid]),
+            "base_cell": cpt.base_cell, "model": cpt.model,
             "token_budget": int(s["token_budget"]), "epochs": int(s["epochs"]), "learning_rate": s["learning_rate"],
             "weight_decay": s["weight_decay"], "batch_size": int(s["batch_size"]), "ensemble_size": 1,
             "selected": False, "loss": ev["loss"], "accuracy": ev["accuracy"],
@@ -196,5 +199,6 @@ def cpt_rows(cpt: CptSpec, specs: dict, evals: dict, selected: str, ensemble: di
         add("regularized", rid, rid, evals[rid], selected=rid == selected)
     for row in ensemble["curve"]:
         k = row["ensemble_size"]
-        add("ensemble", f"{selected}:K={k}", selected, row, ensemble_size=int(k), selected=True)
+        add("ensemble", f"{selected}:K={k}", selected, row, members=cpt.members[selected][:k], ensemble_size=int(k),
+            selected=True)
     return rows
