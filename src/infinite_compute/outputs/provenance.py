@@ -253,7 +253,8 @@ def _fit_of_asymptote(row, fits: pd.DataFrame) -> pd.DataFrame:
     """The fits row whose E an efficiency row's asymptote label reads (science/analysis.compute_fits)."""
     for fit, label in ASYMPTOTE_LABELS.items():
         if row["label"] == label:
-            return fits[(fits["fit"] == fit) & (fits["recipe"] == row["recipe"]) & (fits["token_budget"] == row["token_budget"])]
+            return fits[(fits["fit"] == fit) & (fits["recipe"] == row["recipe"])
+                        & (fits["token_budget"] == row["token_budget"])]
     if row["label"].endswith(" asymptote (K -> inf)"):
         return fits[(fits["fit"] == "ensemble") & (fits["group"] == row["label"][: -len(" asymptote (K -> inf)")])]
     return fits.iloc[0:0]
