@@ -14,6 +14,7 @@ from infinite_compute.outputs.figures import FIGURES, caption as figure_caption
 from infinite_compute.outputs.results import OPTIONAL_TABLES, TABLES
 from infinite_compute.outputs.wandb_files import offline_run_files
 from infinite_compute.outputs.wandb_runs import check_source as check_import_source
+from infinite_compute.runtime.env import ACCELERATOR_ENV
 from infinite_compute.study import paths
 from infinite_compute.study.hf_base import base_files, tokenizer_files
 from infinite_compute.study.paths import fill
@@ -42,6 +43,11 @@ onstart:
         start_warm_workers(workflow, config, JOB_CACHES)
 
 
+# Where the jax jobs compute (`resources.accelerator`; runtime/env.py turns it into JAX_PLATFORMS): set in
+# this process's environment, before the warm workers start, so that local jobs, the workers and a cluster
+# job's own Snakemake (which reads this file again) all have it. One already in the environment wins:
+# profiles/tpu's Ray jobs on TPU hosts come with `auto`.
+os.environ.setdefault(ACCELERATOR_ENV, config["resources"]["accelerator"])
 # Jobs run `python -m infinite_compute`: the interpreter running Snakemake comes first on PATH
 # (a conda env, when used, is put before it by Snakemake).
 # Every jax process shares one persistent compilation cache inside the project's results folder.

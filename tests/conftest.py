@@ -9,6 +9,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _job_environment_stays_in_its_module():
+    """Tests that call cli.main or runtime.env.set_job_defaults in this process set a job's environment
+    (USE_TORCH=0, JAX_PLATFORMS, ...) and hide lm-eval from it: undo both once a module's tests and
+    fixtures are done, so that later modules (and their subprocesses, e.g. test_layers' imports of
+    the model layer, which fail under USE_TORCH=0 with lm-eval visible) start as a fresh session."""
+    import sys
+
+    saved_env, had_lm_eval, saved_lm_eval = dict(os.environ), "lm_eval" in sys.modules, sys.modules.get("lm_eval")
+    yield
+    os.environ.clear()
+    os.environ.update(saved_env)
+    if had_lm_eval:
+        sys.modules["lm_eval"] = saved_lm_eval
+    else:
+        sys.modules.pop("lm_eval", None)
+
+
 @pytest.fixture
 def smoke_config():
     """The smoke config with the schema's defaults filled in."""

@@ -12,24 +12,6 @@ from infinite_compute.outputs.paper import format_num, format_sig, render
 from infinite_compute.outputs.results import SCHEMAS, TABLES, read_tables, write_table
 from infinite_compute.science.analysis import ASYMPTOTE_LABELS
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _job_environment_stays_here():
-    """cli.main sets a job's environment (USE_TORCH=0, JAX_PLATFORMS) and hides lm-eval from this
-    process: undo both after this module's tests (and fixtures), so that later test modules (and their subprocesses, e.g.
-    test_layers' imports of the model layer) do not inherit a job's settings."""
-    import sys
-
-    saved_env, had_lm_eval = dict(os.environ), "lm_eval" in sys.modules
-    saved_lm_eval = sys.modules.get("lm_eval")
-    yield
-    os.environ.clear()
-    os.environ.update(saved_env)
-    if had_lm_eval:
-        sys.modules["lm_eval"] = saved_lm_eval
-    else:
-        sys.modules.pop("lm_eval", None)
-
 PROV = {"config_hash": "cafe1234", "code_version": "v-synthetic", "package_versions": "{}"}
 
 

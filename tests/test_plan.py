@@ -207,19 +207,46 @@ def test_the_plan_round_trips_through_plan_json(smoke_config):
     assert plan_from_dict(edited) != plan
 
 
-def _paper_config() -> tuple[dict, dict]:
-    """config/paper.yaml merged over config.yaml as `--configfile` does (snakemake.utils.update_config),
-    validated with the schema's defaults; and the paper YAML itself."""
+def _paper_config(name: str = "paper.yaml") -> tuple[dict, dict]:
+    """config/<name> merged over config.yaml as `--configfile` does (snakemake.utils.update_config),
+    validated with the schema's defaults; and that YAML itself."""
     import yaml
     from snakemake.utils import update_config
 
     with open(os.path.join(ROOT, "config.yaml")) as f:
         config = yaml.safe_load(f)
-    with open(os.path.join(ROOT, "config", "paper.yaml")) as f:
+    with open(os.path.join(ROOT, "config", name)) as f:
         paper = yaml.safe_load(f)
     update_config(config, copy.deepcopy(paper))
     validate(config, SCHEMA)
     return config, paper
+
+
+def test_the_mid_config_validates_and_plans_the_sizes_its_comments_give():
+    """config/mid.yaml (one GPU): its models' parameter counts as its comments state them, its budgets,
+    a cell per search, model and budget, and the GPU it asks for."""
+    import re
+
+    config, mid = _paper_config("mid.yaml")
+    plan = build_plan(config)
+    assert plan.token_budgets == tuple(sorted(mid["data"]["token_budgets"]))
+    assert config["resources"]["accelerator"] == "gpu"
+    text = open(os.path.join(ROOT, "config", "mid.yaml")).read()
+    for name in mid["models"]:
+        stated = re.search(rf"^  {name}: .*# \(([\d.]+)M\)$", text, re.M).group(1)
+        n = plan.models[name].non_embedding_params()
+        assert f"{n / 1e6:.{len(stated.partition('.')[2])}f}" == stated, name
+        assert plan.models[name].seq_len == mid["model"]["seq_len"]
+    assert re.search(r"batch_size: (\d+) +# ([\d,]+) tokens per step", text).group(2) == \
+        f"{mid['training']['batch_size'] * mid['model']['seq_len']:,}"
+    searches = mid["tuning"]["searches"]
+    assert set(plan.cells) == {f"{s['name']}-{m}-d{_tokens(b)}" for s in searches for m in s["models"]
+                               for b in s["token_budgets"]}
+    # each student's teacher samples more tokens than its mix takes (the comment's number)
+    for d in mid["distillation"]:
+        student = plan.runs[plan.distillations[d["name"]].student]
+        synthetic = round(student.token_budget * d["synthetic_share"] / (1 - d["synthetic_share"]))
+        assert d["teacher_tokens"] > synthetic and f"the {synthetic:,} synthetic tokens" in text
 
 
 def test_the_paper_config_validates_and_plans_what_it_says():

@@ -13,7 +13,7 @@ from conftest import ROOT
 from infinite_compute.outputs import rows
 from infinite_compute.study.config import load_config
 from infinite_compute.study.plan import build_plan
-from infinite_compute.study.specs import CptSpec, DistillSpec
+from infinite_compute.study.specs import CptSpec, DistillSpec, spec_hash
 
 
 def spec(rid, teacher=None, wd=0.1, model="t1"):
@@ -179,3 +179,5 @@ def test_cpt_rows_cover_every_recipe_and_mark_the_selection():
         ("regularized", "r4"), ("ensemble", "r4:K=1"), ("ensemble", "r4:K=2")]
     assert [r["selected"] for r in out] == [False] * 4 + [False, True, True, True]
     assert [r["token_budget"] for r in out[:3]] == [1024, 2048, 4096] and out[-1]["ensemble_size"] == 2
+    assert [r["member_ids"] for r in out[-3:]] == [["r4"], ["r4"], ["r4", "r4b"]]
+    assert out[0]["spec_hash"] == spec_hash(specs["d1"]) and out[-1]["spec_hash"] is None

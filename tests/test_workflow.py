@@ -218,6 +218,66 @@ def test_every_table_row_carries_its_provenance(smoke):
         assert (t["package_versions"] == t["package_versions"].iloc[0]).all(), kind
 
 
+def provenance(wd, *selector, check=True) -> subprocess.CompletedProcess:
+    """`python -m infinite_compute provenance <selector>` in the study's folder, as a reader runs it."""
+    p = subprocess.run([sys.executable, "-m", "infinite_compute", "provenance", *selector], cwd=wd,
+                       capture_output=True, text=True, env=_job_env(wd), timeout=300)
+    if check:
+        assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+def _check_provenance_runs(wd, answer, expected):
+    """The listed runs are exactly `expected`, each with the spec hash of its spec.json, the config
+    hash of the plan and the code version of the copy."""
+    from infinite_compute.study.specs import spec_hash
+
+    assert sorted(r["run_id"] for r in answer["runs"]) == sorted(expected)
+    plan = json.load(open(os.path.join(wd, "results", "plan.json")))
+    for r in answer["runs"]:
+        spec = json.load(open(os.path.join(wd, "results", "models", r["run_id"], "spec.json")))
+        assert r["spec_hash"] == spec_hash(spec)
+        assert (r["config_hash"], r["code_version"]) == (plan["config_hash"], COPY_TAG)
+
+
+def test_provenance_of_a_fits_asymptote_lists_the_runs_its_points_name(smoke):
+    """The regularized L(N) fit: its asymptote was fitted on the runs its `point_ids` name (the
+    selected run of each size), and those are the runs listed, in the text and in --json."""
+    fits = table(smoke, "fits")
+    rows = fits[(fits["fit"] == "params") & (fits["recipe"] == "regularized")]
+    assert len(rows)
+    expected = {r for ids in rows["point_ids"] for r in ids}
+    tuning = table(smoke, "tuning")
+    assert expected <= set(tuning["run_id"])  # they are selections of the searches
+    answer = json.loads(provenance(smoke, "fits", "kind=params", "recipe=regularized", "--json").stdout)
+    _check_provenance_runs(smoke, answer, expected)
+    assert sorted(r["row"] for r in answer["rows"]) == sorted(f"params regularized {g}" for g in rows["group"])
+    text = provenance(smoke, "fits", "kind=params", "recipe=regularized").stdout
+    runs = table(smoke, "runs").set_index("run_id")
+    for rid in expected:
+        line = next(ln for ln in text.splitlines() if ln.startswith(rid + " "))
+        assert runs.loc[rid, "spec_hash"] in line and COPY_TAG in line
+
+
+def test_provenance_of_an_ensemble_row_lists_its_members(smoke):
+    ens = table(smoke, "ensembles")
+    row = ens[ens["ensemble_size"] > 1].iloc[0]
+    name, k = row["ensemble"], int(row["ensemble_size"])
+    answer = json.loads(provenance(smoke, "ensembles", name, f"K={k}", "--json").stdout)
+    _check_provenance_runs(smoke, answer, list(row["member_ids"]))
+    assert len(answer["rows"]) == 1 and len(answer["runs"]) == k
+
+
+def test_provenance_that_names_nothing_says_what_exists(smoke, tmp_path):
+    p = provenance(smoke, "fits", "kind=params", "recipe=regularised", check=False)
+    recipes = sorted(set(table(smoke, "fits")["recipe"]))
+    assert p.returncode != 0 and "recipe is one of" in p.stderr and "regularized" in p.stderr
+    assert all(r in p.stderr for r in recipes if r in ("baseline", "regularized"))
+    shutil.copy(os.path.join(smoke, "results", "runs.parquet"), tmp_path / "runs.parquet")
+    p = provenance(smoke, "fits", "kind=params", "--results", str(tmp_path), check=False)
+    assert p.returncode != 0 and "no fits table" in p.stderr and "the tables here: runs" in p.stderr
+
+
 def test_a_diverged_run_is_recorded_and_excluded_from_fits_with_a_note(smoke):
     """lr 1e4 makes the loss NaN: the job still succeeds, runs.parquet marks the run diverged, the
     fits never see it, the paper lists it, and the rest of the study is complete."""

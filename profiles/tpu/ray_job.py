@@ -61,8 +61,8 @@ def submit(jobscript: str) -> str:
     cpus, custom = ray_resources(props)
     name = props.get("rule", "job")
     entrypoint = f"cd {shlex.quote(os.getcwd())} && sh {shlex.quote(os.path.abspath(jobscript))}"
-    # a job on an accelerator lets jax pick it (the CLI pins CPU otherwise)
-    env = {"IC_ACCELERATOR": "1"} if custom else {}
+    # a job on an accelerator lets jax pick it (runtime/env.py: `auto`; the CLI pins the CPU otherwise)
+    env = {"IC_ACCELERATOR": "auto"} if custom else {}
     return _client().submit_job(
         entrypoint=entrypoint,
         runtime_env={"env_vars": env} if env else None,

@@ -81,6 +81,12 @@ COMMANDS: dict[str, tuple[str, str, tuple]] = {
                                            "--manifest", ("--baseline-wd", {"type": float}),
                                            ("--figures", {"nargs": "+", "required": True}), "--captions",
                                            "--out")),
+    # not a rule's: a reader's question, "which runs is this number made of?" (outputs/provenance.py)
+    "provenance": ("provenance", "provenance", (("selector", {"nargs": "+", "metavar": "WORD",
+                                                              "help": "a table or `figure`, an id, key=value filters"}),
+                                                ("--results", {"default": "results", "required": False,
+                                                               "help": "the folder of the Parquet tables"}),
+                                                ("--json", {"action": "store_true", "required": False}))),
 }
 # the commands that import jax and levanter: run by a warm worker when Snakemake started a pool
 JAX_COMMANDS = frozenset({"train", "evaluate", "cpt-evaluate", "cpt-ensemble", "sample"})
@@ -97,14 +103,21 @@ def parser() -> argparse.ArgumentParser:
         for spec in args:
             flag, kw = spec if isinstance(spec, tuple) else (spec, {})
             kw = dict(kw)
-            sp.add_argument(flag, required=kw.pop("required", not kw.get("nargs") == "*"), **kw)
+            if flag.startswith("-"):
+                kw["required"] = kw.get("required", not kw.get("nargs") == "*")
+            sp.add_argument(flag, **kw)
         sp.set_defaults(module=module, fn=fn)
     return p
 
 
+# commands whose output a reader reads: no INFO lines of the libraries they import
+QUIET_COMMANDS = frozenset({"provenance"})
+
+
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     a = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if a.cmd in QUIET_COMMANDS else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if a.cmd in JAX_COMMANDS and (rc := worker.forward(sys.argv[1:] if argv is None else argv)) is not None:
         sys.exit(rc)  # run by a warm worker (runtime/worker.py), when Snakemake started a pool
     if a.cmd not in LM_EVAL_COMMANDS:

@@ -10,7 +10,6 @@ outside the declared outputs, so an edited spec never resumes a stale run.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -25,13 +24,9 @@ from ..study.specs import RunSpec
 from .optim import TracedAdamWConfig
 
 
-def spec_hash(spec: RunSpec) -> str:
-    return hashlib.sha256(spec.to_json().encode()).hexdigest()[:10]
-
-
 def state_dir(checkpoint_root: str, spec: RunSpec) -> str:
     """The run's resumable state: keyed by run id and spec hash."""
-    return os.path.join(checkpoint_root, f"{spec.run_id}-{spec_hash(spec)}")
+    return os.path.join(checkpoint_root, f"{spec.run_id}-{spec.spec_hash()}")
 
 
 @dataclasses.dataclass(frozen=True)

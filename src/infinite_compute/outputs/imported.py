@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..study.paper_names import RunNameError, parse_ensemble_eval, parse_name
-from ..study.specs import recipe_of
+from ..study.specs import recipe_of, spec_hash
 from ..study.tuning import AXES, Cell, advance
 from .rows import ensemble_rows, tuning_row  # the study's own row builders
 
@@ -95,7 +95,7 @@ def _from_study_spec(record: dict, s: ImportSettings) -> dict:
                        "pre-training study's tables only")
     summary = record["summary"]
     return {
-        "run_id": spec["run_id"], "model": spec["model"]["name"],
+        "run_id": spec["run_id"], "spec_hash": spec_hash(spec), "model": spec["model"]["name"],
         "non_embedding_params": int(summary.get("non_embedding_params") or 0),
         "parameter_count": int(summary.get("parameter_count") or 0), "token_budget": int(spec["token_budget"]),
         "epochs": int(spec["epochs"]), "learning_rate": float(spec["learning_rate"]),
@@ -125,7 +125,7 @@ def _from_paper_name(record: dict, s: ImportSettings) -> dict:
     params = record["summary"].get("parameter_count")
     seed = p.train_seed if p.train_seed is not None else int(_get(c, ("trainer", "seed")) or 0)
     return {
-        "run_id": p.name, "model": p.model, "non_embedding_params": int(p.nominal_params),
+        "run_id": p.name, "spec_hash": None, "model": p.model, "non_embedding_params": int(p.nominal_params),
         "parameter_count": int(params) if isinstance(params, (int, float)) else int(p.nominal_params),
         "token_budget": budget, "epochs": p.epochs, "learning_rate": p.learning_rate, "weight_decay": p.weight_decay,
         "seed": seed, "batch_size": int(batch), "seq_len": int(seq), "num_train_steps": int(steps), "data": p.data,

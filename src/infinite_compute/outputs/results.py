@@ -24,6 +24,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "runs": pa.schema(
         [
             pa.field("run_id", pa.string()),
+            # study.specs.spec_hash of the spec that trained it (null: an imported run named, not specified)
+            pa.field("spec_hash", pa.string()),
             pa.field("role", pa.string()),  # search / sweep / member / teacher / student
             pa.field("sweeps", pa.list_(pa.string())),
             pa.field("searches", pa.list_(pa.string())),  # search cells that trained this run
@@ -132,6 +134,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         [
             pa.field("recipe", pa.string()),  # default / small-batch / regularized / ensemble
             pa.field("model_id", pa.string()),  # a run id, or "<run>:K=<k>" for an ensemble
+            pa.field("spec_hash", pa.string()),  # a run's (study.specs.spec_hash); null for an ensemble
+            pa.field("member_ids", pa.list_(pa.string())),  # the run, or the ensemble's first K members
             pa.field("base_cell", pa.string()),  # the search cell whose selected run CPT starts from, if any
             pa.field("base", pa.string()),  # what CPT starts from: that cell, or hf:<dir> (cpt.base.hf)
             pa.field("model", pa.string()),

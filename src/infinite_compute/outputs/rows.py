@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from ..study.plan import Plan
-from ..study.specs import CptSpec, DistillSpec
+from ..study.specs import CptSpec, DistillSpec, spec_hash
 
 NO_MEMBERSHIP = {"sweeps": [], "ensembles": []}
 
@@ -56,7 +56,7 @@ def run_family(role: str, weight_decay: float, baseline_wd: float) -> str:
 
 def run_row(rid: str, spec: dict, metrics: dict, ev: dict, role: str, membership: dict, searches: list[str]) -> dict:
     return {
-        "run_id": rid, "role": role, "sweeps": membership["sweeps"], "searches": searches,
+        "run_id": rid, "spec_hash": spec_hash(spec), "role": role, "sweeps": membership["sweeps"], "searches": searches,
         "ensembles": membership["ensembles"],
         "model": spec["model"]["name"], "non_embedding_params": metrics["non_embedding_params"],
         "parameter_count": metrics["parameter_count"], "token_budget": spec["token_budget"],
@@ -185,8 +185,10 @@ def cpt_rows(cpt: CptSpec, specs: dict, evals: dict, selected: str, ensemble: di
         s = specs[rid]
         bench = score(members or [rid])
         rows.append({
-            "recipe": recipe, "model_id": model_id, "base_cell": cpt.base_cell, "base": cpt.base,
-            "model": cpt.model,
+            "recipe": recipe, "model_id": model_id,
+            # a run's spec hash; an ensemble's members are named (their specs are not read here)
+            "spec_hash": None if members else spec_hash(s), "member_ids": list(members or [rid]),
+            "base_cell": cpt.base_cell, "base": cpt.base, "model": cpt.model,
             "token_budget": int(s["token_budget"]), "epochs": int(s["epochs"]), "learning_rate": s["learning_rate"],
             "weight_decay": s["weight_decay"], "batch_size": int(s["batch_size"]), "ensemble_size": 1,
             "selected": False, "loss": ev["loss"], "accuracy": ev["accuracy"],
@@ -202,6 +204,6 @@ def cpt_rows(cpt: CptSpec, specs: dict, evals: dict, selected: str, ensemble: di
         add("regularized", rid, rid, evals[rid], selected=rid == selected)
     for row in ensemble["curve"]:
         k = row["ensemble_size"]
-        add("ensemble", f"{selected}:K={k}", selected, row, members=ensemble["members"][:k], ensemble_size=int(k),
+        add("ensemble", f"{selected}:K={k}", selected, row, members=cpt.members[selected][:k], ensemble_size=int(k),
             selected=True)
     return rows

@@ -7,6 +7,7 @@ epochs, lr, weight decay and seed, so a run can be found, and parsed back, by it
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -88,6 +89,9 @@ class RunSpec:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    def spec_hash(self) -> str:
+        return spec_hash(self.to_dict())
 
     @staticmethod
     def from_dict(d: dict) -> "RunSpec":
@@ -184,6 +188,13 @@ class CptSpec:
 
 
 HF_INIT = "hf:"  # RunSpec.init_from of a run that starts from a Hugging Face model directory
+
+
+def spec_hash(spec: dict) -> str:
+    """A run's spec, hashed: its `RunSpec.to_dict()` (or the spec.json / W&B config holding it) as sorted
+    JSON. One function for the checkpoints' folders (model/engine.py) and the runs table's `spec_hash`
+    column, so a row names the exact spec that trained it; a JSON round trip keeps the value."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def format_tokens(n: int) -> str:
