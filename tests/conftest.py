@@ -62,3 +62,17 @@ def small_corpus(tmp_path_factory):
     manifest = corpus.prepare_corpus(cfg, str(root / "corpus"))
     tokenizer.train_tokenizer(str(root / "corpus" / "train.jsonl"), 300, 100000, str(root / "tok"))
     return root, manifest
+
+
+@pytest.fixture(scope="session")
+def small_budget_cache(small_corpus, tmp_path_factory):
+    """A levanter cache (train + validation) of 3,000 tokens of the small corpus: (its dir, the tokenizer dir)."""
+    from infinite_compute.data import tokens
+
+    root, _ = small_corpus
+    tmp, tok_dir = tmp_path_factory.mktemp("budget"), str(root / "tok")
+    for split, limit in (("train", 3000), ("validation", 500)):
+        stream, offsets = tokens.tokenize_stream(str(root / "corpus" / f"{split}.jsonl"), tok_dir, limit)
+        tokens.write_token_stream(str(tmp / f"{split}.npz"), stream, offsets)
+    tokens.build_budget_cache(str(tmp / "train.npz"), str(tmp / "validation.npz"), tok_dir, 3000, str(tmp / "d3000"))
+    return str(tmp / "d3000"), tok_dir

@@ -133,21 +133,16 @@ def gpu():
 
 
 @pytest.fixture(scope="module")
-def tiny_run(gpu, small_corpus, tmp_path_factory, smoke_config_module):
+def tiny_run(gpu, small_budget_cache, tmp_path_factory, smoke_config_module):
     """A levanter cache of the small corpus and the spec of a 4-step run of the smoke study's smallest model."""
-    from infinite_compute.data import tokens
     from infinite_compute.study.plan import build_plan
 
-    root, _ = small_corpus
-    tmp, tok_dir = tmp_path_factory.mktemp("gpu"), str(root / "tok")
-    for split, limit in (("train", 3000), ("validation", 500)):
-        stream, offsets = tokens.tokenize_stream(str(root / "corpus" / f"{split}.jsonl"), tok_dir, limit)
-        tokens.write_token_stream(str(tmp / f"{split}.npz"), stream, offsets)
-    tokens.build_budget_cache(str(tmp / "train.npz"), str(tmp / "validation.npz"), tok_dir, 3000, str(tmp / "d3000"))
+    cache, tok_dir = small_budget_cache
+    tmp = tmp_path_factory.mktemp("gpu")
     plan = build_plan(smoke_config_module)
     spec = plan.spec(sorted(plan.runs)[0])
     spec = dataclasses.replace(spec, epochs=1, num_train_steps=4, token_budget=3000, tokens_per_epoch=3000)
-    return tmp, tok_dir, spec
+    return tmp, cache, tok_dir, spec
 
 
 @pytest.fixture(scope="module")
@@ -166,20 +161,20 @@ print("backend:", jax.default_backend())
 '''
 
 
-def train_tiny(tmp, tok_dir, spec, accelerator: str) -> subprocess.CompletedProcess:
+def train_tiny(tmp, cache, tok_dir, spec, accelerator: str) -> subprocess.CompletedProcess:
     """The train command on `spec`, in its own process with IC_ACCELERATOR=`accelerator`."""
     settings = {"engine": "loop", "evals_per_run": 1, "checkpoint_minutes": 10.0}
     out = tmp / f"model-{accelerator}"
     return subprocess.run(
         [sys.executable, "-c", TRAIN_AND_SAY_WHERE, "train", "--spec", spec.to_json(), "--cache",
-         str(tmp / "d3000"), "--tokenizer", tok_dir, "--out", str(out), "--checkpoints", str(tmp / "ckpt"),
+         cache, "--tokenizer", tok_dir, "--out", str(out), "--checkpoints", str(tmp / "ckpt"),
          "--settings", json.dumps(settings)],
         env=clean_env(IC_ACCELERATOR=accelerator), capture_output=True, text=True, timeout=600)
 
 
 def test_a_tiny_run_trains_on_the_gpu_when_jax_sees_one(tiny_run):
-    tmp, tok_dir, spec = tiny_run
-    p = train_tiny(tmp, tok_dir, spec, "gpu")
+    tmp, cache, tok_dir, spec = tiny_run
+    p = train_tiny(tmp, cache, tok_dir, spec, "gpu")
     assert p.returncode == 0, p.stderr[-3000:]
     assert "backend: gpu" in p.stdout  # the job's jax computed on the GPU, not on a CPU fallback
     metrics = json.load(open(tmp / "model-gpu" / "metrics.json"))

@@ -1,10 +1,12 @@
 """The loop engine's schedule: which steps run in which compiled call, and where it evaluates.
 (Its training is checked against levanter's Trainer in test_workflow.py.)"""
 
+import os
+
 import numpy as np
 import pytest
 
-from infinite_compute.data import tokenizer, tokens
+from infinite_compute.data import tokenizer
 from infinite_compute.model import loop
 from infinite_compute.model.loop import chunk_ranges, eval_steps
 
@@ -36,17 +38,12 @@ def test_a_resumed_run_makes_the_same_calls_as_an_uninterrupted_one():
 
 
 @pytest.fixture(scope="module")
-def budget_cache(small_corpus, tmp_path_factory):
+def budget_cache(small_budget_cache):
     """The train split of a levanter cache of 3,000 tokens of the small corpus."""
     from levanter.data.text import TextLmDatasetFormat, load_lm_dataset_cache
 
-    root, _ = small_corpus
-    tmp, tok_dir = tmp_path_factory.mktemp("budget"), str(root / "tok")
-    for split, limit in (("train", 3000), ("validation", 500)):
-        stream, offsets = tokens.tokenize_stream(str(root / "corpus" / f"{split}.jsonl"), tok_dir, limit)
-        tokens.write_token_stream(str(tmp / f"{split}.npz"), stream, offsets)
-    tokens.build_budget_cache(str(tmp / "train.npz"), str(tmp / "validation.npz"), tok_dir, 3000, str(tmp / "d3000"))
-    return load_lm_dataset_cache(str(tmp / "d3000" / "train"), TextLmDatasetFormat(), tokenizer.load_tokenizer(tok_dir))
+    cache, tok_dir = small_budget_cache
+    return load_lm_dataset_cache(os.path.join(cache, "train"), TextLmDatasetFormat(), tokenizer.load_tokenizer(tok_dir))
 
 
 @pytest.mark.parametrize("read_once", [True, False])
