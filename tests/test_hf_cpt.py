@@ -38,7 +38,7 @@ def _hf_config(path: str, **base) -> dict:
     return cfg
 
 
-def test_cpt_runs_take_the_shape_of_the_hf_base(tiny_llama):
+def test_cpt_runs_take_the_shape_of_the_hf_base(tiny_llama, smoke_config):
     hf = json.load(open(os.path.join(tiny_llama, "config.json")))
     plan = build_plan(_hf_config(tiny_llama, seq_len=32))
     c = plan.cpt
@@ -53,15 +53,18 @@ def test_cpt_runs_take_the_shape_of_the_hf_base(tiny_llama):
             hf["num_key_value_heads"])
         assert m.seq_len == 32 and m.hf_base == c.base_hf
     # the pre-training study is planned as before: a CPT base of its own does not change its runs
-    assert set(plan.runs) == set(build_plan(_smoke_with_defaults()).runs)
+    assert set(plan.runs) == set(build_plan(smoke_config).runs)
 
 
-def _smoke_with_defaults() -> dict:
-    from snakemake.utils import validate
+def _copy_without_eos(model: str, dest: str) -> str:
+    """A copy of the base at `model` whose tokenizer defines no end-of-sequence token."""
+    from hf_models import math_texts, tiny_tokenizer
 
-    cfg = raw_smoke_config()
-    validate(cfg, os.path.join(ROOT, "schemas", "config.schema.yaml"))
-    return cfg
+    shutil.copytree(model, dest)
+    for f in glob.glob(os.path.join(dest, "tokenizer*")) + glob.glob(os.path.join(dest, "special_tokens*")):
+        os.remove(f)
+    tiny_tokenizer(math_texts(), eos=False).save_pretrained(dest)
+    return dest
 
 
 def test_a_missing_base_still_plans_so_a_dry_run_shows_the_dag(tmp_path):
@@ -100,13 +103,8 @@ def test_a_base_with_missing_files_is_named(tiny_llama, tmp_path, remove, words)
 
 def test_a_base_whose_tokenizer_has_no_eos_is_named(tiny_llama, tmp_path):
     from infinite_compute.data.tokenizer import check_hf_base
-    from hf_models import math_texts, tiny_tokenizer
 
-    base = str(tmp_path / "no-eos")
-    shutil.copytree(tiny_llama, base)
-    for f in glob.glob(os.path.join(base, "tokenizer*")) + glob.glob(os.path.join(base, "special_tokens*")):
-        os.remove(f)
-    tiny_tokenizer(math_texts(), eos=False).save_pretrained(base)
+    base = _copy_without_eos(tiny_llama, str(tmp_path / "no-eos"))
     with pytest.raises(ValueError, match=r"cpt\.base\.hf.*no end-of-sequence token"):
         check_hf_base({"hf": base})
     check_hf_base({"hf": tiny_llama})  # the good one passes
@@ -184,15 +182,10 @@ def test_the_cpt_stage_runs_from_a_tiny_hf_llama(tiny_llama, tmp_path):
 
 @pytest.mark.workflow
 def test_a_base_tokenizer_without_eos_fails_before_any_job(tiny_llama, tmp_path):
-    from hf_models import math_texts, tiny_tokenizer
     from test_workflow import project_copy, smk
 
     wd = project_copy(tmp_path / "study")
-    base = os.path.join(wd, "hf-base")
-    shutil.copytree(tiny_llama, base)
-    for f in glob.glob(os.path.join(base, "tokenizer*")) + glob.glob(os.path.join(base, "special_tokens*")):
-        os.remove(f)
-    tiny_tokenizer(math_texts(), eos=False).save_pretrained(base)
+    _copy_without_eos(tiny_llama, os.path.join(wd, "hf-base"))
     p = smk(wd, "results/cpt.parquet", "--configfile", ".test/config.yaml", ".test/hf-cpt.yaml", "--cores", "1",
             check=False)
     assert p.returncode != 0

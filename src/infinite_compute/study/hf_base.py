@@ -84,9 +84,9 @@ def base_shape(base: dict, seq_len: int, model_defaults: dict) -> ModelShape:
     d = read_config(path) or {}
 
     def dim(key: str, default=None) -> int:
-        v = d.get(key, default)
         if not d:
             return 0
+        v = d.get(key, default)
         if not isinstance(v, int) or v < 1:
             raise ConfigError(KEY, f"'{os.path.join(path, CONFIG)}' has {key} = {v!r}; expected a positive integer")
         return v
