@@ -1,11 +1,22 @@
-"""Power-law fits L(x) = A / x**alpha + E with bootstrap confidence intervals.
+"""Power-law fits L(x) = A / x**alpha + E with profile-likelihood confidence intervals.
 
 The paper fits this form in three places: loss vs. parameter count for a fixed
 data budget, loss vs. ensemble size, and the asymptotes of those fits vs.
-parameter count. Each fit has only 3-5 points and three free parameters, so it
+parameter count. Each fit has only 3-6 points and three free parameters, so it
 is ill-conditioned; the code here reparametrises x around its geometric mean,
 profiles out the linear parameters (A, E) over a grid of exponents to seed
 several starts, and keeps the start with the lowest chi-square.
+
+Uncertainty comes from each point's standard error (``sigma``: the seed noise of
+that point, measured by reseeds), not from resampling the points: with 4 points a
+pair bootstrap mostly refits 3 of them, which a 3-parameter law interpolates, so
+its "CI" is a leave-one-out range that does not shrink or grow with the noise.
+The CIs of E and alpha are profile-likelihood intervals: every value whose best
+chi-square (the other parameters refitted) lies within the F(1, df) quantile of
+the minimum, df being the degrees of freedom of the noise estimate. A side the
+data do not bound (E down to 0, alpha up to a step) is reported as nan: not
+determined. The chi-square at the optimum is the goodness of fit. Measured
+coverage on simulated 4-point studies: tests/test_fits.py and bench/coverage.md.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from typing import Mapping, Sequence
 
 import lmfit
 import numpy as np
+from scipy import stats
 from scipy.optimize import least_squares, nnls
 
 __all__ = [
@@ -30,17 +42,25 @@ __all__ = [
     "is_flat",
     "levels_at_zero",
     "joint_asymptote",
+    "profile_threshold",
 ]
 
 # Exponents that seed the multi-start fit; they span the range of loss
 # scaling exponents and the local optimiser refines from the best few.
 _ALPHA_GRID = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 _MIN_POINTS = 3
+# The exponents the profiles scan (in units of x / its geometric mean). Beyond alpha 10 the law is a
+# step: every point but the smallest x sits on E, and the chi-square no longer changes, so a CI
+# still open there has no upper end the data determine.
+_PROFILE_ALPHAS = np.concatenate([[0.0], np.geomspace(1e-3, 10.0, 360)])
+# Values of E the profile scans on its coarse pass; the crossing is then refined on a fine grid.
+_PROFILE_E_STEPS = 160
 
 
 @dataclass(frozen=True)
 class PowerLawFit:
-    """Result of fitting L(x) = A / x**alpha + E; stderrs and CIs may be nan."""
+    """Result of fitting L(x) = A / x**alpha + E; stderrs and CIs may be nan (a CI end that is nan
+    is not determined: the data allow any value on that side)."""
 
     A: float
     alpha: float
@@ -59,8 +79,17 @@ class PowerLawFit:
     success: bool
     message: str
     n_bootstrap_used: int = 0
-    # (A, alpha, E) of each bootstrap refit behind the CIs, to carry the fit's uncertainty onwards
+    # (A, alpha, E) of each parametric-bootstrap refit, to carry the fit's uncertainty onwards
     bootstrap_params: tuple = field(default=(), repr=False, compare=False)
+    # the chi-square at the optimum in units of the points' errors, its degrees of freedom (points - 3)
+    # and its p-value (nan where the errors were estimated from the residuals themselves)
+    gof_chi2: float = math.nan
+    gof_dof: int = 0
+    gof_p: float = math.nan
+    # the noise behind the CIs: "measured" (per-point errors given, with noise_df degrees of freedom;
+    # inf when known) or "residuals" (estimated from the scatter about the fit, n - 3 df)
+    noise: str = "measured"
+    noise_df: float = math.inf
 
     def predict(self, x):
         """Evaluate A / x**alpha + E (float for scalar x, array otherwise)."""
@@ -99,6 +128,22 @@ def _validate(x, y) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def _validate_sigma(sigma, n: int) -> np.ndarray:
+    s = np.broadcast_to(np.asarray(sigma, dtype=float), (n,)).copy()
+    if not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise ValueError(f"sigma must be finite and > 0 for every point, got {s.tolist()}")
+    return s
+
+
+def profile_threshold(ci_level: float, noise_df: float) -> float:
+    """The rise of the chi-square above its minimum that bounds a profile CI of one parameter: the
+    F(1, noise_df) quantile (chi-square(1) with known errors; wider when they were estimated from few
+    seeds, as a t interval is wider than a z interval)."""
+    if not math.isfinite(noise_df):
+        return float(stats.chi2.ppf(ci_level, 1))
+    return float(stats.f.ppf(ci_level, 1, noise_df))
+
+
 def _profile_start(u: np.ndarray, y: np.ndarray, alpha: float) -> tuple[float, float, float, float]:
     """Best nonnegative (a, E) for fixed alpha in y = a*u**-alpha + E, with its chi-square."""
     design = np.column_stack([u**-alpha, np.ones_like(u)])
@@ -119,24 +164,24 @@ def _loglog_start(u: np.ndarray, y: np.ndarray) -> tuple[float, float, float] | 
     return float(math.exp(intercept)), max(float(-slope), 0.0), e0
 
 
-def _residual(params: lmfit.Parameters, u: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _residual(params: lmfit.Parameters, u: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     v = params.valuesdict()
-    return v["a"] * u ** -v["alpha"] + v["E"] - y
+    return (v["a"] * u ** -v["alpha"] + v["E"] - y) * w
 
 
-def _jacobian(params: lmfit.Parameters, u: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _jacobian(params: lmfit.Parameters, u: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Analytic d(residual)/d(a, alpha, E), columns in parameter insertion order."""
     v = params.valuesdict()
     power = u ** -v["alpha"]
-    return np.column_stack([power, -v["a"] * power * np.log(u), np.ones_like(u)])
+    return np.column_stack([power, -v["a"] * power * np.log(u), np.ones_like(u)]) * w[:, None]
 
 
-def _minimize(u: np.ndarray, y: np.ndarray, start: tuple[float, float, float]) -> lmfit.minimizer.MinimizerResult:
+def _minimize(u, y, w, start: tuple[float, float, float], scale_covar: bool) -> lmfit.minimizer.MinimizerResult:
     params = lmfit.Parameters()
     params.add("a", value=max(start[0], 0.0), min=0.0)
     params.add("alpha", value=max(start[1], 0.0), min=0.0)
     params.add("E", value=max(start[2], 0.0), min=0.0)
-    minimizer = lmfit.Minimizer(_residual, params, fcn_args=(u, y))
+    minimizer = lmfit.Minimizer(_residual, params, fcn_args=(u, y, w), scale_covar=scale_covar)
     with warnings.catch_warnings():
         # lmfit warns while deriving correlations from a singular covariance
         # (interpolating or duplicated-point fits); _stderrs reports nan then.
@@ -148,13 +193,19 @@ def _minimize(u: np.ndarray, y: np.ndarray, start: tuple[float, float, float]) -
         )
 
 
-def _best_fit(u: np.ndarray, y: np.ndarray, starts: Sequence[tuple[float, float, float]]):
-    best = None
-    for start in starts:
-        result = _minimize(u, y, start)
-        if best is None or result.chisqr < best.chisqr:
-            best = result
-    return best
+def _best_fit(u, y, w, starts: Sequence[tuple[float, float, float]], scale_covar: bool):
+    """lmfit's fit from the best of the starts, each first refined by the solver lmfit calls (its
+    per-call bookkeeping made five lmfit starts most of a fit's time)."""
+    def chi2(p):
+        return float(np.sum(((p[0] * u ** -p[1] + p[2] - y) * w) ** 2))
+
+    refined = [_refit(u, y, s, w, max_nfev=2000) for s in starts]
+    best = min(range(len(starts)), key=lambda i: chi2(refined[i]))
+    result = _minimize(u, y, w, tuple(refined[best]), scale_covar)
+    # lmfit polishes from the best start; should it wander, the best start's own fit stands
+    if result.chisqr > chi2(refined[best]) * (1 + 1e-9) + 1e-300:
+        result = min((_minimize(u, y, w, s, scale_covar) for s in starts), key=lambda r: r.chisqr)
+    return result
 
 
 def _starts(u: np.ndarray, y: np.ndarray, extra: tuple[float, float, float] | None) -> list[tuple[float, float, float]]:
@@ -201,63 +252,149 @@ def _stderrs(result, x0: float, n_points: int) -> tuple[float, float, float]:
     return _sd(var_A), _sd(covar[i_alpha, i_alpha]), _sd(covar[i_E, i_E])
 
 
-def _bootstrap_samples(u, y, x0, start, n_bootstrap, seed) -> np.ndarray:
-    """(A, alpha, E) of each pair-resampled refit, shape (m, 3); empty when there is nothing to resample."""
-    n = u.size
-    # Resamples of 3 points with 3 distinct x are the data itself, so the
-    # bootstrap distribution would be a point mass: report no CI instead.
-    if n <= _MIN_POINTS or n_bootstrap == 0:
-        return np.empty((0, 3))
-    rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(n_bootstrap):
-        idx = rng.integers(0, n, size=n)
-        if np.unique(u[idx]).size < _MIN_POINTS:
-            continue
-        # A single start at the full-data optimum keeps 200 refits fast.
-        a, alpha, E = _refit(u[idx], y[idx], start)
-        samples.append((_unscale(a, alpha, x0), alpha, E))
-    return np.asarray(samples, dtype=float).reshape(-1, 3)
+def _chi2_given_alpha(u: np.ndarray, y: np.ndarray, w2: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """The least chi-square over a, E >= 0 at each fixed exponent: the model is linear in (a, E)
+    then, so the optimum is the unconstrained weighted solution or one on a bound."""
+    v = u[None, :] ** -alphas[:, None]
+    sw, sy, syy = w2.sum(), (w2 * y).sum(), (w2 * y * y).sum()
+    sv, svv, svy = (w2 * v).sum(1), (w2 * v * v).sum(1), (w2 * v * y).sum(1)
+
+    def chi2(a, e):
+        return syy - 2 * a * svy - 2 * e * sy + a * a * svv + 2 * a * e * sv + e * e * sw
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        det = sw * svv - sv * sv
+        a_u = (sw * svy - sv * sy) / det
+        e_u = (svv * sy - sv * svy) / det
+        inner = np.where((det > 1e-12 * sw * svv) & (a_u >= 0) & (e_u >= 0), chi2(a_u, e_u), np.inf)
+        a_only = np.maximum(svy / svv, 0.0)
+    e_only = max(sy / sw, 0.0)
+    return np.minimum.reduce([inner, chi2(a_only, 0.0), np.full_like(svv, chi2(0.0, e_only))])
 
 
-# A refit that has not converged in this many evaluations sits in the flat valley of an ill-posed
-# resample (alpha -> 0, A and E trading off); 2,000 more evaluations moved such refits' parameters
-# along the valley, not to an optimum, and took 90% of a default study's fitting time.
-_REFIT_MAX_NFEV = 200
+def _chi2_at(u, y, w2, Es: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """The least chi-square over a >= 0 at each pair (E, alpha): a is linear then."""
+    v = u[None, :] ** -alphas[:, None]
+    z = y[None, :] - Es[:, None]
+    zv = (w2 * z * v).sum(1)
+    return (w2 * z * z).sum(1) - np.where(zv > 0, zv * zv / (w2 * v * v).sum(1), 0.0)
 
 
-def _refit(u: np.ndarray, y: np.ndarray, start: tuple[float, float, float]) -> np.ndarray:
+def _chi2_given_E(u: np.ndarray, y: np.ndarray, w2: np.ndarray, Es: np.ndarray) -> np.ndarray:
+    """The least chi-square over a >= 0 and alpha >= 0 at each fixed E: the exponents' grid, then a
+    golden-section search in log alpha between the best grid exponent's neighbours (with small
+    errors a grid's step alone moves the chi-square by more than a narrow CI's threshold)."""
+    v = u[None, :] ** -_PROFILE_ALPHAS[:, None]  # (alphas, n)
+    z = y[None, :] - Es[:, None]  # (Es, n)
+    zv = np.einsum("en,an,n->ea", z, v, w2)
+    vv = (w2 * v * v).sum(1)
+    grid = (w2 * z * z).sum(1)[:, None] - np.where(zv > 0, zv * zv / vv[None, :], 0.0)
+    k = grid.argmin(1)
+    best = grid[np.arange(Es.size), k]
+    logs = np.log(np.maximum(_PROFILE_ALPHAS, 1e-4))
+    lo, hi = logs[np.maximum(k - 1, 0)], logs[np.minimum(k + 1, logs.size - 1)]
+    g = (math.sqrt(5) - 1) / 2
+    c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+    fc, fd = _chi2_at(u, y, w2, Es, np.exp(c)), _chi2_at(u, y, w2, Es, np.exp(d))
+    for _ in range(40):
+        left = fc < fd
+        hi, lo = np.where(left, d, hi), np.where(left, lo, c)
+        c_new, d_new = hi - g * (hi - lo), lo + g * (hi - lo)
+        # the kept inner point carries over; one new evaluation per step
+        fd, fc = np.where(left, fc, _chi2_at(u, y, w2, Es, np.exp(d_new))), \
+            np.where(left, _chi2_at(u, y, w2, Es, np.exp(c_new)), fd)
+        c, d = c_new, d_new
+    return np.minimum(best, np.minimum(fc, fd))
+
+
+def _refine(fn, t_in: float, t_out: float, c_min: float, delta: float) -> float:
+    """Where fn - c_min first exceeds delta between a value inside the CI and one outside it: a fine
+    grid from the inside out, then linear interpolation across the crossing."""
+    fine = np.linspace(t_in, t_out, 64)
+    fe = fn(fine) - c_min - delta
+    k = max(int(np.argmax(fe > 0)), 1)
+    t0, t1, e0, e1 = fine[k - 1], fine[k], fe[k - 1], fe[k]
+    return float(t0 + (t1 - t0) * (-e0) / (e1 - e0)) if e1 > e0 else float(t1)
+
+
+def _interval(fn, grid: np.ndarray, chi2_min: float, delta: float, open_low: bool) -> tuple[float, float]:
+    """The CI {t : fn(t) - chi2_min <= delta} over a scanned ``grid``, each end refined between its
+    last grid value inside and first outside; nan for an end still inside at the grid's end (not
+    determined), or 0 at the low end when ``open_low`` is False (a bound the parameter may reach)."""
+    prof = fn(grid)
+    c_min = min(chi2_min, float(prof.min()))
+    inside = prof - c_min <= delta
+    if not inside.any():
+        return math.nan, math.nan
+    i0, i1 = int(np.argmax(inside)), int(len(inside) - 1 - np.argmax(inside[::-1]))
+    if i0 == 0:
+        low = math.nan if open_low else float(grid[0])
+    else:
+        low = _refine(fn, grid[i0], grid[i0 - 1], c_min, delta)
+    high = math.nan if i1 == len(grid) - 1 else _refine(fn, grid[i1], grid[i1 + 1], c_min, delta)
+    return low, high
+
+
+def _profile_cis(u, y, w2, best_alpha: float, best_E: float, chi2_min: float, delta: float):
+    """Profile-likelihood CIs of alpha and E (see the module docstring). E's scan runs from 0 (a pure
+    power law: if the data allow it, E's lower end is not determined) to above every point; alpha's
+    from 0 (a constant: the lower end 0 is then a real end, the data allow no fall) to a step."""
+    e_hi = float(np.max(y)) + float(np.ptp(y)) + math.sqrt(delta / w2.min())
+    # the optimum itself is scanned, so that a CI narrower than the grid's step is still found
+    e_grid = np.unique(np.concatenate([np.linspace(0.0, e_hi, _PROFILE_E_STEPS), [best_E]]))
+    e_ci = _interval(lambda g: _chi2_given_E(u, y, w2, g), e_grid, chi2_min, delta, open_low=True)
+    a_grid = np.unique(np.concatenate([_PROFILE_ALPHAS, [min(best_alpha, _PROFILE_ALPHAS[-1])]]))
+    alpha_ci = _interval(lambda g: _chi2_given_alpha(u, y, w2, np.asarray(g, float)), a_grid,
+                         chi2_min, delta, open_low=False)
+    return alpha_ci, e_ci
+
+
+def _refit(u: np.ndarray, y: np.ndarray, start: tuple[float, float, float], w=None, max_nfev: int | None = None
+           ) -> np.ndarray:
     """A bootstrap refit: the problem `_minimize` gives lmfit (residual, Jacobian, bounds at 0,
     tolerances), solved by the solver lmfit calls (scipy's bounded trust-region least_squares)
     directly. The refits need only the optimum, and lmfit's per-call parameter bookkeeping made them
     ~1 min of a default study's fits (bench/fits.py)."""
+    w = np.ones_like(u) if w is None else w
 
     def fun(p):
-        return p[0] * u ** -p[1] + p[2] - y
+        return (p[0] * u ** -p[1] + p[2] - y) * w
 
     def jac(p):
         power = u ** -p[1]
-        return np.column_stack([power, -p[0] * power * np.log(u), np.ones_like(u)])
+        return np.column_stack([power, -p[0] * power * np.log(u), np.ones_like(u)]) * w[:, None]
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return least_squares(fun, np.maximum(np.asarray(start, float), 0.0), jac=jac, bounds=(0.0, np.inf),
-                             method="trf", xtol=1e-14, ftol=1e-14, gtol=1e-14, max_nfev=_REFIT_MAX_NFEV).x
+                             method="trf", xtol=1e-14, ftol=1e-14, gtol=1e-14, max_nfev=max_nfev or _REFIT_MAX_NFEV).x
 
 
-def _bootstrap(u, y, x0, start, n_bootstrap, ci_level, seed):
-    """Percentile CIs of (A, alpha, E) from pair-resampled refits, and the refits themselves."""
-    arr = _bootstrap_samples(u, y, x0, start, n_bootstrap, seed)
-    if len(arr) < 2:
-        return [(math.nan, math.nan)] * 3, arr
-    tail = 100.0 * (1.0 - ci_level) / 2.0
-    lo, hi = np.percentile(arr, [tail, 100.0 - tail], axis=0)
-    return [(float(lo[i]), float(hi[i])) for i in range(3)], arr
+# A refit that has not converged in this many evaluations sits in the flat valley of an ill-posed
+# draw (alpha -> 0, A and E trading off); more evaluations moved such refits along the valley, not to
+# an optimum.
+_REFIT_MAX_NFEV = 200
+
+
+def _parametric_bootstrap(u, y_fit, sigma, x0, start, n_bootstrap, noise_df, seed) -> np.ndarray:
+    """(A, alpha, E) of refits to data drawn from the fitted law with each point's error (and, for
+    errors estimated with finite df, a drawn noise scale), shape (m, 3)."""
+    if n_bootstrap == 0:
+        return np.empty((0, 3))
+    rng = np.random.default_rng(seed)
+    w = 1.0 / sigma
+    out = np.empty((n_bootstrap, 3))
+    for i in range(n_bootstrap):
+        scale = math.sqrt(noise_df / rng.chisquare(noise_df)) if math.isfinite(noise_df) else 1.0
+        y_star = y_fit + rng.normal(0.0, 1.0, y_fit.size) * sigma * scale
+        a, alpha, E = _refit(u, y_star, start, w)
+        out[i] = (_unscale(a, alpha, x0), alpha, E)
+    return out
 
 
 def bootstrap_laws(fit: PowerLawFit) -> list[PowerLawFit]:
-    """The pair-resampled refits behind ``fit``'s CIs, as laws with only A, alpha and E set: to
-    carry the fit's uncertainty into what is computed from it."""
+    """The parametric-bootstrap refits of ``fit``, as laws with only A, alpha and E set: to carry the
+    fit's uncertainty into what is computed from it."""
     nan = math.nan
     return [
         PowerLawFit(A=float(A), alpha=float(alpha), E=float(E), A_stderr=nan, alpha_stderr=nan, E_stderr=nan,
@@ -275,22 +412,31 @@ def fit_power_law(
     ci_level: float = 0.95,
     seed: int = 0,
     p0: Sequence[float] | Mapping[str, float] | None = None,
+    sigma=None,
+    noise_df: float = math.inf,
 ) -> PowerLawFit:
-    """Least-squares fit of y = A / x**alpha + E with A, alpha, E >= 0.
+    """Weighted least-squares fit of y = A / x**alpha + E with A, alpha, E >= 0.
 
-    Several starts are tried (a profiled grid over alpha, a log-log guess and
-    the optional ``p0`` given as (A, alpha, E) or a dict with those keys) and
-    the lowest chi-square wins. Standard errors come from lmfit's covariance
-    (nan when it cannot be estimated, e.g. with exactly 3 points). CIs are
-    bootstrap percentiles over ``n_bootstrap`` pair resamples, skipping
-    resamples with fewer than 3 distinct x; they are nan when
-    ``n_bootstrap == 0``, with 3 points, or when fewer than 2 refits succeed.
+    ``sigma`` is each point's standard error (a scalar or one per point), estimated with
+    ``noise_df`` degrees of freedom (inf: known). Without it the errors are estimated from the
+    scatter about the fit (n - 3 df; no CI with 3 points) and no goodness of fit is reported.
+
+    Several starts are tried (a profiled grid over alpha, a log-log guess and the optional ``p0``
+    given as (A, alpha, E) or a dict with those keys) and the lowest chi-square wins. Standard
+    errors come from lmfit's covariance (nan when it cannot be estimated). The CIs of E and alpha
+    are profile-likelihood intervals, nan at an end the data do not bound; A's CI and
+    ``bootstrap_params`` come from ``n_bootstrap`` parametric-bootstrap refits.
     """
     x, y = _validate(x, y)
     if not 0.0 < ci_level < 1.0:
         raise ValueError(f"ci_level must be in (0, 1), got {ci_level}")
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
+    if not noise_df > 0:
+        raise ValueError(f"noise_df must be > 0, got {noise_df}")
+    n = x.size
+    measured = sigma is not None
+    sig = _validate_sigma(sigma, n) if measured else np.ones(n)
 
     # Fitting in u = x / x0 keeps a = A / x0**alpha of order y whatever the
     # units of x (parameter counts ~1e7 or billions ~1).
@@ -305,13 +451,36 @@ def fit_power_law(
             A0, alpha0, E0 = (float(v) for v in p0)
         extra = (A0 / x0**alpha0, alpha0, E0)
 
-    result = _best_fit(u, y, _starts(u, y, extra))
+    result = _best_fit(u, y, 1.0 / sig, _starts(u, y, extra), scale_covar=not measured)
     p = result.params
     a, alpha, E = p["a"].value, p["alpha"].value, p["E"].value
     A = _unscale(a, alpha, x0)
-    A_se, alpha_se, E_se = _stderrs(result, x0, x.size)
+    A_se, alpha_se, E_se = _stderrs(result, x0, n)
+    y_fit = a * u ** -alpha + E
+    chi2 = float(np.sum(((y_fit - y) / sig) ** 2))
+    dof = n - 3
 
-    (A_ci, alpha_ci, E_ci), refits = _bootstrap(u, y, x0, (a, alpha, E), n_bootstrap, ci_level, seed)
+    if not measured:
+        # the residuals are the only estimate of the noise: n - 3 df, none with 3 points
+        noise_df = float(dof)
+        if dof > 0:
+            sig = np.full(n, max(math.sqrt(chi2 / dof), 1e-12 * max(float(np.max(np.abs(y))), 1.0)))
+    gof_p = math.nan
+    if measured and dof > 0:
+        gof_p = float(stats.chi2.sf(chi2, dof) if not math.isfinite(noise_df)
+                      else stats.f.sf(chi2 / dof, dof, noise_df))
+
+    nan2 = (math.nan, math.nan)
+    alpha_ci, E_ci, A_ci, refits = nan2, nan2, nan2, np.empty((0, 3))
+    if noise_df > 0:
+        w2 = 1.0 / sig**2
+        delta = profile_threshold(ci_level, noise_df)
+        chi2_min = float(np.sum(w2 * (y_fit - y) ** 2))
+        alpha_ci, E_ci = _profile_cis(u, y, w2, alpha, E, chi2_min, delta)
+        refits = _parametric_bootstrap(u, y_fit, sig, x0, (a, alpha, E), n_bootstrap, noise_df, seed)
+        if len(refits) >= 2:
+            tail = 100.0 * (1.0 - ci_level) / 2.0
+            A_ci = tuple(float(v) for v in np.percentile(refits[:, 0], [tail, 100.0 - tail]))
 
     return PowerLawFit(
         A=A,
@@ -326,12 +495,17 @@ def fit_power_law(
         alpha_ci_high=alpha_ci[1],
         A_ci_low=A_ci[0],
         A_ci_high=A_ci[1],
-        n_points=int(x.size),
+        n_points=int(n),
         ci_level=float(ci_level),
         success=bool(result.success),
         message=str(result.message),
         n_bootstrap_used=len(refits),
         bootstrap_params=tuple(tuple(float(v) for v in r) for r in refits),
+        gof_chi2=chi2 if measured else math.nan,
+        gof_dof=int(dof),
+        gof_p=gof_p,
+        noise="measured" if measured else "residuals",
+        noise_df=float(noise_df),
     )
 
 
