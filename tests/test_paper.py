@@ -389,3 +389,96 @@ def test_the_html_paper_fits_a_laptop_screen_in_a_browser(html_paper, html_figur
     assert m["images"] == m["images_loaded"] == m["images_inside"] == len(html_figures)
     assert m["scroll_width"] <= m["inner_width"], m
     assert m["tables"] == m["tables_in_a_scroll_box_inside_the_page"] == 7, m
+
+
+# --- the figures of the fits (outputs/figures.py), drawn from small tables of known values ---
+
+SIZES = [2e7, 5e7, 1.2e8, 3e8]
+
+
+def _law_fit(recipe, budget, A, alpha, E, lo, hi, status="ok", se=0.005, **values):
+    """A params fit whose points (reseed means, each with standard error `se`) lie on A / N^alpha + E."""
+    y = [A / n**alpha + E for n in SIZES]
+    return _row("fits", fit="params", recipe=recipe, group=f"D={budget}", token_budget=budget,
+                x_name="non_embedding_params", x=SIZES, y=values.pop("y", y),
+                point_ids=[f"{recipe}-{budget}-{i}" for i in range(4)],
+                y_se=[se] * 4, noise="measured", noise_df=12.0, A=A, alpha=alpha, E=E, E_ci_low=lo, E_ci_high=hi,
+                alpha_ci_low=float("nan"), alpha_ci_high=float("nan"), ci_level=0.95, n_points=4, status=status, **values)
+
+
+def _drawn(name, tables):
+    """Figure `name` drawn as the workflow draws it (outputs/figures.draw): (its figure, its axes, the
+    texts of its legend)."""
+    from infinite_compute.outputs import figures
+
+    plt = figures._plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    figures.REGISTRY[name].draw(tables, ax, fig)
+    legends = [ax.get_legend(), *fig.legends]
+    return fig, ax, [t.get_text() for leg in legends if leg is not None for t in leg.get_texts()]
+
+
+def test_a_params_figure_spans_its_points_when_an_asymptote_is_not_determined_below(tmp_path):
+    """Points 4.31-5.49 (reseed means, standard errors 0.005) and E = 4.29 whose CI is open below: the
+    y axis spans the points, not 0; the open end is said in the legend and drawn as no band; an E far
+    below the points (its CI open too) stretches no axis; a misfit is points only; each point has its
+    error bar and the selected run's own (biased low) loss is marked beside it."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from infinite_compute.outputs.results import read_table
+
+    nan = float("nan")
+    fits = [_law_fit("regularized", 8192, 1.2 * 2e7**1.5, 1.5, 4.29, nan, 4.31),  # y 5.49 ... 4.31
+            _law_fit("regularized", 16384, 4.0 * 2e7**0.1, 0.1, 1.0, nan, nan),  # y 5.0 ... 4.05, E far below
+            _law_fit("baseline", 8192, 3.0, 0.05, 2.0, 1.5, 2.5, y=[5.9, 5.3, 5.45, 4.9],
+                     status="misfit: the points reject the law (chi-square 40.1 on 1 df, p = 2.4e-10 < 0.01)")]
+    tuning = [_row("tuning", cell=f"c{i}", recipe=f["recipe"], run_id=rid, loss=y - 0.03, certified=True)
+              for i, f in enumerate(fits) for rid, y in zip(f["point_ids"], f["y"])]
+    write_table("fits", fits, str(tmp_path / "fits.parquet"))
+    write_table("tuning", tuning, str(tmp_path / "tuning.parquet"))
+    tables = {"fits": read_table(str(tmp_path / "fits.parquet")), "tuning": read_table(str(tmp_path / "tuning.parquet"))}
+
+    fig, ax, legend = _drawn("params", tables)
+    points = np.concatenate([f["y"] for f in fits])
+    low, high = ax.get_ylim()
+    assert 4.0 - 0.03 - 0.3 < low <= min(points) - 0.03 - 0.005  # the lowest point's selected run, not 0 (nor E = 1 or 2)
+    assert max(points) + 0.005 <= high < max(points) + 0.3
+    assert "regularized (D=8192): E = 4.290, CI [not determined, 4.310]; alpha = 1.50" in legend
+    assert "regularized (D=16384): E = 1.000, CI not determined; alpha = 0.10 (below the axis)" in legend
+    assert "baseline (D=8192): misfit: the points reject the law (p = 2.4e-10), no curve" in legend
+    assert "selected run (biased low)" in legend
+    assert not ax.patches  # no CI band: each CI here is open at an end
+    levels = {round(float(line.get_ydata()[0]), 3) for line in ax.lines
+              if len(set(np.asarray(line.get_ydata(), float))) == 1 and len(line.get_ydata()) == 2}
+    assert levels == {4.29}  # the one asymptote near the points is a dotted line; E = 1 and the misfit's E = 2 are not
+    curves = [line for line in ax.lines if len(line.get_xdata()) > 10]
+    assert len(curves) == 2  # the misfit has no curve
+    bars = [seg for c in ax.collections for seg in c.get_segments()]
+    assert len(bars) == 12 and all(abs(s[1][1] - s[0][1] - 0.01) < 1e-9 for s in bars)  # +- 0.005 on every point
+    plt.close(fig)
+
+
+def test_an_open_ci_of_an_asymptote_is_an_arrow_not_a_bar_to_the_axis():
+    """The joint figure: a K -> inf asymptote whose CI is open below has no error bar below it (an
+    arrow says it), and the axis spans the asymptotes and the single models, not 0."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+
+    nan = float("nan")
+    ens = [_row("fits", fit="ensemble", recipe="reg-ens", group=f"e{i}", token_budget=8192, non_embedding_params=int(n),
+                x=[1.0, 2.0, 4.0], y=[E + 0.3, E + 0.15, E + 0.08], A=0.3, alpha=1.0, E=E, E_ci_low=lo, E_ci_high=E + 0.05,
+                n_points=3, status="ok")
+           for i, (n, E, lo) in enumerate(zip(SIZES, [4.6, 4.4, 4.3, 4.25], [4.5, nan, 4.2, 4.2]))]
+    fits = pd.DataFrame(ens + [_law_fit("regularized", 8192, 1.2 * 2e7**1.5, 1.5, 4.29, nan, 4.31)])
+    fig, ax, legend = _drawn("joint", {"fits": fits})
+    low, _ = ax.get_ylim()
+    assert 3.9 < low < 4.2
+    assert "arrow: CI not determined that way (any value)" in legend
+    bars = [seg for c in ax.collections for seg in c.get_segments() if abs(seg[0][0] - SIZES[1]) < 1]
+    ys = np.concatenate([np.asarray(s, float)[:, 1] for s in bars])
+    assert ys.size and np.nanmin(ys) >= 4.4 - 1e-9  # nothing below the open asymptote at 4.4
+    assert len([a for a in ax.texts if a.arrow_patch is not None]) == 1
+    assert not np.isclose(low, 0)
+    plt.close(fig)
