@@ -1,4 +1,3 @@
-import dataclasses
 import json
 import os
 import sys
@@ -162,6 +161,11 @@ def selected_run(cell):
     return final_record(cell)["best"]
 
 
+def reseed_runs(cell):
+    """A search cell's reseeds: its selected run's recipe with the next seeds (study.tuning.Cell.reseed_ids)."""
+    return PLAN.reseed_runs(cell, selected_run(cell))
+
+
 def ensemble_members(name):
     """An ensemble's member run ids; for an ensemble of a search, from its cell's selected run."""
     ens = PLAN.ensembles[name]
@@ -186,10 +190,12 @@ def ensemble_info(wc):
 
 def searched_runs():
     """The trained runs the results tables hold beside the plan's (PLAN.trained_runs): every search's
-    points and the members of the searches' ensembles, known once the searches have ended."""
+    points, its reseeds and the members of the searches' ensembles, known once the searches have ended
+    (a reseed that is also a member is one run)."""
     ids = set()
     for cell in PLAN.cells:
         ids |= {q["run_id"] for q in final_record(cell)["points"]}
+        ids |= set(reseed_runs(cell))
     for name in PLAN.ensembles:
         ids |= set(ensemble_members(name))
     return sorted(ids - set(PLAN.runs))

@@ -15,7 +15,8 @@ checkpoint tune_round:
     conda:
         "../envs/study.yaml"
     params:
-        cell=lambda wc: json.dumps(dataclasses.asdict(PLAN.cells[wc.cell]), sort_keys=True),
+        # the cell as its rounds read it: a change of its reseeds reruns no round
+        cell=lambda wc: json.dumps(PLAN.cells[wc.cell].search_dict(), sort_keys=True),
     shell:
         "python -m infinite_compute tune-round --cell {params.cell:q} --round {wildcards.round} "
         "--previous {input.previous} --evals {input.evals} --out {output} > {log} 2>&1"

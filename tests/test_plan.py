@@ -333,3 +333,69 @@ def _tokens(n: int) -> str:
     from infinite_compute.study.specs import format_tokens
 
     return format_tokens(n)
+
+
+def _finished(cell, loss) -> dict:
+    """A cell's search run to its end on `loss` (point -> loss), as the workflow's rounds run it."""
+    from infinite_compute.study.tuning import final_record, round_record
+
+    record, r, todo = None, 0, cell.first_round()
+    while True:
+        record = round_record(cell, r, record, {run_id(cell.model, cell.token_budget, p[2], p[0], p[1], cell.seed):
+                                                loss(p) for p in todo})
+        if record["status"] != "continue":
+            return final_record(record, cell.cell_id)
+        r, todo = r + 1, [tuple(p) for p in record["next_points"]]
+
+
+def test_a_finished_search_lists_its_reseeds_with_their_specs(smoke_config):
+    """Once a search has ended, its selected run's lr, wd and epochs train again at seeds seed+1 ..
+    seed+reseeds, named as ensemble members are (so a reseed that is a member is one run)."""
+    import dataclasses
+    import json
+
+    from infinite_compute.study.tuning import cell_from_dict
+
+    plan = build_plan(smoke_config)
+    assert {c.search: c.reseeds for c in plan.cells.values()} == {"base": 2, "data": 0, "reg": 2, "div": 0}
+    cell = plan.cells["reg-t2-d8k"]
+    final = _finished(cell, lambda p: abs(p[1] - 0.4) + p[2])  # selects wd 0.4 (the grid's lr and epochs)
+    best = final["best"]
+    assert (best["learning_rate"], best["weight_decay"], best["epochs"]) == (0.01, 0.4, 2)
+    reseeds = plan.reseed_runs(cell.cell_id, best)
+    assert reseeds == ["t2-d8k-ep2-lr0.01-wd0.4-s1", "t2-d8k-ep2-lr0.01-wd0.4-s2"]
+    selected = plan.spec(best["run_id"])
+    for seed, rid in enumerate(reseeds, start=1):
+        s = plan.spec(rid)  # known to the plan as an ensemble member of a search is
+        assert s == dataclasses.replace(selected, run_id=rid, seed=seed)
+    assert plan.reseed_runs(plan.cells["data-t1-d4k"], best) == []
+    # t1's baseline at 2 epochs: its reseeds are the fixed ensemble t1-ens's members 1 and 2
+    base = plan.cells["base-t1-d8k"]
+    assert plan.reseed_runs(base, {"learning_rate": 0.01, "weight_decay": 0.1, "epochs": 2}) == \
+        list(plan.ensembles["t1-ens"].members[1:])
+    # results/plan.json keeps them; a plan written before reseeds existed reads as none
+    d = json.loads(json.dumps(plan_to_dict(plan)))
+    back = plan_from_dict(d)
+    assert back.reseed_runs(cell.cell_id, best) == reseeds and [back.spec(r) for r in reseeds] == \
+        [plan.spec(r) for r in reseeds]
+    for c in d["cells"].values():
+        del c["reseeds"]
+    assert plan_from_dict(d).cells[cell.cell_id].reseeds == 0
+    # the rounds read the cell without its reseeds: changing them reruns no round (rules/tuning.smk)
+    assert "reseeds" not in cell.search_dict()
+    assert cell_from_dict(cell.search_dict()) == dataclasses.replace(cell, reseeds=0)
+
+
+def test_the_default_configs_regularized_reseeds_are_its_ensemble_members():
+    """config.yaml: members are the regularized selection's recipe at seeds 0-3, so that search's
+    three reseeds are its members 1-3 (no extra training); the baseline's are new runs."""
+    from infinite_compute.study.config import load_config
+
+    plan = build_plan(load_config(os.path.join(ROOT, "config.yaml"), SCHEMA))
+    assert {c.reseeds for c in plan.cells.values()} == {3}
+    best = {"learning_rate": 0.03, "weight_decay": 12.8, "epochs": 32}
+    for name, ens in plan.ensembles.items():
+        assert plan.reseed_runs(ens.cell, best) == ens.member_ids(best)[1:], name
+    base = next(c for c in plan.cells.values() if c.search == "baseline")
+    assert plan.reseed_runs(base, {"learning_rate": 0.03, "weight_decay": 0.1, "epochs": 8}) == \
+        [f"{base.model}-d8k-ep8-lr0.03-wd0.1-s{k}" for k in (1, 2, 3)]

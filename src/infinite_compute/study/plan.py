@@ -52,9 +52,15 @@ class Plan:
         lr, wd, ep = point
         return run_id(c.model, c.token_budget, ep, lr, wd, c.seed)
 
+    def reseed_runs(self, cell: str | Cell, best: dict) -> list[str]:
+        """Run ids of a search cell's reseeds, given its final record's `best` (known once the search
+        has ended); `spec` gives their specs as it does an ensemble member's."""
+        c = self.cells[cell] if isinstance(cell, str) else cell
+        return c.reseed_ids(best)
+
     def spec(self, rid: str) -> RunSpec:
         """The spec of a planned run, of any lattice point of a search cell, or of a run named by
-        its hyperparameters (an ensemble member derived from a search) on a known model and budget."""
+        its hyperparameters (an ensemble member or a reseed derived from a search) on a known model and budget."""
         if rid in self.runs:
             return self.runs[rid]
         if rid in self.cpt_runs:

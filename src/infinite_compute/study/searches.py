@@ -38,7 +38,7 @@ def search_cells(config: dict, budgets, check_model: Callable, check_budget: Cal
                 cells[cid] = Cell(
                     cell_id=cid, search=s["name"], recipe=s["recipe"], model=model, token_budget=budget,
                     seed=s["seed"], axes=axes, grid=grid, start=tuple(point), mode=s["mode"],
-                    max_rounds=t["max_rounds"],
+                    max_rounds=t["max_rounds"], reseeds=s["reseeds"],
                 )
     return cells
 

@@ -20,6 +20,7 @@ Everything here is pure: the Snakemake rules and the results read and write the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -89,6 +90,9 @@ class Cell:
     start: Point
     mode: str  # "local" or "grid"
     max_rounds: int
+    # seeds seed+1 .. seed+reseeds of the selected run's hyperparameters, trained once the search has
+    # ended: unbiased draws of the selected recipe (the selection itself is the lowest of many runs)
+    reseeds: int = 0
 
     def free(self, axis: int) -> bool:
         return len(self.axes[axis]) > 1
@@ -118,6 +122,22 @@ class Cell:
 
     def on_grid(self, p: Point) -> bool:
         return all(p[a] in self.grid[a] for a in range(3))
+
+    def reseed_ids(self, best: dict) -> list[str]:
+        """The run ids of the selected recipe's reseeds: `best` (the final record's `best`: learning_rate,
+        weight_decay, epochs) with seeds seed+1 .. seed+reseeds, named as an ensemble's members are
+        (specs.EnsembleSpec.member_ids), so a reseed that is also a member is one run, trained once."""
+        wd = float(f"{best['weight_decay']:.6g}")
+        epochs = max(1, round(best["epochs"]))
+        return [run_id(self.model, self.token_budget, epochs, best["learning_rate"], wd, self.seed + k)
+                for k in range(1, self.reseeds + 1)]
+
+    def search_dict(self) -> dict:
+        """The cell as its search's rounds read it: everything but `reseeds`, which only the runs after
+        the search depend on (so a change of reseeds reruns no round)."""
+        d = dataclasses.asdict(self)
+        del d["reseeds"]
+        return d
 
 
 def _key(loss: float) -> float:
@@ -155,6 +175,8 @@ def advance(cell: Cell, losses: dict[Point, float], round_index: int) -> dict:
 
 
 def cell_from_dict(d: dict) -> Cell:
+    """A Cell from `dataclasses.asdict` (or `Cell.search_dict`); a dict written before `reseeds`
+    existed reads as a cell without reseeds."""
     d = dict(d)
     for k in ("axes", "grid"):
         d[k] = tuple(tuple(v) for v in d[k])
