@@ -108,6 +108,21 @@ def test_a_search_cell_lists_its_selected_run_first_and_every_run_it_trained():
     assert a["runs"][0]["via"] == ["tuning reg-b > selected"]
 
 
+def test_a_search_cell_and_a_claim_that_reads_it_list_the_cells_reseeds():
+    """reg-a's reseeds (its selection's recipe at seeds 1 and 2, here also ens-a's members) are behind
+    its loss_mean and seed noise: the cell lists them, and so does C1, which reads the cell's row."""
+    t = small_tables()
+    t["tuning"]["reseed_ids"] = [["a-s1", "a-s2"], []]
+    a = provenance("tuning reg-a", t)
+    assert [r["run_id"] for r in a["runs"]] == ["a-s0", "a-wd1-s0", "a-s1", "a-s2"]
+    assert a["runs"][2]["via"] == ["tuning reg-a > reseed"]
+    assert ids(provenance("tuning reg-b", t)) == ["b-s0", "b-wd1-s0"]  # none
+    t["claims"] = pd.DataFrame([{"claim": "C1", "verdict": "not reproduced",
+                                 "quantities": json.dumps({"budget": 8192}), **PROV}])
+    c1 = {r["run_id"]: r["via"] for r in provenance("claims C1", t)["runs"]}
+    assert "claims C1 > tuning reg-a > reseed" in c1["a-s2"] and set(c1) >= {"a-s0", "a-s1", "a-s2", "b-s0"}
+
+
 def test_an_asymptotes_multiplier_reads_the_fit_and_the_baseline_law():
     a = provenance("efficiency recipe=regularized", small_tables())
     assert ids(a) == ["a-s0", "b-s0", "base-d4k"]

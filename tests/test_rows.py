@@ -49,6 +49,11 @@ def test_roles_and_families():
     assert rows.run_role(spec("a"), False, {"sweeps": ["x"], "ensembles": ["e"]}) == "sweep"
     assert rows.run_role(spec("a"), False, {"sweeps": [], "ensembles": ["e"]}) == "member"
     assert rows.run_role(spec("a"), False, none) == "teacher"
+    # a reseed of a search's selection, unless it is also an ensemble member (or a search or sweep point)
+    assert rows.run_role(spec("a"), False, none, reseed=True) == "reseed"
+    assert rows.run_role(spec("a"), False, {"sweeps": [], "ensembles": ["e"]}, reseed=True) == "member"
+    assert rows.run_role(spec("a"), True, none, reseed=True) == "search"
+    assert rows.run_family("reseed", 0.1, 0.1) == "baseline" and rows.run_family("reseed", 0.8, 0.1) == "tuned-wd"
     assert rows.run_family("search", 0.1, 0.1) == "baseline"
     assert rows.run_family("sweep", 0.1 + 1e-12, 0.1) == "baseline"
     assert rows.run_family("search", 0.8, 0.1) == "tuned-wd"
@@ -112,6 +117,45 @@ def test_tuning_row_is_the_selection_and_its_certificate():
     assert (r["run_id"], r["weight_decay"], r["n_trained"], r["rounds"], r["non_embedding_params"]) == ("b", 0.4, 3, 2,
                                                                                                      1234)
     assert json.loads(r["neighbours"]) == [{"axis": "epochs", "loss": 4.6}] and r["certified"]
+    assert r["reseed_ids"] == [] and r["reseed_losses"] == [] and r["selected_seed"] is None  # "b": no -s<seed>
+    r = rows.tuning_row(final("c", "t1-d8k-ep2-lr0.01-wd0.4-s3", ["a"]), 1234, {"r4": 4.7, "r5": None})
+    assert r["selected_seed"] == 3 and r["reseed_ids"] == ["r4", "r5"]
+    assert r["reseed_losses"][0] == 4.7 and math.isnan(r["reseed_losses"][1])
+    assert rows.tuning_row(final("c", "b", ["a"]), 1, selected_seed=7)["selected_seed"] == 7
+
+
+def noise_row(recipe, budget, loss, reseed_losses):
+    return {"recipe": recipe, "token_budget": budget, "loss": loss, "reseed_losses": list(reseed_losses)}
+
+
+def test_seed_noise_is_the_reseeds_spread_pooled_over_a_recipe_and_budget():
+    out = rows.seed_noise_columns([
+        noise_row("baseline", 8192, 0.5, [1.0, 2.0, 3.0]),  # mean 2, sd 1
+        noise_row("baseline", 8192, 2.5, [2.0, 4.0]),  # mean 3, sd sqrt(2)
+        noise_row("baseline", 8192, 1.0, [5.0]),  # one reseed: a mean, no sd, not pooled
+        noise_row("baseline", 8192, 1.0, []),  # none: nothing but the pooled sd of its recipe and budget
+        noise_row("baseline", 4096, 1.0, [1.0, float("nan"), 1.5]),  # a diverged reseed is left out
+        noise_row("regularized", 8192, 1.0, [7.0, 9.0]),  # another recipe: pooled apart
+    ])
+    a, b, one, none, diverged, reg = out
+    assert (a["loss_mean"], a["seed_sd"], b["loss_mean"]) == (2.0, 1.0, 3.0)
+    assert b["seed_sd"] == pytest.approx(math.sqrt(2))
+    pooled = math.sqrt((2 * 1.0 + 1 * 2.0) / 3)  # sum (n_i - 1) s_i^2 / sum (n_i - 1)
+    for r in (a, b, one, none):
+        assert r["pooled_sd"] == pytest.approx(pooled) and r["pooled_df"] == 3
+    assert a["loss_se"] == pytest.approx(pooled / math.sqrt(3)) and b["loss_se"] == pytest.approx(pooled / math.sqrt(2))
+    assert one["loss_se"] == pytest.approx(pooled) and math.isnan(none["loss_se"])
+    # the winner's curse: the selected run's loss against the mean of its recipe's other seeds
+    assert (a["winner_bias"], b["winner_bias"], one["winner_bias"]) == (-1.5, -0.5, -4.0)
+    assert one["loss_mean"] == 5.0 and math.isnan(one["seed_sd"])
+    assert all(math.isnan(none[k]) for k in ("loss_mean", "seed_sd", "winner_bias"))
+    assert (diverged["loss_mean"], diverged["pooled_df"]) == (1.25, 1)
+    assert diverged["seed_sd"] == pytest.approx(math.sqrt(0.125)) == pytest.approx(diverged["pooled_sd"])
+    assert (reg["seed_sd"], reg["pooled_df"]) == (pytest.approx(math.sqrt(2)), 1)
+    assert reg["pooled_sd"] == pytest.approx(math.sqrt(2))
+    # nothing to pool: nan and 0
+    (lone,) = rows.seed_noise_columns([noise_row("baseline", 8192, 1.0, [])])
+    assert math.isnan(lone["pooled_sd"]) and lone["pooled_df"] == 0
 
 
 def test_study_rows_join_every_record_once():
@@ -123,8 +167,11 @@ def test_study_rows_join_every_record_once():
                                      "token_budget": 8192, "epochs": 2, "learning_rate": 0.01, "weight_decay": 0.1},
                             "members": ens_members, "curve": curve(5.0, 4.9, 4.8)}}
     students = {d.student: d.name for d in plan.distillations.values()}
-    ids = sorted(set(plan.runs) | set(search_runs))
-    specs = {r: spec(r, teacher=students.get(r), wd=0.4 if r == "p2" else 0.1) for r in ids}
+    # the reg cell's reseeds: its selection's recipe (lr 0.01, wd 0.4, 2 epochs) at seeds 1 and 2
+    reseeds = plan.reseed_runs("reg-t1-d8k", finals[0]["best"])
+    assert reseeds == ["t1-d8k-ep2-lr0.01-wd0.4-s1", "t1-d8k-ep2-lr0.01-wd0.4-s2"]
+    ids = sorted(set(plan.runs) | set(search_runs) | set(reseeds))
+    specs = {r: spec(r, teacher=students.get(r), wd=0.4 if r == "p2" or r in reseeds else 0.1) for r in ids}
     loss = {r: 5.0 - 0.01 * i for i, r in enumerate(ids)}
     evals = {r: {"run_id": r, "loss": loss[r]} for r in ids}
     scored = []
@@ -154,6 +201,17 @@ def test_study_rows_join_every_record_once():
     assert d["student_loss"] == loss[d["student_id"]] and d["teacher_loss"] == 4.8 and d["single_model_loss"] == 5.0
     (t,) = out["tuning"]
     assert t["run_id"] == "p2" and t["non_embedding_params"] == 1000
+    # the reseeds: in the runs table (role reseed) and in the cell's row with their evaluated losses
+    assert [runs[r]["role"] for r in reseeds] == ["reseed", "reseed"] and fam[reseeds[0]] == "tuned-wd"
+    assert t["selected_seed"] == 0 and t["reseed_ids"] == reseeds and t["reseed_losses"] == [loss[r] for r in reseeds]
+    mean = (loss[reseeds[0]] + loss[reseeds[1]]) / 2
+    assert t["loss_mean"] == pytest.approx(mean) and t["winner_bias"] == pytest.approx(t["loss"] - mean)
+    assert t["seed_sd"] == pytest.approx(abs(loss[reseeds[0]] - loss[reseeds[1]]) / math.sqrt(2))
+    assert t["pooled_sd"] == pytest.approx(t["seed_sd"]) and t["pooled_df"] == 1
+    from infinite_compute.outputs.results import to_table
+
+    prov = {"config_hash": "h", "code_version": "v", "package_versions": "{}"}
+    assert to_table("tuning", [{**t, **prov}]).num_rows == 1  # the table's schema holds every column
 
 
 def test_cpt_rows_cover_every_recipe_and_mark_the_selection():

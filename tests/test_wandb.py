@@ -174,6 +174,9 @@ def test_imported_cells_select_and_certify_the_grids_optimum(imported):
     for r in reg.itertuples():
         n = r.non_embedding_params / 1e9
         assert r.loss == pytest.approx(paper_runs.grid_loss(n, 0.8, 8))
+    # no seed variant of a selected recipe was imported (the members are another recipe): no seed noise
+    assert (t["reseed_ids"].map(len) == 0).all() and t["loss_mean"].isna().all() and (t["pooled_df"] == 0).all()
+    assert (t["selected_seed"] == 0).all()
 
 
 def test_fits_on_imported_runs_recover_the_laws_they_were_drawn_from(imported):
@@ -288,6 +291,34 @@ def test_this_studys_own_runs_place_by_their_spec_and_cpt_runs_are_reported():
     assert (row["run_id"], row["role"], row["loss"], row["non_embedding_params"]) == (spec["run_id"], "member", 4.5, 600)
     entry = next(e for e in report if e["name"] == "cpt-x")
     assert not entry["placed"] and "continued pre-training" in entry["reason"]
+
+
+def test_the_seeds_of_a_selected_recipe_are_its_cells_reseeds():
+    """Runs this study logged: a regularized cell's grid at seed 0, and its optimum again at seeds 1 and 2
+    (the reseeds: they give its loss_mean and seed sd); the baseline cell's selection has no other seed."""
+    def record(wd, seed, loss, model="n2"):
+        rid = f"{model}-d8k-ep4-lr0.03-wd{wd:g}-s{seed}"
+        spec = {"run_id": rid, "model": {"name": model, "seq_len": 64}, "token_budget": 8192, "epochs": 4,
+                "learning_rate": 0.03, "weight_decay": wd, "seed": seed, "batch_size": 32, "num_train_steps": 16,
+                "data": "d8192", "teacher": None, "synthetic_share": 0.0}
+        return {"id": rid, "name": rid, "state": "finished", "tags": [], "config": {"study": spec},
+                "summary": {"eval/loss": loss, "parameter_count": 1000, "non_embedding_params": 600}, "history": []}
+
+    recs = [record(0.1, 0, 4.9), record(0.8, 0, 4.5), record(3.2, 0, 4.7), record(0.8, 1, 4.6), record(0.8, 2, 4.8),
+            record(0.8, 0, 4.4, model="n3"), record(0.8, 3, 4.5, model="n3")]  # another size: another cell
+    tables, _ = import_tables(recs, ImportSettings(eval_key="eval/loss"))
+    t = {r["cell"]: r for r in tables["tuning"]}
+    reg = t["regularized-n2-d8192"]
+    assert (reg["run_id"], reg["selected_seed"]) == ("n2-d8k-ep4-lr0.03-wd0.8-s0", 0)
+    assert reg["reseed_ids"] == ["n2-d8k-ep4-lr0.03-wd0.8-s1", "n2-d8k-ep4-lr0.03-wd0.8-s2"]
+    assert reg["reseed_losses"] == [4.6, 4.8] and reg["loss_mean"] == pytest.approx(4.7)
+    assert reg["seed_sd"] == pytest.approx(0.2 / math.sqrt(2)) and reg["winner_bias"] == pytest.approx(-0.2)
+    assert reg["pooled_df"] == 1 and reg["pooled_sd"] == pytest.approx(reg["seed_sd"])  # n3's one reseed: no sd
+    n3 = t["regularized-n3-d8192"]
+    assert n3["reseed_ids"] == ["n3-d8k-ep4-lr0.03-wd0.8-s3"] and math.isnan(n3["seed_sd"])
+    assert n3["loss_se"] == pytest.approx(reg["pooled_sd"])  # the pooled sd of its recipe and budget
+    base = t["baseline-n2-d8192"]
+    assert base["reseed_ids"] == [] and math.isnan(base["loss_mean"]) and base["pooled_df"] == 0
 
 
 # --- through Snakemake ---

@@ -20,7 +20,7 @@ import numpy as np
 from ..study.paper_names import RunNameError, parse_ensemble_eval, parse_name
 from ..study.specs import recipe_of, spec_hash
 from ..study.tuning import AXES, Cell, advance
-from .rows import ensemble_rows, tuning_row  # the study's own row builders
+from .rows import ensemble_rows, seed_noise_columns, tuning_row  # the study's own row builders
 
 # where levanter's configs keep the context length, newest first
 SEQ_LEN_KEYS = (("model", "seq_len"), ("train_seq_len",), ("model", "max_seq_len"), ("data", "seq_len"))
@@ -207,6 +207,19 @@ def tuning_final(cell: str, runs: list[dict]) -> dict:
     }
 
 
+def reseeds_of(final: dict, placed: list[dict]) -> list[dict]:
+    """A cell's reseeds among the imported runs: the runs (not students) of its model and token budget
+    with its selected run's learning rate, weight decay and epochs and another seed, in seed order."""
+    b = final["best"]
+    sel = next(r for r in placed if r["run_id"] == b["run_id"])
+    return sorted((r for r in placed if not r["teacher"] and r["run_id"] != sel["run_id"]
+                   and r["model"] == sel["model"] and r["token_budget"] == sel["token_budget"]
+                   and r["epochs"] == sel["epochs"] and r["seed"] != sel["seed"]
+                   and math.isclose(r["learning_rate"], sel["learning_rate"], rel_tol=1e-9)
+                   and math.isclose(r["weight_decay"], sel["weight_decay"], rel_tol=1e-9)),
+                  key=lambda r: (r["seed"], r["run_id"]))
+
+
 def member_fields(evals: list[tuple], placed: list[dict]) -> list[tuple[int, dict, float]]:
     """An ensemble evaluation's member fields (model, budget, hyperparameters) from the imported training
     runs: an evaluation's own config is its evaluation job's (its steps are not the members'), so they
@@ -347,7 +360,10 @@ def import_tables(records: list[dict], s: ImportSettings) -> tuple[dict[str, lis
     params_of = {r["run_id"]: r["non_embedding_params"] for r in runs}
     tables = {
         "runs": runs,
-        "tuning": [tuning_row(f, params_of[f["best"]["run_id"]]) for f in finals],
+        "tuning": seed_noise_columns([
+            tuning_row(f, params_of[f["best"]["run_id"]], {r["run_id"]: r["loss"] for r in reseeds_of(f, placed)},
+                       next(r["seed"] for r in placed if r["run_id"] == f["best"]["run_id"]))
+            for f in finals]),
         "ensembles": [row for name, e in ensembles.items() for row in ensemble_rows(name, e)],
         "distillation": distillation_rows([r for r in placed if r["teacher"]], ensembles, s),
         "benchmarks": [],  # the paper's downstream accuracies are not in its runs' logged keys

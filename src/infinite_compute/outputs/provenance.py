@@ -5,7 +5,7 @@ provenance --help`):
 
     fits kind=params recipe=regularized        the regularized L(N) fits: the selected run of each size
     ensembles reg-ens-n2-d8k K=3               that ensemble's 3-member row: its first 3 members
-    tuning regularized-n2-d8k                  a search cell: its selected run and every run it trained
+    tuning regularized-n2-d8k                  a search cell: its selected run, every run it trained, its reseeds
     efficiency recipe=regularized D=8k         a multiplier: its loss's runs and the baseline L(D)'s
     benchmarks reg-ens-n2-d8k:K=4 task=...     a model's (or ensemble's) accuracy
     claims C2                                  the rows its verdict reads (CLAIM_READS)
@@ -302,8 +302,12 @@ def links(table: str, row, tables: dict, here: str | None = None) -> list[Link]:
     if table == "tuning":
         runs = tables["runs"]
         searched = runs[runs["searches"].map(lambda c: row["cell"] in c)]["run_id"]
+        # its reseeds: the selected recipe's other seeds, behind loss_mean and the seed noise (a table
+        # written before the column has none)
+        reseeds = list(row["reseed_ids"]) if "reseed_ids" in row.index and row["reseed_ids"] is not None else []
         return [Link(row["run_id"], f"{here} > selected")] + [
-            Link(r, f"{here} > searched") for r in sorted(searched) if r != row["run_id"]]
+            Link(r, f"{here} > searched") for r in sorted(searched) if r != row["run_id"]] + [
+            Link(r, f"{here} > reseed") for r in reseeds]
     if table == "ensembles":
         return [Link(r, f"{here} > member") for r in row["member_ids"]]
     if table in ("fits", "cpt_fits"):

@@ -26,7 +26,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("run_id", pa.string()),
             # study.specs.spec_hash of the spec that trained it (null: an imported run named, not specified)
             pa.field("spec_hash", pa.string()),
-            pa.field("role", pa.string()),  # search / sweep / member / teacher / student
+            pa.field("role", pa.string()),  # search / sweep / member / reseed / teacher / student
             pa.field("sweeps", pa.list_(pa.string())),
             pa.field("searches", pa.list_(pa.string())),  # search cells that trained this run
             pa.field("ensembles", pa.list_(pa.string())),
@@ -64,7 +64,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("non_embedding_params", pa.int64()),
             pa.field("token_budget", pa.int64()),
             pa.field("run_id", pa.string()),  # the selected run
-            pa.field("loss", pa.float64()),
+            pa.field("loss", pa.float64()),  # the selected run's, which chose it: biased low (see loss_mean)
             pa.field("learning_rate", pa.float64()),
             pa.field("weight_decay", pa.float64()),
             pa.field("epochs", pa.int64()),
@@ -75,6 +75,17 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("rounds", pa.int64()),
             pa.field("n_trained", pa.int64()),
             pa.field("neighbours", pa.string()),  # JSON [{axis, direction, run_id, loss}]
+            # the seed noise of the selected recipe (rows.seed_noise_columns), from its reseeds only: its
+            # hyperparameters trained again with seeds selected_seed+1 .. (config tuning.searches[].reseeds)
+            pa.field("selected_seed", pa.int64()),
+            pa.field("reseed_ids", pa.list_(pa.string())),
+            pa.field("reseed_losses", pa.list_(pa.float64())),  # our evaluation, as the runs table's loss
+            pa.field("loss_mean", pa.float64()),  # the recipe's unbiased loss (nan: no reseed)
+            pa.field("seed_sd", pa.float64()),  # sd of reseed_losses, ddof 1 (nan: fewer than 2)
+            pa.field("pooled_sd", pa.float64()),  # seed_sd pooled over the cells of this recipe and budget
+            pa.field("pooled_df", pa.int64()),  # its degrees of freedom, sum of (n_i - 1)
+            pa.field("loss_se", pa.float64()),  # pooled_sd / sqrt(reseeds of this cell)
+            pa.field("winner_bias", pa.float64()),  # loss - loss_mean: the winner's curse of the selection
             *PROVENANCE,
         ]
     ),

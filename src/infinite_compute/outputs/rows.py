@@ -6,6 +6,8 @@ unit under test (tests/test_rows.py), and results.SCHEMAS declares the columns."
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Callable
 
 import numpy as np
@@ -35,21 +37,25 @@ def memberships(plan: Plan, ensembles: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
-def run_role(spec: dict, searched: bool, membership: dict) -> str:
-    """What a run is for: a student, a search point, a sweep point, an ensemble member, or a teacher."""
+def run_role(spec: dict, searched: bool, membership: dict, reseed: bool = False) -> str:
+    """What a run is for: a student, a search point, a sweep point, an ensemble member, a reseed of a
+    search's selection (`reseed`: one that is none of the others), or a teacher."""
     if spec["teacher"]:
         return "student"
     if searched:
         return "search"
     if membership["sweeps"]:
         return "sweep"
-    return "member" if membership["ensembles"] else "teacher"
+    if membership["ensembles"]:
+        return "member"
+    return "reseed" if reseed else "teacher"
 
 
 def run_family(role: str, weight_decay: float, baseline_wd: float) -> str:
-    """The benchmarks table's family of a run: a search or sweep point is `baseline` at the default
-    weight decay and `tuned-wd` otherwise; other runs are their role."""
-    if role not in ("sweep", "search"):
+    """The benchmarks table's family of a run: a search or sweep point, or a reseed of a selection (a
+    single model of a searched recipe), is `baseline` at the default weight decay and `tuned-wd`
+    otherwise; other runs are their role."""
+    if role not in ("sweep", "search", "reseed"):
         return role
     return "baseline" if np.isclose(weight_decay, baseline_wd) else "tuned-wd"
 
@@ -121,9 +127,19 @@ def distillation_row(d: DistillSpec, ensembles: dict[str, dict], losses: dict[st
     }
 
 
-def tuning_row(final: dict, non_embedding_params: int) -> dict:
-    """A search cell's row: its selected run and its locally-optimal certificate."""
+_SEED = re.compile(r"-s(\d+)$")
+
+
+def tuning_row(final: dict, non_embedding_params: int, reseed_losses: dict[str, float] | None = None,
+               selected_seed: int | None = None) -> dict:
+    """A search cell's row: its selected run, its locally-optimal certificate, and its reseeds
+    (`reseed_losses`: run id -> evaluated loss, in seed order; none when not given). `selected_seed`
+    is the selected run's seed (default: the `-s<seed>` its run id ends with, if it does).
+    `seed_noise_columns` adds the columns computed from the reseeds of every cell."""
     b = final["best"]
+    if selected_seed is None and (m := _SEED.search(b["run_id"])):
+        selected_seed = int(m[1])
+    reseeds = dict(reseed_losses or {})
     return {
         "cell": final["cell"], "search": final["search"], "recipe": final["recipe"], "model": final["model"],
         "non_embedding_params": non_embedding_params, "token_budget": final["token_budget"],
@@ -131,7 +147,42 @@ def tuning_row(final: dict, non_embedding_params: int) -> dict:
         "weight_decay": b["weight_decay"], "epochs": b["epochs"], "status": final["status"],
         "certified": final["certified"], "edges": final["edges"], "on_grid": b["on_grid"], "rounds": final["rounds"],
         "n_trained": len(final["points"]), "neighbours": json.dumps(final["neighbours"]),
+        "selected_seed": selected_seed, "reseed_ids": list(reseeds),
+        "reseed_losses": [math.nan if v is None else float(v) for v in reseeds.values()],
     }
+
+
+def seed_noise_columns(rows: list[dict]) -> list[dict]:
+    """The tuning rows (`tuning_row`'s) with their seed noise, from the reseeds only (unbiased draws of
+    the selected recipe; never the selected run, the lowest of many):
+
+    - `loss_mean`: the mean of a cell's reseed losses, the recipe's unbiased loss (nan: no reseed);
+    - `seed_sd`: their standard deviation, ddof 1 (nan with fewer than 2);
+    - `pooled_sd`, `pooled_df`: over the cells of one (recipe, token_budget) with 2 or more reseeds,
+      sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)) and sum (n_i - 1) (nan and 0 when there is none);
+    - `loss_se`: pooled_sd / sqrt(n), the standard error of this cell's loss_mean;
+    - `winner_bias`: loss - loss_mean, the selection's winner's curse.
+
+    A reseed whose loss is not finite (diverged) is listed but left out of these numbers."""
+    per_cell = []
+    for r in rows:
+        x = np.array([v for v in r["reseed_losses"] if v is not None and math.isfinite(v)], dtype=np.float64)
+        per_cell.append((len(x), float(x.mean()) if len(x) else math.nan,
+                         float(x.std(ddof=1)) if len(x) >= 2 else math.nan))
+    pooled: dict[tuple, tuple[float, int]] = {}
+    for r, (n, _, sd) in zip(rows, per_cell):
+        if n >= 2:
+            key = (r["recipe"], r["token_budget"])
+            ss, df = pooled.get(key, (0.0, 0))
+            pooled[key] = (ss + (n - 1) * sd**2, df + n - 1)
+    out = []
+    for r, (n, mean, sd) in zip(rows, per_cell):
+        ss, df = pooled.get((r["recipe"], r["token_budget"]), (0.0, 0))
+        psd = math.sqrt(ss / df) if df else math.nan
+        loss = math.nan if r["loss"] is None else float(r["loss"])
+        out.append({**r, "loss_mean": mean, "seed_sd": sd, "pooled_sd": psd, "pooled_df": df,
+                    "loss_se": psd / math.sqrt(n) if n else math.nan, "winner_bias": loss - mean})
+    return out
 
 
 def benchmark_rows(model_id: str, kind: str, family: str, loss: float, scores: dict[str, dict]) -> list[dict]:
@@ -146,15 +197,17 @@ def study_rows(plan: Plan, finals: list[dict], specs: dict[str, dict], metrics: 
     """The rows of the runs, ensembles, distillation, benchmarks and tuning tables.
 
     `specs`, `metrics` and `evals` map every trained run id to its spec.json, metrics.json and
-    eval.json; `ensembles` every ensemble's name to its record. `score_run(run id)` and
-    `score_ensemble(name, K, member ids)` give lm-eval's metrics per task."""
+    eval.json (the searches' reseeds included); `ensembles` every ensemble's name to its record.
+    `score_run(run id)` and `score_ensemble(name, K, member ids)` give lm-eval's metrics per task."""
     searched = searched_by(finals)
     membership = memberships(plan, ensembles)
+    reseeds = {f["cell"]: plan.reseed_runs(f["cell"], f["best"]) for f in finals}
+    reseeded = {r for ids in reseeds.values() for r in ids}
     runs, bench = [], []
-    for rid in sorted(set(plan.runs) | set(searched) | set(membership)):
+    for rid in sorted(set(plan.runs) | set(searched) | set(membership) | reseeded):
         spec, ev = specs[rid], evals[rid]
         mem = membership.get(rid, NO_MEMBERSHIP)
-        role = run_role(spec, rid in searched, mem)
+        role = run_role(spec, rid in searched, mem, rid in reseeded)
         runs.append(run_row(rid, spec, metrics[rid], ev, role, mem, searched.get(rid, [])))
         bench += benchmark_rows(rid, "run", run_family(role, spec["weight_decay"], baseline_wd), ev["loss"],
                                 score_run(rid))
@@ -170,7 +223,10 @@ def study_rows(plan: Plan, finals: list[dict], specs: dict[str, dict], metrics: 
     losses = {r: ev["loss"] for r, ev in evals.items()}
     dist = [distillation_row(d, ensembles, losses, selected) for _, d in sorted(plan.distillations.items())]
     params_of = {r["run_id"]: r["non_embedding_params"] for r in runs}
-    tuning = [tuning_row(f, params_of[f["best"]["run_id"]]) for f in finals]
+    tuning = seed_noise_columns([
+        tuning_row(f, params_of[f["best"]["run_id"]], {r: losses[r] for r in reseeds[f["cell"]]},
+                   specs[f["best"]["run_id"]]["seed"])
+        for f in finals])
     return {"runs": runs, "ensembles": ens, "distillation": dist, "benchmarks": bench, "tuning": tuning}
 
 
