@@ -137,6 +137,49 @@ def test_searches_select_locally_optimal_runs(smoke):
     assert (reg["rounds"] > 1).any()  # which took a round after the first
 
 
+def test_reseeds_measure_the_selected_recipes_seed_noise(smoke):
+    """Once a search has ended, its selection's recipe trains again at seeds 1..reseeds: the tuning table
+    lists them with their losses (the runs table's), their mean, sd, the sd pooled over the sizes of a
+    recipe and budget, and the selection's winner's curse (its loss minus the mean)."""
+    tuning = table(smoke, "tuning").set_index("cell")
+    runs = table(smoke, "runs").set_index("run_id")
+    plan = json.load(open(os.path.join(smoke, "results", "plan.json")))
+    for cell, row in tuning.iterrows():
+        c, best = plan["cells"][cell], final(smoke, cell)["best"]
+        assert row["selected_seed"] == c["seed"] == runs.loc[row["run_id"], "seed"]
+        expected = [row["run_id"].removesuffix(f"-s{c['seed']}") + f"-s{c['seed'] + k}" for k in range(1, c["reseeds"] + 1)]
+        assert list(row["reseed_ids"]) == expected, cell
+        for rid, loss in zip(expected, row["reseed_losses"]):
+            r = runs.loc[rid]
+            assert (r["learning_rate"], r["weight_decay"], r["epochs"]) == (best["learning_rate"], best["weight_decay"],
+                                                                             best["epochs"])
+            assert loss == pytest.approx(r["loss"]) and r["role"] in ("reseed", "member")
+        if expected:
+            assert row["loss_mean"] == pytest.approx(np.mean(row["reseed_losses"]))
+            assert row["seed_sd"] == pytest.approx(np.std(row["reseed_losses"], ddof=1))
+            assert row["winner_bias"] == pytest.approx(row["loss"] - row["loss_mean"])
+        else:  # the data and div searches have none
+            assert row["search"] in ("data", "div") and math.isnan(row["loss_mean"]) and row["pooled_df"] == 0
+    # the main budget's baseline and regularized sizes pool their seed sd: 3 cells x (2 - 1) degrees of freedom
+    for recipe in ("baseline", "regularized"):
+        main = tuning[(tuning["recipe"] == recipe) & (tuning["token_budget"] == 8192)]
+        assert len(main) == 3 and (main["pooled_df"] == 3).all() and np.isfinite(main["pooled_sd"]).all()
+        assert main["pooled_sd"].iloc[0] == pytest.approx(np.sqrt(np.mean(main["seed_sd"] ** 2)))
+        np.testing.assert_allclose(main["loss_se"], main["pooled_sd"] / np.sqrt(2))
+    # a reseed that is a member of an ensemble is that member, trained once (t1's baseline at 2 epochs is t1-ens)
+    reseeds = {r for ids in tuning["reseed_ids"] for r in ids}
+    assert set(runs.index[runs["role"] == "reseed"]) <= reseeds
+    shared = reseeds & {m for e in runs["ensembles"] for m in e} & set(runs.index)
+    assert all(runs.loc[r, "role"] == "member" for r in shared)
+    # the tuning cell's provenance lists them beside the runs its search trained
+    cell = "base-t2-d8k"
+    answer = json.loads(provenance(smoke, "tuning", cell, "--json").stdout)
+    searched = {q["run_id"] for q in final(smoke, cell)["points"]}
+    _check_provenance_runs(smoke, answer, searched | set(tuning.loc[cell, "reseed_ids"]))
+    assert [r["via"] for r in answer["runs"] if r["run_id"] in tuning.loc[cell, "reseed_ids"]] == \
+        [[f"tuning {cell} > reseed"]] * 2
+
+
 def test_the_claims_scorecard_has_a_verdict_for_every_claim(smoke):
     """results/claims.parquet: one row per claim of the paper, each with a verdict, its reason and the
     quantities it was judged on; the paper opens with it."""
@@ -176,7 +219,8 @@ def test_runs_table_is_real_training(smoke):
     searched = {q["run_id"] for c in plan["cells"] for q in final(smoke, c)["points"]}
     members = {m for e in plan["ensembles"]
                for m in json.load(open(os.path.join(smoke, "results", "ensembles", f"{e}.json")))["members"]}
-    assert sorted(runs["run_id"]) == sorted(set(plan["runs"]) | searched | members)
+    reseeds = {r for ids in table(smoke, "tuning")["reseed_ids"] for r in ids}
+    assert reseeds and sorted(runs["run_id"]) == sorted(set(plan["runs"]) | searched | members | reseeds)
     vocab = 512
     assert runs.loc[runs["diverged"], "run_id"].tolist() == [DIVERGED]  # the smoke config's diverging sweep
     runs = runs[~runs["diverged"]]
