@@ -191,6 +191,8 @@ rule cpt_results:
         plan=paths.PLAN,  # rules/results.smk's write_plan (included after this file)
         specs=lambda wc: [fill(paths.CPT_MODEL_SPEC, run=r) for r in PLAN.cpt.runs],
         evals=lambda wc: [fill(paths.CPT_EVAL, run=r) for r in PLAN.cpt.runs],
+        # the ensemble's members are seeds of one recipe: the CPT stage's seed noise
+        member_evals=lambda wc: [fill(paths.CPT_EVAL, run=r) for r in cpt_members()],
         logprobs=lambda wc: [fill(paths.CPT_LOGPROBS, run=r) for r in sorted({*PLAN.cpt.runs, *cpt_members()})],
         selected=paths.CPT_SELECTED,
         ensemble=rules.cpt_ensemble.output,
@@ -214,6 +216,7 @@ rule cpt_results:
         ),
     shell:
         "python -m infinite_compute cpt-results --plan {input.plan} --specs {input.specs} --evals {input.evals} "
+        "--member-evals {input.member_evals} "
         "--logprobs {input.logprobs} --selected {input.selected} --ensemble {input.ensemble} "
         "--requests {input.requests} --items {input.choice_items} --settings {params.settings:q} "
         "--out-table {output.table} --out-fits {output.fits} > {log} 2>&1"

@@ -158,11 +158,18 @@ def test_the_token_scaling_table_has_each_determined_asymptote_and_its_multiplie
 def test_the_power_law_table_and_the_rest(rendered):
     E, lo, hi, _ = CASES[8192][0]
     assert (f"| params | regularized | D=8192 | 3 | {format_sig(12.5)} ± {format_sig(0.5)} [{format_sig(10.0)}, {format_sig(15.0)}] | "
-            f"{format_num(0.75)} ± {format_num(0.05)} [{format_num(0.6)}, {format_num(0.9)}] | {format_num(E)} ± {format_num(0.02)} [{format_num(lo)}, {format_num(hi)}] | ok |"
+            f"{format_num(0.75)} ± {format_num(0.05)} [{format_num(0.6)}, {format_num(0.9)}] | {format_num(E)} ± {format_num(0.02)} [{format_num(lo)}, {format_num(hi)}] | n/a | ok |"
             ) in rendered
     assert "config `cafe1234`, code `v-synthetic`" in rendered
     assert "Diverged runs (excluded from fits): `t1-d8k-ep2-lr10000-wd0.1-s0`" in rendered
     assert "t1 (D=8192) 0.4 = 4.0x." in rendered
+
+
+def test_a_ci_end_the_data_do_not_bound_reads_not_determined():
+    from infinite_compute.outputs.paper import _environment
+
+    ci = _environment(os.path.join(os.path.dirname(__file__), "..", "paper", "paper.md.j2"), html=False).filters["ci"]
+    assert ci(float("nan")) == "n.d." and ci(None) == "n.d." and ci(4.2915) == format_num(4.2915)
 
 
 # --- the standalone HTML paper (paper/paper.html.j2), from the same synthetic tables ---

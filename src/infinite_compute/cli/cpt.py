@@ -93,7 +93,10 @@ def cmd_cpt_results(a) -> None:
     evals = {ev["run_id"]: ev for ev in map(read_json, a.evals)}
     score = _benchmark_scorer(s, a.requests, a.items, a.logprobs)
     rows = cpt_rows(plan.cpt, specs, evals, read_json(a.selected)["selected"], read_json(a.ensemble), score)
-    fit_row, rows = efficiency(rows, n_bootstrap=s["bootstrap"], ci_level=s["ci_level"], seed=s["seed"])
+    selected = read_json(a.selected)["selected"]
+    members = [ev["loss"] for ev in map(read_json, a.member_evals) if ev["run_id"] != selected]
+    fit_row, rows = efficiency(rows, n_bootstrap=s["bootstrap"], ci_level=s["ci_level"], seed=s["seed"],
+                               reseed_losses=members)
     write_table("cpt", with_provenance(rows, plan.config_hash), a.out_table)
     write_table("fits", with_provenance([fit_row], plan.config_hash), a.out_fits)
 

@@ -29,5 +29,5 @@ def cmd_claims(a) -> None:
     # a synthetic source's entropy sets the loss floor, in nats per token at the study's context
     floor = None if source is None else loss_floor(source["conditional_entropies"], a.seq_len,
                                                    source["document_symbols"])
-    rows = scorecard(tables, a.baseline_wd, a.seed, floor)
+    rows = scorecard(tables, a.baseline_wd, a.seed, floor, primary_task=a.primary_task)
     write_table("claims", with_provenance(rows, tables["runs"]["config_hash"].iloc[0]), a.out)

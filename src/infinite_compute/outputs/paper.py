@@ -131,6 +131,8 @@ def _environment(template: str, html: bool) -> jinja2.Environment:
     )
     env.filters["num"] = format_num
     env.filters["sig"] = format_sig
+    # a CI end that is nan is one the data do not bound (science/fits.py): not determined
+    env.filters["ci"] = lambda x: "n.d." if x is None or (isinstance(x, float) and np.isnan(x)) else format_num(x)
     env.filters["pct"] = lambda x: "n/a" if not np.isfinite(x) else f"{100 * x:.0f}%"
     return env
 

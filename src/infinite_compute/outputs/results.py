@@ -197,7 +197,15 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("E_ci_high", pa.float64()),
             pa.field("ci_level", pa.float64()),
             pa.field("n_points", pa.int64()),
-            pa.field("status", pa.string()),  # ok / too few points / failed: ... / flat: ... / no asymptote: ...
+            pa.field("status", pa.string()),  # ok / too few points / failed / misfit / flat / no asymptote: ...
+            # each point's standard error (null: the noise was not measured and the fit estimated it from
+            # its residuals: noise "residuals"); CIs are profile likelihood, a nan end is not determined
+            pa.field("y_se", pa.list_(pa.float64())),
+            pa.field("noise", pa.string()),  # measured / residuals
+            pa.field("noise_df", pa.float64()),  # degrees of freedom of the errors (inf: known)
+            pa.field("gof_chi2", pa.float64()),  # goodness of fit: chi-square in units of the errors
+            pa.field("gof_dof", pa.int64()),
+            pa.field("gof_p", pa.float64()),
             *PROVENANCE,
         ]
     ),
@@ -208,6 +216,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("token_budget", pa.int64()),
             pa.field("loss", pa.float64()),
             pa.field("baseline_loss", pa.float64()),
+            pa.field("loss_se", pa.float64()),  # the losses' standard errors (nan: not measured)
+            pa.field("baseline_loss_se", pa.float64()),
             pa.field("effective_tokens", pa.float64()),
             pa.field("data_efficiency", pa.float64()),
             pa.field("data_efficiency_ci_low", pa.float64()),  # L(D)'s bootstrap refits x the loss's own CI (asymptotes)

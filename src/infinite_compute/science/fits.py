@@ -3,9 +3,10 @@
 The paper fits this form in three places: loss vs. parameter count for a fixed
 data budget, loss vs. ensemble size, and the asymptotes of those fits vs.
 parameter count. Each fit has only 3-6 points and three free parameters, so it
-is ill-conditioned; the code here reparametrises x around its geometric mean,
-profiles out the linear parameters (A, E) over a grid of exponents to seed
-several starts, and keeps the start with the lowest chi-square.
+is ill-conditioned; the code here reparametrises x around its geometric mean and
+profiles out the linear parameters (A, E) over a fine grid of exponents: that
+profile is exact at each exponent, so its minimum is the global optimum, which
+lmfit then polishes (and gives the covariance of).
 
 Uncertainty comes from each point's standard error (``sigma``: the seed noise of
 that point, measured by reseeds), not from resampling the points: with 4 points a
@@ -29,7 +30,7 @@ from typing import Mapping, Sequence
 import lmfit
 import numpy as np
 from scipy import stats
-from scipy.optimize import least_squares, nnls
+from scipy.optimize import least_squares
 
 __all__ = [
     "JointAsymptote",
@@ -45,9 +46,6 @@ __all__ = [
     "profile_threshold",
 ]
 
-# Exponents that seed the multi-start fit; they span the range of loss
-# scaling exponents and the local optimiser refines from the best few.
-_ALPHA_GRID = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 _MIN_POINTS = 3
 # The exponents the profiles scan (in units of x / its geometric mean). Beyond alpha 10 the law is a
 # step: every point but the smallest x sits on E, and the chi-square no longer changes, so a CI
@@ -144,26 +142,6 @@ def profile_threshold(ci_level: float, noise_df: float) -> float:
     return float(stats.f.ppf(ci_level, 1, noise_df))
 
 
-def _profile_start(u: np.ndarray, y: np.ndarray, alpha: float) -> tuple[float, float, float, float]:
-    """Best nonnegative (a, E) for fixed alpha in y = a*u**-alpha + E, with its chi-square."""
-    design = np.column_stack([u**-alpha, np.ones_like(u)])
-    (a, e), rnorm = nnls(design, y)
-    return float(a), float(alpha), float(e), float(rnorm**2)
-
-
-def _loglog_start(u: np.ndarray, y: np.ndarray) -> tuple[float, float, float] | None:
-    """Initial guess from the log-log slope of y - E0 with E0 just below min(y)."""
-    spread = float(np.ptp(y))
-    if spread <= 0:
-        return None
-    e0 = max(float(np.min(y)) - 0.1 * spread, 0.0)
-    resid = y - e0
-    if np.any(resid <= 0):
-        return None
-    slope, intercept = np.polyfit(np.log(u), np.log(resid), 1)
-    return float(math.exp(intercept)), max(float(-slope), 0.0), e0
-
-
 def _residual(params: lmfit.Parameters, u: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     v = params.valuesdict()
     return (v["a"] * u ** -v["alpha"] + v["E"] - y) * w
@@ -193,30 +171,11 @@ def _minimize(u, y, w, start: tuple[float, float, float], scale_covar: bool) -> 
         )
 
 
-def _best_fit(u, y, w, starts: Sequence[tuple[float, float, float]], scale_covar: bool):
-    """lmfit's fit from the best of the starts, each first refined by the solver lmfit calls (its
-    per-call bookkeeping made five lmfit starts most of a fit's time)."""
-    def chi2(p):
-        return float(np.sum(((p[0] * u ** -p[1] + p[2] - y) * w) ** 2))
-
-    refined = [_refit(u, y, s, w, max_nfev=2000) for s in starts]
-    best = min(range(len(starts)), key=lambda i: chi2(refined[i]))
-    result = _minimize(u, y, w, tuple(refined[best]), scale_covar)
-    # lmfit polishes from the best start; should it wander, the best start's own fit stands
-    if result.chisqr > chi2(refined[best]) * (1 + 1e-9) + 1e-300:
-        result = min((_minimize(u, y, w, s, scale_covar) for s in starts), key=lambda r: r.chisqr)
-    return result
-
-
-def _starts(u: np.ndarray, y: np.ndarray, extra: tuple[float, float, float] | None) -> list[tuple[float, float, float]]:
-    profiled = sorted((_profile_start(u, y, a) for a in _ALPHA_GRID), key=lambda s: s[3])
-    starts = [s[:3] for s in profiled[:4]]
-    loglog = _loglog_start(u, y)
-    if loglog is not None:
-        starts.append(loglog)
-    if extra is not None:
-        starts.append(extra)
-    return starts
+def _best_fit(u, y, w, extra: tuple[float, float, float] | None, scale_covar: bool):
+    """lmfit's fit from the profile's global optimum (and from ``extra``, a caller's start), keeping
+    the lowest chi-square; lmfit's result gives the covariance behind the standard errors."""
+    starts = [_profile_optimum(u, y, w**2)] + ([extra] if extra is not None else [])
+    return min((_minimize(u, y, w, s, scale_covar) for s in starts), key=lambda r: r.chisqr)
 
 
 def _unscale(a: float, alpha: float, x0: float) -> float:
@@ -252,9 +211,9 @@ def _stderrs(result, x0: float, n_points: int) -> tuple[float, float, float]:
     return _sd(var_A), _sd(covar[i_alpha, i_alpha]), _sd(covar[i_E, i_E])
 
 
-def _chi2_given_alpha(u: np.ndarray, y: np.ndarray, w2: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """The least chi-square over a, E >= 0 at each fixed exponent: the model is linear in (a, E)
-    then, so the optimum is the unconstrained weighted solution or one on a bound."""
+def _solve_given_alpha(u: np.ndarray, y: np.ndarray, w2: np.ndarray, alphas: np.ndarray):
+    """The least chi-square over a, E >= 0 at each fixed exponent, and its (a, E): the model is linear
+    in (a, E) then, so the optimum is the unconstrained weighted solution or one on a bound."""
     v = u[None, :] ** -alphas[:, None]
     sw, sy, syy = w2.sum(), (w2 * y).sum(), (w2 * y * y).sum()
     sv, svv, svy = (w2 * v).sum(1), (w2 * v * v).sum(1), (w2 * v * y).sum(1)
@@ -266,10 +225,42 @@ def _chi2_given_alpha(u: np.ndarray, y: np.ndarray, w2: np.ndarray, alphas: np.n
         det = sw * svv - sv * sv
         a_u = (sw * svy - sv * sy) / det
         e_u = (svv * sy - sv * svy) / det
-        inner = np.where((det > 1e-12 * sw * svv) & (a_u >= 0) & (e_u >= 0), chi2(a_u, e_u), np.inf)
+        ok = (det > 1e-12 * sw * svv) & (a_u >= 0) & (e_u >= 0)
         a_only = np.maximum(svy / svv, 0.0)
     e_only = max(sy / sw, 0.0)
-    return np.minimum.reduce([inner, chi2(a_only, 0.0), np.full_like(svv, chi2(0.0, e_only))])
+    cands = [(np.where(ok, chi2(a_u, e_u), np.inf), np.where(ok, a_u, 0.0), np.where(ok, e_u, 0.0)),
+             (chi2(a_only, 0.0), a_only, np.zeros_like(svv)),
+             (np.full_like(svv, chi2(0.0, e_only)), np.zeros_like(svv), np.full_like(svv, e_only))]
+    c = np.stack([k[0] for k in cands])
+    i = c.argmin(0)
+    pick = np.arange(svv.size)
+    return c[i, pick], np.stack([k[1] for k in cands])[i, pick], np.stack([k[2] for k in cands])[i, pick]
+
+
+def _chi2_given_alpha(u: np.ndarray, y: np.ndarray, w2: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    return _solve_given_alpha(u, y, w2, alphas)[0]
+
+
+def _profile_optimum(u: np.ndarray, y: np.ndarray, w2: np.ndarray) -> tuple[float, float, float]:
+    """The global least-squares (a, alpha, E): the alpha profile is exact at each exponent, so its
+    minimum over the scanned exponents, refined by a golden-section search between the best one's
+    neighbours, is the optimum without a local optimiser's crawl along the flat valleys of 4 points."""
+    grid = _PROFILE_ALPHAS
+    c = _chi2_given_alpha(u, y, w2, grid)
+    k = int(np.argmin(c))
+    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]
+    g = (math.sqrt(5) - 1) / 2
+    for _ in range(60):
+        x1, x2 = hi - g * (hi - lo), lo + g * (hi - lo)
+        c1, c2 = _chi2_given_alpha(u, y, w2, np.array([x1, x2]))
+        if c1 < c2:
+            hi = x2
+        else:
+            lo = x1
+    cand = np.array([grid[k], (lo + hi) / 2])
+    c, a, e = _solve_given_alpha(u, y, w2, cand)
+    j = int(np.argmin(c))
+    return float(a[j]), float(cand[j]), float(e[j])
 
 
 def _chi2_at(u, y, w2, Es: np.ndarray, alphas: np.ndarray) -> np.ndarray:
@@ -451,7 +442,7 @@ def fit_power_law(
             A0, alpha0, E0 = (float(v) for v in p0)
         extra = (A0 / x0**alpha0, alpha0, E0)
 
-    result = _best_fit(u, y, 1.0 / sig, _starts(u, y, extra), scale_covar=not measured)
+    result = _best_fit(u, y, 1.0 / sig, extra, scale_covar=not measured)
     p = result.params
     a, alpha, E = p["a"].value, p["alpha"].value, p["E"].value
     A = _unscale(a, alpha, x0)
@@ -561,29 +552,43 @@ def data_efficiency(baseline_fit: PowerLawFit, recipe_loss, baseline_loss):
 
 def data_efficiency_interval(
     laws: Sequence[PowerLawFit], recipe_loss: float, baseline_loss: float, *, ci_level: float = 0.95,
-    recipe_loss_ci: tuple[float, float] = (math.nan, math.nan),
+    recipe_loss_ci: tuple[float, float] = (math.nan, math.nan), recipe_loss_se: float = math.nan,
+    baseline_loss_se: float = math.nan, seed: int = 0,
 ) -> tuple[float, float]:
-    """A CI of the data-efficiency multiplier that carries both uncertainties: the baseline law's
-    (``laws``: its bootstrap refits) and the recipe loss's own CI where it has one.
+    """A CI of the data-efficiency multiplier that carries the baseline law's uncertainty (``laws``:
+    its bootstrap refits) and the losses' own.
 
-    The low end is the lower percentile over the laws of the multiplier at the CI's high loss; the
-    high end the upper percentile at its low loss (a lower loss is more data). A law under which the
-    baseline loss itself is unreachable gives no multiplier and is skipped. (nan, nan) with fewer
-    than 2 laws.
+    With standard errors of the recipe's and the baseline's losses, each law is paired with losses
+    drawn from them (normal, seeded) and the CI is the percentile interval of those multipliers.
+    Otherwise, with the recipe loss's CI, the low end is the lower percentile over the laws of the
+    multiplier at the CI's high loss and the high end the upper percentile at its low loss (a lower
+    loss is more data). A law under which the baseline loss is unreachable gives no multiplier and is
+    skipped. (nan, nan) with fewer than 2 laws.
     """
+    tail = (1.0 - ci_level) / 2.0
+
+    def quantiles(low: np.ndarray, high: np.ndarray) -> tuple[float, float]:
+        low, high = low[~np.isnan(low)], high[~np.isnan(high)]
+        if low.size < 2 or high.size < 2:
+            return math.nan, math.nan
+        # inverted_cdf takes an order statistic: no interpolation between a finite and an infinite value
+        return (float(np.quantile(low, tail, method="inverted_cdf")),
+                float(np.quantile(high, 1.0 - tail, method="inverted_cdf")))
+
+    r_se = recipe_loss_se if recipe_loss_se is not None and math.isfinite(recipe_loss_se) else 0.0
+    b_se = baseline_loss_se if baseline_loss_se is not None and math.isfinite(baseline_loss_se) else 0.0
+    if r_se > 0 or b_se > 0:
+        rng = np.random.default_rng(seed)
+        r = recipe_loss + r_se * rng.normal(size=len(laws))
+        b = baseline_loss + b_se * rng.normal(size=len(laws))
+        m = np.array([data_efficiency(law, ri, bi) for law, ri, bi in zip(laws, r, b)], dtype=float)
+        return quantiles(m, m)
     lo_loss, hi_loss = (v if v is not None and math.isfinite(v) else recipe_loss for v in recipe_loss_ci)
 
     def spread(loss: float) -> np.ndarray:
-        m = np.array([data_efficiency(law, loss, baseline_loss) for law in laws], dtype=float)
-        return m[~np.isnan(m)]
+        return np.array([data_efficiency(law, loss, baseline_loss) for law in laws], dtype=float)
 
-    low, high = spread(hi_loss), spread(lo_loss)
-    if low.size < 2 or high.size < 2:
-        return math.nan, math.nan
-    tail = (1.0 - ci_level) / 2.0
-    # inverted_cdf takes an order statistic: no interpolation between a finite and an infinite value
-    return (float(np.quantile(low, tail, method="inverted_cdf")),
-            float(np.quantile(high, 1.0 - tail, method="inverted_cdf")))
+    return quantiles(spread(hi_loss), spread(lo_loss))
 
 
 def joint_asymptote(n, asymptotes_per_n, **kw) -> PowerLawFit:
