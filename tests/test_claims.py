@@ -62,8 +62,6 @@ GOOD_BASE = [5.1, 5.0, 4.95, 5.0]
 
 
 def test_seed_noise_is_measured_per_recipe_and_the_main_budget_has_most_sizes():
-    # the ensembles table's std is ddof 0 over 4 members: ddof 1 is sqrt(4/3) of it
-    assert C.seed_sd(ensembles(GOOD_REG)) == pytest.approx(SD * np.sqrt(4 / 3))
     assert C.pooled_noise(tuning(GOOD_BASE, GOOD_REG)) == {"baseline@8192": {"sd": SD, "df": 8},
                                                            "regularized@8192": {"sd": SD, "df": 8}}
     t = pd.concat([tuning(GOOD_BASE, GOOD_REG), tuning(GOOD_BASE, GOOD_REG, budget=16384).iloc[:6]])

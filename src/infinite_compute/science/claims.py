@@ -100,16 +100,6 @@ def beyond(diff: float, se: float, df: float) -> bool:
     return bool(_finite(diff, se) and se > 0 and diff / se > t_crit(df))
 
 
-def seed_sd(ensembles: pd.DataFrame) -> float:
-    """The median, over the study's ensembles, of the standard deviation of their single members
-    (ddof 1; reported beside the reseeds' pooled sd, which the criteria use)."""
-    ones = ensembles[(ensembles["ensemble_size"] == 1) & (ensembles["n_subsets"] > 1)]
-    n = ones["n_subsets"].to_numpy(float)
-    sd = ones["loss_std"].to_numpy(float) * np.sqrt(n / np.maximum(n - 1, 1))  # the table's std is ddof 0
-    sd = sd[np.isfinite(sd)]
-    return float(np.median(sd)) if sd.size else math.nan
-
-
 def pooled_noise(tuning: pd.DataFrame) -> dict:
     """The pooled seed sd of each recipe at each budget, with its degrees of freedom."""
     if "pooled_sd" not in tuning:
