@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..runtime.io import atomic_path
 from . import claims as C
-from .analysis import Z95, compute_fits
+from .analysis import Z95, ci_se, compute_fits
 from .fits import fit_power_law
 
 # The paper publishes no seed-to-seed spread of its losses (its seed runs live only on W&B). Language
@@ -314,7 +315,6 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     text = report(REPORT_DRAWS if a.draws is None else dict.fromkeys(CLAIMS, a.draws), a.seed)
     if a.out:
-        from ..runtime.io import atomic_path
         with atomic_path(a.out) as tmp, open(tmp, "w") as f:
             f.write(text)
     else:
