@@ -340,13 +340,11 @@ def _profile_cis(u, y, w2, best_alpha: float, best_E: float, chi2_min: float, de
     return alpha_ci, e_ci
 
 
-def _refit(u: np.ndarray, y: np.ndarray, start: tuple[float, float, float], w=None, max_nfev: int | None = None
-           ) -> np.ndarray:
+def _refit(u: np.ndarray, y: np.ndarray, start: tuple[float, float, float], w: np.ndarray) -> np.ndarray:
     """A bootstrap refit: the problem `_minimize` gives lmfit (residual, Jacobian, bounds at 0,
     tolerances), solved by the solver lmfit calls (scipy's bounded trust-region least_squares)
     directly. The refits need only the optimum, and lmfit's per-call parameter bookkeeping made them
     ~1 min of a default study's fits (bench/fits.py)."""
-    w = np.ones_like(u) if w is None else w
 
     def fun(p):
         return (p[0] * u ** -p[1] + p[2] - y) * w
@@ -358,7 +356,7 @@ def _refit(u: np.ndarray, y: np.ndarray, start: tuple[float, float, float], w=No
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return least_squares(fun, np.maximum(np.asarray(start, float), 0.0), jac=jac, bounds=(0.0, np.inf),
-                             method="trf", xtol=1e-14, ftol=1e-14, gtol=1e-14, max_nfev=max_nfev or _REFIT_MAX_NFEV).x
+                             method="trf", xtol=1e-14, ftol=1e-14, gtol=1e-14, max_nfev=_REFIT_MAX_NFEV).x
 
 
 # A refit that has not converged in this many evaluations sits in the flat valley of an ill-posed
