@@ -340,7 +340,11 @@ def test_import_to_fits_figures_and_paper_through_snakemake(project, tmp_path):
     reg = fits[(fits["fit"] == "params") & (fits["recipe"] == "regularized")].iloc[0]
     assert reg["E"] == pytest.approx(paper_runs.E, abs=1e-4)
     claims = pd.read_parquet(os.path.join(wd, "results", "claims.parquet")).set_index("claim")
-    assert claims.loc["C2", "verdict"] == "reproduced" and claims.loc["C3", "verdict"] == "reproduced"
+    # the paper's projects run each cell once: with no reseeds the seed noise is not measured, and the
+    # claims that weigh a difference against it say so rather than guess
+    for c in ("C2", "C3"):
+        assert claims.loc[c, "verdict"] == "not determined", claims.loc[c, "reason"]
+        assert "no reseeds of the regularized selections" in claims.loc[c, "reason"]
     index = open(os.path.join(wd, "figures", "all")).read()
     assert "tokens.png" in index and "data.png" not in index  # no corpus in an import
     paper = open(os.path.join(wd, "paper", "paper.md")).read()

@@ -22,6 +22,13 @@ def format_num(x, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
+def format_ci(x) -> str:
+    """A CI end: nan is an end the data do not bound (science/fits.py), read n.d. (not determined)."""
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "n.d."
+    return format_num(x)
+
+
 def format_sig(x, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return "n/a"
@@ -131,8 +138,7 @@ def _environment(template: str, html: bool) -> jinja2.Environment:
     )
     env.filters["num"] = format_num
     env.filters["sig"] = format_sig
-    # a CI end that is nan is one the data do not bound (science/fits.py): not determined
-    env.filters["ci"] = lambda x: "n.d." if x is None or (isinstance(x, float) and np.isnan(x)) else format_num(x)
+    env.filters["ci"] = format_ci
     env.filters["pct"] = lambda x: "n/a" if not np.isfinite(x) else f"{100 * x:.0f}%"
     return env
 
