@@ -5,6 +5,7 @@ rule prepare_corpus:
         manifest=paths.CORPUS_MANIFEST,
     log:
         "logs/data/prepare_corpus.log",
+    threads: config["resources"]["data_workers"]
     conda:
         "../envs/study.yaml"
     params:
@@ -12,7 +13,8 @@ rule prepare_corpus:
         seed=config["seed"],
         out=lambda wc, output: os.path.dirname(output.manifest),
     shell:
-        "python -m infinite_compute corpus --data {params.data:q} --seed {params.seed} --out {params.out} > {log} 2>&1"
+        "python -m infinite_compute corpus --data {params.data:q} --seed {params.seed} --out {params.out} "
+        "--workers {threads} > {log} 2>&1"
 
 
 if config["tokenizer"].get("path"):
@@ -70,10 +72,11 @@ rule tokenize_corpus:
         validation=rules.prepare_corpus.output.validation,
         tokenizer=rules.train_tokenizer.output,
     output:
-        train=paths.TOKENS_TRAIN,
-        validation=paths.TOKENS_VALIDATION,
+        train=directory(paths.TOKENS_TRAIN),
+        validation=directory(paths.TOKENS_VALIDATION),
     log:
         "logs/data/tokenize_corpus.log",
+    threads: config["resources"]["data_workers"]
     conda:
         "../envs/study.yaml"
     params:
@@ -83,7 +86,7 @@ rule tokenize_corpus:
         "python -m infinite_compute tokenize --train {input.train} --validation {input.validation} "
         "--tokenizer {input.tokenizer} --train-tokens {params.train_tokens} "
         "--validation-tokens {params.validation_tokens} "
-        "--out-train {output.train} --out-validation {output.validation} > {log} 2>&1"
+        "--out-train {output.train} --out-validation {output.validation} --workers {threads} > {log} 2>&1"
 
 
 rule build_cache:

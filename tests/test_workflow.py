@@ -839,6 +839,8 @@ def test_report_has_every_figure(smoke):
         (lambda c: c["data"].update(source="files", files=["corpus/empty.txt"]), ["data.files", "empty"]),
         (lambda c: c["data"].update(source="files", files=["corpus/small.txt"]),
          ["data.token_budgets", "16384", "2000 bytes"]),
+        (lambda c: c["data"].update(source="files", files=["corpus/a.txt", "corpus/blob.txt"]),
+         ["corpus/blob.txt", "not valid utf-8"]),
         (lambda c: "malformed: [", ["Config file is not valid JSON or YAML"]),  # Snakemake's own check
         (lambda c: c.update({"import": {"source": "offline", "offline_dirs": ["corpus"]}}),
          ["import.offline_dirs", "no W&B run file", "corpus"]),
@@ -847,7 +849,7 @@ def test_report_has_every_figure(smoke):
          ["import", "projects", "no-entity"]),
     ],
     ids=["negative weight decay", "epochs 0", "unknown key", "unknown model", "missing corpus file",
-         "empty corpus", "budget larger than the corpus", "malformed yaml", "import: no offline runs",
+         "empty corpus", "budget larger than the corpus", "binary corpus file", "malformed yaml", "import: no offline runs",
          "import: no projects", "import: a project without its entity"],
 )
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, words):
@@ -858,6 +860,7 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, words):
     open(os.path.join(wd, "corpus", "a.txt"), "w").write("def f():\n    return 1\n" * 400)
     open(os.path.join(wd, "corpus", "empty.txt"), "w").write(" \n\n")
     open(os.path.join(wd, "corpus", "small.txt"), "w").write("x = 1\n" * 333 + "yy")  # 2000 bytes
+    open(os.path.join(wd, "corpus", "blob.txt"), "wb").write(bytes(range(128, 256)) * 800)
     cfg = yaml.safe_load(open(os.path.join(wd, ".test", "config.yaml")))
     text = edit(cfg)
     with open(os.path.join(wd, "bad.yaml"), "w") as f:

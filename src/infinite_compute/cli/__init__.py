@@ -18,13 +18,14 @@ from ..runtime.env import hide_lm_eval, set_job_defaults
 
 # name -> (module of cli, its function, the arguments: a flag, or (flag, argparse keywords))
 COMMANDS: dict[str, tuple[str, str, tuple]] = {
-    "corpus": ("data", "corpus", ("--data", ("--seed", {"type": int}), "--out")),
+    "corpus": ("data", "corpus", ("--data", ("--seed", {"type": int}), "--out", ("--workers", {"type": int, "default": 1}))),
     "tokenizer": ("data", "tokenizer", ("--train", ("--vocab-size", {"type": int}), ("--training-chars", {"type": int}),
                                         "--out")),
     "copy-tokenizer": ("data", "copy_tokenizer", ("--path", "--out")),
     "word-tokenizer": ("data", "word_tokenizer", ("--manifest", "--out")),
     "tokenize": ("data", "tokenize", ("--train", "--validation", "--tokenizer", ("--train-tokens", {"type": int}),
-                                      ("--validation-tokens", {"type": int}), "--out-train", "--out-validation")),
+                                      ("--validation-tokens", {"type": int}), "--out-train", "--out-validation",
+                                      ("--workers", {"type": int, "default": 1}))),
     "cache": ("data", "cache", ("--train", "--validation", "--tokenizer", ("--budget", {"type": int}), "--out")),
     "benchmark-items": ("data", "benchmark_items", ("--validation", "--params", ("--seed", {"type": int}), "--out",
                                                     "--tasks-dir")),

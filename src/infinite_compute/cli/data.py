@@ -4,13 +4,14 @@ lm-eval's requests."""
 from __future__ import annotations
 
 import json
+import shutil
 
 from ..data import benchmarks, corpus, tokenizer, tokens
 from ..outputs import lm_harness
 
 
 def cmd_corpus(a) -> None:
-    corpus.prepare_corpus({"data": json.loads(a.data), "seed": a.seed}, a.out)
+    corpus.prepare_corpus({"data": json.loads(a.data), "seed": a.seed}, a.out, workers=a.workers)
 
 
 def cmd_tokenizer(a) -> None:
@@ -30,13 +31,14 @@ def cmd_copy_tokenizer(a) -> None:
 def cmd_tokenize(a) -> None:
     for split, jsonl, limit, out in (("train", a.train, a.train_tokens, a.out_train),
                                      ("validation", a.validation, a.validation_tokens or None, a.out_validation)):  # 0: all
-        stream, offsets = tokens.tokenize_stream(jsonl, a.tokenizer, limit)
-        if limit is not None and len(stream) < limit:
+        n, docs = tokens.write_stream(out, tokens.token_pieces(jsonl, a.tokenizer, a.workers), limit)
+        if limit is not None and n < limit:
+            shutil.rmtree(out, ignore_errors=True)
             raise SystemExit(
                 f"config key '{'data.token_budgets' if split == 'train' else 'data.validation_tokens'}': "
-                f"{limit} tokens asked, but the {split} split of the corpus has only {len(stream)}"
+                f"{limit} tokens asked, but the {split} split of the corpus has only {n}"
             )
-        tokens.write_token_stream(out, stream, offsets)
+        print(json.dumps({"split": split, "tokens": n, "documents": docs}))
 
 
 def cmd_cache(a) -> None:

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import json
 import os
 import platform
+import shutil
 import sys
 import sysconfig
+import tempfile
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
-from ..runtime.io import atomic_write_json, atomic_write_text
+from ..runtime.io import atomic_path, atomic_write_json, atomic_write_text
 from ..study.config import ConfigError
-from . import synthetic
+from . import shards, synthetic
 
 EOT = "<|endoftext|>"
 
@@ -44,10 +47,26 @@ def split_long(doc_id: str, text: str, max_chars: int) -> Iterator[Document]:
     if len(text) <= max_chars:
         yield Document(doc_id, text)
         return
+    yield from split_lines(doc_id, text.splitlines(keepends=True), max_chars)
+
+
+def split_lines(doc_id: str, lines: Iterable[str], max_chars: int) -> Iterator[Document]:
+    """split_long of the text `lines` make, read line by line: a document need not be held whole."""
+    it = iter(lines)
+    head: list[str] = []
+    size = 0
+    for line in it:
+        head.append(line)
+        size += len(line)
+        if size > max_chars:
+            break
+    else:
+        yield Document(doc_id, "".join(head))
+        return
     piece: list[str] = []
     size = 0
     n = 0
-    for line in text.splitlines(keepends=True):
+    for line in itertools.chain(head, it):
         while len(line) > max_chars:  # a single huge line: hard cut
             if piece:
                 yield Document(f"{doc_id}#{n}", "".join(piece))
@@ -104,24 +123,28 @@ def matching_files(patterns: list[str]) -> list[str]:
 
 def check_local_files(data_cfg: dict) -> None:
     """Before any job runs (the Snakefile calls this): every local pattern of `data.files` matches a
-    file, the files hold text, and they are large enough for the largest token budget plus the
-    validation tokens. A token of a byte-level tokenizer covers at least one byte, and each document
-    adds one end-of-text token, so B bytes give at most 2B tokens; the tokenize job checks the exact
-    count. Raises ConfigError or FileNotFoundError naming the key; URLs and buckets are checked by
-    the corpus job."""
+    file, each file's first bytes are text in the form its name declares (shards.sniff), and
+    uncompressed text is large enough for the largest token budget plus the validation tokens. A
+    token of a byte-level tokenizer covers at least one byte, and each document adds one end-of-text
+    token, so B bytes give at most 2B tokens; compressed shards can hold any amount, and the tokenize
+    job checks the exact count. Raises ConfigError or FileNotFoundError naming the key, or a
+    ShardError naming the file; URLs and buckets are checked by the corpus job, which reads them."""
     if data_cfg["source"] != "files":
         return
     pats = data_cfg["files"]
     first_remote = next((i for i, p in enumerate(pats) if "://" in p and not p.startswith("file://")), len(pats))
     local = [p.removeprefix("file://") for p in pats[:first_remote]]
-    if first_remote < len(pats):  # a bucket: the corpus job, which reads it, checks it and the rest
-        if local:
-            matching_files(local)
-        return
-    paths = [p for p in matching_files(local) if os.path.isfile(p)]
-    size = sum(os.path.getsize(p) for p in paths)
-    if size < (1 << 20) and not any(open(p, "rb").read().strip() for p in paths):
+    paths = [p for p in matching_files(local) if os.path.isfile(p)] if local else []
+    if first_remote == len(pats) and sum(os.path.getsize(p) for p in paths) < (1 << 20) and not any(
+            open(p, "rb").read().strip() for p in paths):
         raise ConfigError("data.files", f"the corpus is empty: {len(paths)} file(s) with no text ({paths[:3]})")
+    for path in paths:
+        shards.sniff(path, data_cfg)
+    if first_remote < len(pats):  # a bucket: the corpus job, which reads it, checks it and the rest
+        return
+    if any(shards.shard_format(p)[0] == "parquet" or shards.shard_format(p)[1] for p in paths):
+        return  # compressed: the bound below does not hold
+    size = sum(os.path.getsize(p) for p in paths)
     need = max(data_cfg["token_budgets"]) + data_cfg.get("validation_tokens", 0)
     if need > 2 * size:
         raise ConfigError(
@@ -132,95 +155,222 @@ def check_local_files(data_cfg: dict) -> None:
         )
 
 
-def collect_documents(data_cfg: dict) -> tuple[list[Document], list[dict]]:
-    """The corpus's documents and the manifest entries of the files they came from."""
-    files: list[dict] = []
-    docs: list[Document] = []
+def source_shards(data_cfg: dict) -> list[tuple[str, str]]:
+    """(name, path) of the files the corpus reads, in order: the name is what its documents' ids
+    and the manifest call it (a stdlib file by its path relative to the stdlib)."""
+    if data_cfg["source"] == "stdlib":
+        return stdlib_sources()
+    if data_cfg["source"] == "files":
+        return [(p, p) for p in matching_files(data_cfg["files"])]
+    return []
+
+
+PYDOC_TOPICS = os.path.join("pydoc_data", "topics.py")
+
+
+def shard_documents(name: str, path: str, data_cfg: dict, stats: shards.ShardStats) -> Iterator[Document]:
+    """One shard's documents (long ones cut by split_long), in file order; `stats` is filled in."""
     max_chars = data_cfg["max_document_chars"]
+    stdlib = data_cfg["source"] == "stdlib"
+    if stdlib and name == PYDOC_TOPICS:
+        # the English documentation: one document per topic, not Python source
+        with open(path, "rb") as f:
+            raw = f.read()
+        stats.bytes, stats.sha256 = len(raw), sha256_bytes(raw)
+        ns: dict = {}
+        exec(compile(raw, path, "exec"), ns)
+        for topic in sorted(ns["topics"]):
+            yield from split_long(f"pydoc_data/topics:{topic}", ns["topics"][topic], max_chars)
+        return
+    for doc_id, text in shards.read_documents(path, data_cfg, stats, name=name, allow_empty=stdlib):
+        yield from (split_long(doc_id, text, max_chars) if isinstance(text, str) else split_lines(doc_id, text, max_chars))
 
-    def add_file(rel: str, path: str) -> bytes:
-        if "://" in path:  # a URL or bucket (gs://, s3://, https://, file://): through fsspec
-            import fsspec  # only for URLs and buckets, as in _glob
 
-            with fsspec.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            with open(path, "rb") as f:
-                raw = f.read()
-        files.append({"path": rel, "sha256": sha256_bytes(raw), "bytes": len(raw)})
-        return raw
-
+def collect_documents(data_cfg: dict) -> tuple[list[Document], list[dict]]:
+    """The corpus's documents in memory, and the manifest entries of the files they came from: for
+    small corpora (the math corpus, tests); prepare_corpus streams instead."""
     if data_cfg["source"] == "synthetic":  # generated: no files, the manifest records the source instead
         docs = [Document(doc_id, text) for doc_id, text in synthetic.documents(data_cfg["synthetic"])]
-    elif data_cfg["source"] == "stdlib":
-        for rel, path in stdlib_sources():
-            raw = add_file(rel, path)
-            if rel == os.path.join("pydoc_data", "topics.py"):
-                # the English documentation: one document per topic, not Python source
-                ns: dict = {}
-                exec(compile(raw, path, "exec"), ns)
-                for topic in sorted(ns["topics"]):
-                    docs.extend(split_long(f"pydoc_data/topics:{topic}", ns["topics"][topic], max_chars))
-                continue
-            text = raw.decode("utf-8", errors="replace")
-            docs.extend(split_long(rel, text, max_chars))
-    else:
-        for path in matching_files(data_cfg["files"]):
-            raw = add_file(path, path)
-            if path.endswith(".jsonl"):
-                for i, line in enumerate(raw.decode("utf-8").splitlines()):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                        text = rec[data_cfg["text_field"]]
-                    except (json.JSONDecodeError, KeyError, TypeError) as e:
-                        raise ValueError(
-                            f"{path}, line {i + 1}: expected a JSON object with a "
-                            f"'{data_cfg['text_field']}' field (data.text_field): {e}"
-                        ) from None
-                    docs.extend(split_long(f"{path}:{i}", str(text), max_chars))
-            else:
-                docs.extend(split_long(path, raw.decode("utf-8", errors="replace"), max_chars))
-    docs = [d for d in docs if d.text.strip()]
+        return [d for d in docs if d.text.strip()], []
+    docs, files = [], []
+    for name, path in source_shards(data_cfg):
+        stats = shards.ShardStats(name, shards.describe(*shards.shard_format(path)))
+        got = [d for d in shard_documents(name, path, data_cfg, stats) if d.text.strip()]
+        _check_not_empty(data_cfg, path, got)
+        stats.documents, stats.characters = len(got), sum(len(d.text) for d in got)
+        docs.extend(got)
+        files.append(stats.entry())
     if not docs:
         raise ValueError("the corpus is empty: no document with any text (check data.source / data.files)")
     return docs, files
+
+
+def _check_not_empty(data_cfg: dict, path: str, docs) -> None:
+    if data_cfg["source"] == "files" and not docs:
+        raise shards.ShardError(path, "the whole file", "no document with any text (an empty shard)")
+
+
+def held_out(doc_id: str, validation_fraction: float) -> bool:
+    """Whether a document is held out: a stable function of its id alone, whatever the order of the
+    shards or the number of workers."""
+    return stable_unit(f"split:{doc_id}") < validation_fraction
+
+
+def order_key(doc_id: str, seed: int) -> float:
+    return stable_unit(f"order:{seed}:{doc_id}")
 
 
 def split_documents(docs: list[Document], validation_fraction: float, seed: int) -> tuple[list, list]:
     """Held-out documents by a stable hash of their id; each split ordered by a seeded hash."""
     train, val = [], []
     for d in docs:
-        (val if stable_unit(f"split:{d.doc_id}") < validation_fraction else train).append(d)
-    order = lambda d: stable_unit(f"order:{seed}:{d.doc_id}")  # noqa: E731
+        (val if held_out(d.doc_id, validation_fraction) else train).append(d)
+    order = lambda d: (order_key(d.doc_id, seed), d.doc_id)  # noqa: E731
     return sorted(train, key=order), sorted(val, key=order)
 
 
-def prepare_corpus(config: dict, out_dir: str) -> dict:
-    """Write train.jsonl, validation.jsonl and manifest.json of the corpus into `out_dir`."""
+# --- the streamed corpus: shards -> spill files by order bucket -> sorted splits ---
+
+SPLITS = ("train", "validation")
+BUCKET_BYTES = 64 << 20  # text per order bucket: what the merge holds in memory at once
+MAX_BUCKETS = 256  # spill files a task may hold open, per split
+COMPRESSION_GUESS = 5  # text per stored byte of a compressed shard, to size the buckets
+
+
+def _stored_size(path: str) -> int:
+    if "://" in path:
+        return BUCKET_BYTES * 4  # a URL's size would cost a request: assume a large shard
+    return os.path.getsize(path)
+
+
+def _estimated_text(path: str) -> int:
+    kind, compression = shards.shard_format(path)
+    return _stored_size(path) * (COMPRESSION_GUESS if compression or kind == "parquet" else 1)
+
+
+def _tasks(items: list[tuple[str, str]], workers: int) -> list[list[tuple[str, str]]]:
+    """Shards grouped into tasks of about equal text, at least 4 per worker where there is enough."""
+    total = sum(_estimated_text(p) for _, p in items)
+    target = max(1 << 20, min(BUCKET_BYTES, total // (4 * workers) + 1))
+    tasks, cur, size = [], [], 0
+    for item in items:
+        cur.append(item)
+        size += _estimated_text(item[1])
+        if size >= target:
+            tasks.append(cur)
+            cur, size = [], 0
+    if cur:
+        tasks.append(cur)
+    return tasks
+
+
+def _spill_task(index: int, items: list, data_cfg: dict, seed: int, n_buckets: int, spill: str) -> dict:
+    """Read a task's shards; write each document as [order key, id, text] to the spill file of its
+    split and order bucket. Returns the shards' manifest entries and per split the documents,
+    characters and spill files written."""
+    handles: dict[tuple[str, int], object] = {}
+    out = {"files": [], **{s: {"documents": 0, "characters": 0} for s in SPLITS}}
+    try:
+        for name, path in items:
+            stats = shards.ShardStats(name, shards.describe(*shards.shard_format(path)))
+            n = 0
+            for d in shard_documents(name, path, data_cfg, stats):
+                if not d.text.strip():
+                    continue
+                n += 1
+                stats.characters += len(d.text)
+                split = "validation" if held_out(d.doc_id, data_cfg["validation_fraction"]) else "train"
+                key = order_key(d.doc_id, seed)
+                b = min(int(key * n_buckets), n_buckets - 1)
+                f = handles.get((split, b))
+                if f is None:
+                    f = handles[(split, b)] = open(os.path.join(spill, f"{split}-{b:03d}-{index:06d}.jsonl"), "w")
+                f.write(json.dumps([key, d.doc_id, d.text]) + "\n")
+                out[split]["documents"] += 1
+                out[split]["characters"] += len(d.text)
+            _check_not_empty(data_cfg, path, range(n))
+            stats.documents = n
+            out["files"].append(stats.entry())
+    finally:
+        for f in handles.values():
+            f.close()
+    return out
+
+
+def _run_tasks(tasks: list, data_cfg: dict, seed: int, n_buckets: int, spill: str, workers: int) -> list[dict]:
+    args = [(i, t, data_cfg, seed, n_buckets, spill) for i, t in enumerate(tasks)]
+    if workers <= 1 or len(tasks) <= 1:
+        return [_spill_task(*a) for a in args]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_spill_task, *zip(*args)))
+
+
+def _merge(spill: str, split: str, n_buckets: int, out_path: str) -> None:
+    """The split's documents in order: bucket by bucket (key ranges), each sorted by (key, id)."""
+    names = sorted(os.listdir(spill))
+    with atomic_path(out_path) as tmp, open(tmp, "w") as out:
+        for b in range(n_buckets):
+            prefix = f"{split}-{b:03d}-"
+            rows = []
+            for name in names:
+                if name.startswith(prefix):
+                    with open(os.path.join(spill, name)) as f:
+                        rows.extend(json.loads(line) for line in f)
+            rows.sort(key=lambda r: (r[0], r[1]))
+            for _, doc_id, text in rows:
+                out.write(json.dumps({"id": doc_id, "text": text}) + "\n")
+
+
+def prepare_corpus(config: dict, out_dir: str, workers: int = 1) -> dict:
+    """Write train.jsonl, validation.jsonl and manifest.json of the corpus into `out_dir`.
+
+    Streams: shards are read in chunks (`workers` processes at once), each document goes to a spill
+    file of its split and order bucket, and each split is written bucket by bucket, so memory holds
+    one bucket (BUCKET_BYTES of text), not the corpus. The output is the same whatever `workers`."""
     data_cfg = config["data"]
-    docs, files = collect_documents(data_cfg)
-    train, val = split_documents(docs, data_cfg["validation_fraction"], config["seed"])
-    if not train or not val:
-        raise ValueError(
-            f"the corpus has {len(docs)} documents: too few to hold out "
-            f"data.validation_fraction={data_cfg['validation_fraction']} and still train"
-        )
+    seed = config["seed"]
     os.makedirs(out_dir, exist_ok=True)
-    for name, split in (("train", train), ("validation", val)):
-        atomic_write_text(
-            os.path.join(out_dir, f"{name}.jsonl"),
-            "".join(json.dumps({"id": d.doc_id, "text": d.text}) + "\n" for d in split),
-        )
+    if data_cfg["source"] == "synthetic":
+        docs, files = collect_documents(data_cfg)
+        train, val = split_documents(docs, data_cfg["validation_fraction"], seed)
+        _check_splits(len(docs), len(train), len(val), data_cfg)
+        for name, split in (("train", train), ("validation", val)):
+            atomic_write_text(os.path.join(out_dir, f"{name}.jsonl"),
+                              "".join(json.dumps({"id": d.doc_id, "text": d.text}) + "\n" for d in split))
+        counts = {s: {"documents": len(x), "characters": sum(len(d.text) for d in x)} for s, x in zip(SPLITS, (train, val))}
+    else:
+        items = source_shards(data_cfg)
+        total = sum(_estimated_text(p) for _, p in items)
+        n_buckets = max(1, min(MAX_BUCKETS, -(-total // BUCKET_BYTES)))
+        for stale in glob.glob(os.path.join(out_dir, ".spill-*")):  # a killed job's: nothing to resume from
+            shutil.rmtree(stale, ignore_errors=True)
+        spill = tempfile.mkdtemp(prefix=".spill-", dir=out_dir)
+        try:
+            results = _run_tasks(_tasks(items, workers), data_cfg, seed, n_buckets, spill, workers)
+            files = [f for r in results for f in r["files"]]
+            counts = {s: {k: sum(r[s][k] for r in results) for k in ("documents", "characters")} for s in SPLITS}
+            n = counts["train"]["documents"] + counts["validation"]["documents"]
+            if n == 0:
+                raise ValueError("the corpus is empty: no document with any text (check data.source / data.files)")
+            _check_splits(n, counts["train"]["documents"], counts["validation"]["documents"], data_cfg)
+            for split in SPLITS:
+                _merge(spill, split, n_buckets, os.path.join(out_dir, f"{split}.jsonl"))
+        finally:
+            shutil.rmtree(spill, ignore_errors=True)
     manifest = {
         "source": data_cfg["source"],
         "python": sys.version,
         "implementation": platform.python_implementation(),
         "stdlib": sysconfig.get_paths()["stdlib"] if data_cfg["source"] == "stdlib" else None,
         "files": files,
-        "documents": {"train": len(train), "validation": len(val)},
-        "characters": {"train": sum(len(d.text) for d in train), "validation": sum(len(d.text) for d in val)},
+        "documents": {s: counts[s]["documents"] for s in SPLITS},
+        "characters": {s: counts[s]["characters"] for s in SPLITS},
+        "held_out": f"a document whose sha256('split:' + id) falls below data.validation_fraction "
+                    f"({data_cfg['validation_fraction']}); ids are the file's name, then its line or row",
+        "skipped": {k: sum(f.get(k, 0) for f in files) for k in ("replaced_bytes", "empty_records")},
         "corpus_sha256": sha256_bytes("".join(f["sha256"] for f in files).encode()),
     }
     if data_cfg["source"] == "synthetic":  # its parameters, seed and exact entropies (nats per symbol)
@@ -228,6 +378,14 @@ def prepare_corpus(config: dict, out_dir: str) -> dict:
         manifest["corpus_sha256"] = sha256_bytes("".join(d.text for d in docs).encode())
     atomic_write_json(os.path.join(out_dir, "manifest.json"), manifest)
     return manifest
+
+
+def _check_splits(n: int, n_train: int, n_val: int, data_cfg: dict) -> None:
+    if not n_train or not n_val:
+        raise ValueError(
+            f"the corpus has {n} documents: too few to hold out "
+            f"data.validation_fraction={data_cfg['validation_fraction']} and still train"
+        )
 
 
 def read_jsonl(path: str) -> Iterator[dict]:

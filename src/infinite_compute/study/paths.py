@@ -17,8 +17,9 @@ CORPUS_TRAIN = f"{CORPUS}/train.jsonl"
 CORPUS_VALIDATION = f"{CORPUS}/validation.jsonl"
 CORPUS_MANIFEST = f"{CORPUS}/manifest.json"
 TOKENIZER = f"{DATA}/tokenizer"
-TOKENS_TRAIN = f"{DATA}/tokens/train.npz"
-TOKENS_VALIDATION = f"{DATA}/tokens/validation.npz"
+# token streams: directories of tokens.npy and offsets.npy, memory-mapped (data/tokens.py)
+TOKENS_TRAIN = f"{DATA}/tokens/train"
+TOKENS_VALIDATION = f"{DATA}/tokens/validation"
 CACHE = f"{DATA}/cache/{{name}}"  # a levanter cache: d<budget>, distill-<name>, math-d<budget>
 BUDGET_CACHE = f"{DATA}/cache/d{{budget}}"
 DISTILL_CACHE = f"{DATA}/cache/distill-{{name}}"
