@@ -7,7 +7,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from infinite_compute.cli.pool import start_for_snakemake as start_warm_workers
 from infinite_compute.data.benchmarks import ITEM_KEYS as BENCHMARK_ITEM_KEYS
-from infinite_compute.data.corpus import check_local_files
+from infinite_compute.data.corpus import check_local_files, check_shards
 from infinite_compute.data.tokenizer import check_hf_base
 from infinite_compute.outputs.figures import FIGURES, caption as figure_caption
 from infinite_compute.outputs.results import OPTIONAL_TABLES, TABLES
@@ -34,6 +34,8 @@ onstart:
         # Local corpus files that are missing, empty or too small for the token budgets fail here,
         # before the first job. A dry run skips this: it shows the DAG anywhere, the paper's included.
         check_local_files(config["data"])
+        if PLAN.cpt and config["cpt"].get("files"):  # a real math corpus: its local shards, sniffed alike
+            check_shards(config["cpt"]["files"], config["data"], "cpt.files")
         # A CPT base from a Hugging Face directory: its files, a Llama config, a tokenizer with an EOS.
         if PLAN.cpt and PLAN.cpt.base_hf:
             check_hf_base(config["cpt"]["base"])

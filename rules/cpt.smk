@@ -50,10 +50,11 @@ rule math_tokens:
         validation=rules.math_corpus.output.validation,
         tokenizer=cpt_tokenizer_files,
     output:
-        train=paths.MATH_TOKENS_TRAIN,
-        validation=paths.MATH_TOKENS_VALIDATION,
+        train=directory(paths.MATH_TOKENS_TRAIN),
+        validation=directory(paths.MATH_TOKENS_VALIDATION),
     log:
         "logs/cpt/math_tokens.log",
+    threads: config["resources"]["data_workers"]
     conda:
         "../envs/study.yaml"
     params:
@@ -62,7 +63,7 @@ rule math_tokens:
     shell:
         "python -m infinite_compute tokenize --train {input.train} --validation {input.validation} "
         "--tokenizer {params.tokenizer:q} --train-tokens {params.train_tokens} --validation-tokens 0 "
-        "--out-train {output.train} --out-validation {output.validation} > {log} 2>&1"
+        "--out-train {output.train} --out-validation {output.validation} --workers {threads} > {log} 2>&1"
 
 
 rule math_cache:

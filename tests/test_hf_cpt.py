@@ -159,7 +159,7 @@ def test_the_cpt_stage_runs_from_a_tiny_hf_llama(tiny_llama, tmp_path):
     from infinite_compute.data.tokens import read_token_stream
 
     tok = load_tokenizer(tiny_llama)
-    stream, offsets = read_token_stream(os.path.join(wd, "results", "data", "math", "tokens", "train.npz"))
+    stream, offsets = read_token_stream(os.path.join(wd, "results", "data", "math", "tokens", "train"))
     assert stream.max() < len(tok) and (stream[offsets[:-1][offsets[:-1] < len(stream)]] == tok.bos_token_id).all()
     # each CPT model is the base's architecture, trained on from its weights
     base = json.load(open(os.path.join(tiny_llama, "config.json")))

@@ -121,6 +121,24 @@ def matching_files(patterns: list[str]) -> list[str]:
     return sorted(dict.fromkeys(paths))
 
 
+def check_shards(patterns: list[str], data_cfg: dict, key: str) -> tuple[list[str], bool]:
+    """The local files of `patterns` (the config key `key`): each matches, the whole is not empty,
+    and each is sniffed (shards.sniff). Returns them, and whether URLs follow (read by the job)."""
+    first_remote = next((i for i, p in enumerate(patterns) if "://" in p and not p.startswith("file://")), len(patterns))
+    local = [p.removeprefix("file://") for p in patterns[:first_remote]]
+    try:
+        paths = [p for p in matching_files(local) if os.path.isfile(p)] if local else []
+    except (FileNotFoundError, ValueError) as e:
+        raise type(e)(str(e).replace("data.files", key)) from None
+    remote = first_remote < len(patterns)
+    if not remote and sum(os.path.getsize(p) for p in paths) < (1 << 20) and not any(
+            open(p, "rb").read().strip() for p in paths):
+        raise ConfigError(key, f"the corpus is empty: {len(paths)} file(s) with no text ({paths[:3]})")
+    for path in paths:
+        shards.sniff(path, data_cfg)
+    return paths, remote
+
+
 def check_local_files(data_cfg: dict) -> None:
     """Before any job runs (the Snakefile calls this): every local pattern of `data.files` matches a
     file, each file's first bytes are text in the form its name declares (shards.sniff), and
@@ -131,16 +149,8 @@ def check_local_files(data_cfg: dict) -> None:
     ShardError naming the file; URLs and buckets are checked by the corpus job, which reads them."""
     if data_cfg["source"] != "files":
         return
-    pats = data_cfg["files"]
-    first_remote = next((i for i, p in enumerate(pats) if "://" in p and not p.startswith("file://")), len(pats))
-    local = [p.removeprefix("file://") for p in pats[:first_remote]]
-    paths = [p for p in matching_files(local) if os.path.isfile(p)] if local else []
-    if first_remote == len(pats) and sum(os.path.getsize(p) for p in paths) < (1 << 20) and not any(
-            open(p, "rb").read().strip() for p in paths):
-        raise ConfigError("data.files", f"the corpus is empty: {len(paths)} file(s) with no text ({paths[:3]})")
-    for path in paths:
-        shards.sniff(path, data_cfg)
-    if first_remote < len(pats):  # a bucket: the corpus job, which reads it, checks it and the rest
+    paths, remote = check_shards(data_cfg["files"], data_cfg, "data.files")
+    if remote:  # a bucket: the corpus job, which reads it, checks it and the rest
         return
     if any(shards.shard_format(p)[0] == "parquet" or shards.shard_format(p)[1] for p in paths):
         return  # compressed: the bound below does not hold
@@ -186,20 +196,28 @@ def shard_documents(name: str, path: str, data_cfg: dict, stats: shards.ShardSta
         yield from (split_long(doc_id, text, max_chars) if isinstance(text, str) else split_lines(doc_id, text, max_chars))
 
 
-def collect_documents(data_cfg: dict) -> tuple[list[Document], list[dict]]:
-    """The corpus's documents in memory, and the manifest entries of the files they came from: for
-    small corpora (the math corpus, tests); prepare_corpus streams instead."""
+def iter_documents(data_cfg: dict, files: list[dict]) -> Iterator[Document]:
+    """The corpus's documents in file order, streamed; each shard's manifest entry is appended to
+    `files` once the shard has been read."""
     if data_cfg["source"] == "synthetic":  # generated: no files, the manifest records the source instead
-        docs = [Document(doc_id, text) for doc_id, text in synthetic.documents(data_cfg["synthetic"])]
-        return [d for d in docs if d.text.strip()], []
-    docs, files = [], []
+        yield from (Document(doc_id, text) for doc_id, text in synthetic.documents(data_cfg["synthetic"]) if text.strip())
+        return
     for name, path in source_shards(data_cfg):
         stats = shards.ShardStats(name, shards.describe(*shards.shard_format(path)))
-        got = [d for d in shard_documents(name, path, data_cfg, stats) if d.text.strip()]
-        _check_not_empty(data_cfg, path, got)
-        stats.documents, stats.characters = len(got), sum(len(d.text) for d in got)
-        docs.extend(got)
+        for d in shard_documents(name, path, data_cfg, stats):
+            if d.text.strip():
+                stats.documents += 1
+                stats.characters += len(d.text)
+                yield d
+        _check_not_empty(data_cfg, path, range(stats.documents))
         files.append(stats.entry())
+
+
+def collect_documents(data_cfg: dict) -> tuple[list[Document], list[dict]]:
+    """The corpus's documents in memory, and the manifest entries of the files they came from: for
+    small corpora (tests, the synthetic source); prepare_corpus streams instead."""
+    files: list[dict] = []
+    docs = list(iter_documents(data_cfg, files))
     if not docs:
         raise ValueError("the corpus is empty: no document with any text (check data.source / data.files)")
     return docs, files

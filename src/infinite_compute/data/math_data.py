@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from ..runtime.io import atomic_dir, atomic_write_json
 from ..study.tasks import MATH_CHOICE
-from .corpus import collect_documents, stable_unit
+from .corpus import Document, iter_documents, stable_unit
+from .shards import ShardError
 
 KINDS = ("add", "sub", "mul", "buy", "share", "rate")
 _NAMES = ("Ada", "Ben", "Chen", "Dara", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lena")
@@ -116,27 +117,31 @@ def write_corpus(params: dict, out_dir: str) -> dict:
     train, held = generate(params["seed"], 0 if files else params["train"], params["held_out"],
                            params["held_out_fraction"])
     k = params["per_document"]
-    if files:  # a real math corpus (e.g. MegaMath shards): its text replaces the generated problems
-        try:
-            docs, manifest = collect_documents({**params["data"], "source": "files", "files": files})
-        except (FileNotFoundError, ValueError) as e:
-            raise type(e)(str(e).replace("data.files", "cpt.files")) from None
-        train_docs = [{"id": d.doc_id, "text": d.text} for d in docs]
+    manifest: list[dict] = []
+    if files:  # a real math corpus (e.g. MegaMath shards): its text replaces the generated problems,
+        # streamed shard by shard in file order (the CPT budgets are prefixes of it)
+        train_docs = iter_documents({**params["data"], "source": "files", "files": files}, manifest)
     else:
-        manifest = []
-        train_docs = [{"id": f"math-{i // k}", "text": "".join(p.text() for p in train[i : i + k])}
-                      for i in range(0, len(train), k)]
+        train_docs = (Document(f"math-{i // k}", "".join(p.text() for p in train[i : i + k]))
+                      for i in range(0, len(train), k))
+    n_train = 0
     with atomic_dir(out_dir) as tmp:
         with open(os.path.join(tmp, "train.jsonl"), "w") as f:
-            for d in train_docs:
-                f.write(json.dumps(d) + "\n")
+            try:
+                for d in train_docs:
+                    f.write(json.dumps({"id": d.doc_id, "text": d.text}) + "\n")
+                    n_train += 1
+            except ShardError:
+                raise  # it names the file
+            except (FileNotFoundError, ValueError) as e:  # a key of the math corpus is cpt.files
+                raise type(e)(str(e).replace("data.files", "cpt.files")) from None
         with open(os.path.join(tmp, "validation.jsonl"), "w") as f:
             for i, p in enumerate(held):
                 f.write(json.dumps({"id": f"held-{i}", "text": p.text()}) + "\n")
         with open(os.path.join(tmp, "held_out.jsonl"), "w") as f:
             for p in held:
                 f.write(json.dumps({"kind": p.kind, "question": p.question, "answer": p.answer}) + "\n")
-        info = {"params": params, "train_documents": len(train_docs), "files": manifest,
+        info = {"params": params, "train_documents": n_train, "files": manifest,
                 "train_problems": 0 if manifest else len(train), "held_out_problems": len(held),
                 "kinds": {kd: sum(p.kind == kd for p in train) for kd in KINDS}}
         atomic_write_json(os.path.join(tmp, "info.json"), info)

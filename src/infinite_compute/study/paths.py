@@ -35,8 +35,8 @@ MATH_TRAIN = f"{MATH}/corpus/train.jsonl"
 MATH_VALIDATION = f"{MATH}/corpus/validation.jsonl"
 MATH_HELD_OUT = f"{MATH}/corpus/held_out.jsonl"
 MATH_INFO = f"{MATH}/corpus/info.json"
-MATH_TOKENS_TRAIN = f"{MATH}/tokens/train.npz"
-MATH_TOKENS_VALIDATION = f"{MATH}/tokens/validation.npz"
+MATH_TOKENS_TRAIN = f"{MATH}/tokens/train"  # token streams, as TOKENS_TRAIN
+MATH_TOKENS_VALIDATION = f"{MATH}/tokens/validation"
 MATH_CHOICE_ITEMS = f"{MATH}/benchmark.jsonl"  # cpt.tasks' local items (heldout_math_choice)
 CPT_REQUESTS = f"{MATH}/benchmark_requests.json"  # what lm-eval asks of each CPT model on cpt.tasks
 
