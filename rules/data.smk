@@ -120,9 +120,11 @@ rule benchmark_items:
     params:
         benchmark=json.dumps({k: config["benchmark"][k] for k in BENCHMARK_ITEM_KEYS}, sort_keys=True),
         seed=config["seed"],
+        # held out by source: its pieces join back into whole files, whatever max_document_chars cuts
+        whole="--whole" if config["data"]["held_out_by"] == "source" else "",
     shell:
         "python -m infinite_compute benchmark-items --validation {input} --params {params.benchmark:q} "
-        "--seed {params.seed} --out {output.questions} --tasks-dir {output.tasks} > {log} 2>&1"
+        "--seed {params.seed} --out {output.questions} --tasks-dir {output.tasks} {params.whole} > {log} 2>&1"
 
 
 rule benchmark_requests:

@@ -113,3 +113,32 @@ def test_corpus_files_may_be_urls(tmp_path):
     remote, manifest = corpus.collect_documents({**cfg, "files": [f"file://{tmp_path}/shard-*.jsonl"]})
     assert [d.text for d in remote] == [d.text for d in local] and len(remote) == 6
     assert all(f["path"].startswith("file://") for f in manifest)
+
+
+def test_held_out_by_source_keeps_every_piece_of_a_file_on_one_side_whatever_the_cut(tmp_path):
+    """data.held_out_by: source. The held-out text, joined back into whole files, is the same at any
+    data.max_document_chars, and so are the benchmark items built from it; no piece of a held-out
+    file is trained on."""
+    from infinite_compute.data.benchmarks import build_local_items, whole_documents
+
+    val = {}
+    for chars in (512, 8000):
+        cfg = {"data": {"source": "stdlib", "files": [], "text_field": "text", "max_document_chars": chars,
+                        "validation_fraction": 0.05, "held_out_by": "source"}, "seed": 0}
+        corpus.prepare_corpus(cfg, str(tmp_path / str(chars)))
+        train = {corpus.source_id(r["id"]) for r in corpus.read_jsonl(str(tmp_path / str(chars) / "train.jsonl"))}
+        held = list(corpus.read_jsonl(str(tmp_path / str(chars) / "validation.jsonl")))
+        assert not train & {corpus.source_id(r["id"]) for r in held}
+        val[chars] = sorted((d["id"], d["text"]) for d in whole_documents(held))
+    assert val[512] == val[8000] and len(val[512]) > 30
+    files = dict(corpus.stdlib_sources())
+    name, text = next((n, t) for n, t in val[512] if n in files and len(t) > 5000)
+    assert text == open(files[name], encoding="utf-8").read()  # a held-out file, whole again
+    kw = dict(tasks=["heldout_next_line", "heldout_minimal_pairs"], items=200, choices=4, context_lines=3,
+              min_line_chars=20, seed=0)
+    docs = {c: [{"id": i, "text": t} for i, t in v] for c, v in val.items()}
+    assert build_local_items(docs[512], **kw) == build_local_items(docs[8000], **kw)
+    # by piece (the default), a file's pieces fall on both sides
+    pieces = [d for d in corpus.split_long("f.py", "x = 1\n" * 2000, 512)]
+    assert len({corpus.held_out(d.doc_id, 0.5) for d in pieces}) == 2
+    assert len({corpus.held_out(d.doc_id, 0.5, "source") for d in pieces}) == 1

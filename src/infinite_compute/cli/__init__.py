@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str, tuple]] = {
                                       ("--workers", {"type": int, "default": 1}))),
     "cache": ("data", "cache", ("--train", "--validation", "--tokenizer", ("--budget", {"type": int}), "--out")),
     "benchmark-items": ("data", "benchmark_items", ("--validation", "--params", ("--seed", {"type": int}), "--out",
-                                                    "--tasks-dir")),
+                                                    "--tasks-dir", ("--whole", {"action": "store_true"}))),
     "benchmark-requests": ("data", "benchmark_requests", ("--items", "--settings", "--out")),
     "train": ("train", "train", ("--spec", "--cache", "--tokenizer", "--out", "--checkpoints", "--settings",
                                  ("--init-from", {"required": False, "default": None}))),

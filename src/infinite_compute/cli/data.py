@@ -48,6 +48,8 @@ def cmd_cache(a) -> None:
 def cmd_benchmark_items(a) -> None:
     params = json.loads(a.params)
     docs = list(corpus.read_jsonl(a.validation))
+    if a.whole:  # every piece of a held-out source is held out (data.held_out_by: source): join them
+        docs = benchmarks.whole_documents(docs)
     items = benchmarks.build_local_items(docs, seed=a.seed, **{k: params[k] for k in benchmarks.ITEM_KEYS})
     benchmarks.write_items(items, a.out)
     lm_harness.write_local_tasks(a.out, a.tasks_dir)

@@ -16,6 +16,7 @@ YAML over each task's items). Every item carries its task's name.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -28,6 +29,26 @@ ITEM_KEYS = ("tasks", "items", "choices", "context_lines", "min_line_chars")
 
 def _lines(text: str, min_chars: int) -> list[str]:
     return [ln for ln in text.splitlines() if len(ln.strip()) >= min_chars]
+
+
+def whole_documents(documents: list[dict]) -> list[dict]:
+    """Held-out pieces joined back into the documents they were cut from (`<id>#<k>`, in k order;
+    split_long cuts at line ends, so the join is the source text): a benchmark's items then do not
+    depend on how finely the corpus is cut. Only for a corpus held out by source (data.held_out_by),
+    where every piece of a held-out source is there."""
+    groups: dict[str, list[tuple[int, str]]] = {}
+    order: list[str] = []
+    for d in documents:
+        m = _PIECE.search(d["id"])
+        src, k = (d["id"][: m.start()], int(m.group(1))) if m else (d["id"], -1)
+        if src not in groups:
+            groups[src] = []
+            order.append(src)
+        groups[src].append((k, d["text"]))
+    return [{"id": src, "text": "".join(t for _, t in sorted(groups[src]))} for src in order]
+
+
+_PIECE = re.compile(r"#(\d+)$")
 
 
 def build_local_items(documents: list[dict], *, tasks: list[str], seed: int, **params) -> list[dict]:

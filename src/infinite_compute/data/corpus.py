@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import sysconfig
@@ -228,21 +229,31 @@ def _check_not_empty(data_cfg: dict, path: str, docs) -> None:
         raise shards.ShardError(path, "the whole file", "no document with any text (an empty shard)")
 
 
-def held_out(doc_id: str, validation_fraction: float) -> bool:
+_PIECE = re.compile(r"#\d+$")
+
+
+def source_id(doc_id: str) -> str:
+    """The id of the document a piece was cut from (split_long names pieces `<id>#<k>`)."""
+    return _PIECE.sub("", doc_id)
+
+
+def held_out(doc_id: str, validation_fraction: float, by: str = "piece") -> bool:
     """Whether a document is held out: a stable function of its id alone, whatever the order of the
-    shards or the number of workers."""
-    return stable_unit(f"split:{doc_id}") < validation_fraction
+    shards or the number of workers. `by` (data.held_out_by) is `piece`, each piece on its own, or
+    `source`, every piece of one source document (a file, a JSON line, a row) on the same side, so
+    that no held-out text was seen in training whatever data.max_document_chars cuts."""
+    return stable_unit(f"split:{source_id(doc_id) if by == 'source' else doc_id}") < validation_fraction
 
 
 def order_key(doc_id: str, seed: int) -> float:
     return stable_unit(f"order:{seed}:{doc_id}")
 
 
-def split_documents(docs: list[Document], validation_fraction: float, seed: int) -> tuple[list, list]:
-    """Held-out documents by a stable hash of their id; each split ordered by a seeded hash."""
+def split_documents(docs: list[Document], validation_fraction: float, seed: int, by: str = "piece") -> tuple[list, list]:
+    """Held-out documents by a stable hash of their id (held_out); each split ordered by a seeded hash."""
     train, val = [], []
     for d in docs:
-        (val if held_out(d.doc_id, validation_fraction) else train).append(d)
+        (val if held_out(d.doc_id, validation_fraction, by) else train).append(d)
     order = lambda d: (order_key(d.doc_id, seed), d.doc_id)  # noqa: E731
     return sorted(train, key=order), sorted(val, key=order)
 
@@ -297,7 +308,8 @@ def _spill_task(index: int, items: list, data_cfg: dict, seed: int, n_buckets: i
                     continue
                 n += 1
                 stats.characters += len(d.text)
-                split = "validation" if held_out(d.doc_id, data_cfg["validation_fraction"]) else "train"
+                split = ("validation" if held_out(d.doc_id, data_cfg["validation_fraction"], data_cfg.get("held_out_by", "piece"))
+                         else "train")
                 key = order_key(d.doc_id, seed)
                 b = min(int(key * n_buckets), n_buckets - 1)
                 f = handles.get((split, b))
@@ -353,7 +365,7 @@ def prepare_corpus(config: dict, out_dir: str, workers: int = 1) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     if data_cfg["source"] == "synthetic":
         docs, files = collect_documents(data_cfg)
-        train, val = split_documents(docs, data_cfg["validation_fraction"], seed)
+        train, val = split_documents(docs, data_cfg["validation_fraction"], seed, data_cfg.get("held_out_by", "piece"))
         _check_splits(len(docs), len(train), len(val), data_cfg)
         for name, split in (("train", train), ("validation", val)):
             atomic_write_text(os.path.join(out_dir, f"{name}.jsonl"),
@@ -387,7 +399,8 @@ def prepare_corpus(config: dict, out_dir: str, workers: int = 1) -> dict:
         "documents": {s: counts[s]["documents"] for s in SPLITS},
         "characters": {s: counts[s]["characters"] for s in SPLITS},
         "held_out": f"a document whose sha256('split:' + id) falls below data.validation_fraction "
-                    f"({data_cfg['validation_fraction']}); ids are the file's name, then its line or row",
+                    f"({data_cfg['validation_fraction']}); ids are the file's name, then its line or row; by "
+                    f"{data_cfg.get('held_out_by', 'piece')} (data.held_out_by)",
         "skipped": {k: sum(f.get(k, 0) for f in files) for k in ("replaced_bytes", "empty_records")},
         "corpus_sha256": sha256_bytes("".join(f["sha256"] for f in files).encode()),
     }
