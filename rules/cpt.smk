@@ -54,9 +54,9 @@ rule math_tokens:
         validation=directory(paths.MATH_TOKENS_VALIDATION),
     log:
         "logs/cpt/math_tokens.log",
-    threads: config["resources"]["data_workers"]
     conda:
         "../envs/study.yaml"
+    threads: config["resources"]["data_workers"]
     params:
         train_tokens=lambda wc: max(PLAN.cpt.scaling),
         tokenizer=cpt_tokenizer,

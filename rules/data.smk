@@ -5,9 +5,9 @@ rule prepare_corpus:
         manifest=paths.CORPUS_MANIFEST,
     log:
         "logs/data/prepare_corpus.log",
-    threads: config["resources"]["data_workers"]
     conda:
         "../envs/study.yaml"
+    threads: config["resources"]["data_workers"]
     params:
         data=json.dumps(config["data"], sort_keys=True),
         seed=config["seed"],
@@ -76,9 +76,9 @@ rule tokenize_corpus:
         validation=directory(paths.TOKENS_VALIDATION),
     log:
         "logs/data/tokenize_corpus.log",
-    threads: config["resources"]["data_workers"]
     conda:
         "../envs/study.yaml"
+    threads: config["resources"]["data_workers"]
     params:
         train_tokens=max(PLAN.token_budgets),
         validation_tokens=config["data"]["validation_tokens"],

@@ -2,7 +2,7 @@
 the checkpoint folder of a spec, the step records a run logs and a resumed run keeps, the metrics
 summary written to metrics.json, the run's AdamW, and the publication of a finished run's outputs.
 
-A run's outputs (DESIGN.md): <out>/spec.json, <out>/hf/ (HF export: config.json, model.safetensors,
+A run's outputs (docs/internals.md): <out>/spec.json, <out>/hf/ (HF export: config.json, model.safetensors,
 tokenizer) and <out>/metrics.json. Its resumable state lives in <checkpoints>/<run id>-<spec hash>,
 outside the declared outputs, so an edited spec never resumes a stale run.
 """

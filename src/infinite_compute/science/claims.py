@@ -1,4 +1,4 @@
-"""The claims scorecard: the study's verdict on each claim of the paper (DESIGN.md's claims 1-7),
+"""The claims scorecard: the study's verdict on each claim of the paper (claims 1-7, in words in docs/scorecard.md),
 computed from the result tables only.
 
 Each claim gets the quantities it was judged on, the criterion, and a verdict: `reproduced`,

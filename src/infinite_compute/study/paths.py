@@ -40,7 +40,7 @@ MATH_TOKENS_VALIDATION = f"{MATH}/tokens/validation"
 MATH_CHOICE_ITEMS = f"{MATH}/benchmark.jsonl"  # cpt.tasks' local items (heldout_math_choice)
 CPT_REQUESTS = f"{MATH}/benchmark_requests.json"  # what lm-eval asks of each CPT model on cpt.tasks
 
-# a trained model (DESIGN.md: spec.json, the HF export, metrics.json, nothing else) and its evaluation
+# a trained model (docs/internals.md: spec.json, the HF export, metrics.json, nothing else) and its evaluation
 MODEL = f"{RESULTS}/models/{{run}}"
 MODEL_SPEC = f"{MODEL}/spec.json"
 MODEL_HF = f"{MODEL}/hf"
