@@ -18,17 +18,18 @@ from ..runtime.env import hide_lm_eval, set_job_defaults
 
 # name -> (module of cli, its function, the arguments: a flag, or (flag, argparse keywords))
 COMMANDS: dict[str, tuple[str, str, tuple]] = {
-    "corpus": ("data", "corpus", ("--data", ("--seed", {"type": int}), "--out", ("--workers", {"type": int, "default": 1}))),
+    "corpus": ("data", "corpus", ("--data", ("--seed", {"type": int}), "--out",
+                                  ("--workers", {"type": int, "default": 1, "required": False}))),
     "tokenizer": ("data", "tokenizer", ("--train", ("--vocab-size", {"type": int}), ("--training-chars", {"type": int}),
                                         "--out")),
     "copy-tokenizer": ("data", "copy_tokenizer", ("--path", "--out")),
     "word-tokenizer": ("data", "word_tokenizer", ("--manifest", "--out")),
     "tokenize": ("data", "tokenize", ("--train", "--validation", "--tokenizer", ("--train-tokens", {"type": int}),
                                       ("--validation-tokens", {"type": int}), "--out-train", "--out-validation",
-                                      ("--workers", {"type": int, "default": 1}))),
+                                      ("--workers", {"type": int, "default": 1, "required": False}))),
     "cache": ("data", "cache", ("--train", "--validation", "--tokenizer", ("--budget", {"type": int}), "--out")),
     "benchmark-items": ("data", "benchmark_items", ("--validation", "--params", ("--seed", {"type": int}), "--out",
-                                                    "--tasks-dir", ("--whole", {"action": "store_true"}))),
+                                                    "--tasks-dir", ("--whole", {"action": "store_true", "required": False}))),
     "benchmark-requests": ("data", "benchmark_requests", ("--items", "--settings", "--out")),
     "train": ("train", "train", ("--spec", "--cache", "--tokenizer", "--out", "--checkpoints", "--settings",
                                  ("--init-from", {"required": False, "default": None}))),
