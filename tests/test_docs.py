@@ -1,0 +1,196 @@
+"""What can be checked about the documentation (issue 31): its relative links and their anchors resolve,
+the figures and tables it names are ones the workflow draws and writes, and the configs it lists
+validate against the schema and plan. In process, no Snakemake run: a few seconds."""
+
+import copy
+import glob
+import os
+import re
+
+import pytest
+import yaml
+from conftest import ROOT
+from snakemake.utils import update_config, validate
+
+SCHEMA = os.path.join(ROOT, "schemas", "config.schema.yaml")
+
+
+def _docs() -> list[str]:
+    files = ["README.md", "figures/README.md"]
+    for pattern in ("docs/*.md", "bench/*.md"):
+        files += sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
+    return [f for f in files if os.path.exists(os.path.join(ROOT, f))]
+
+
+DOCS = _docs()
+_FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
+_CODE = re.compile(r"`(?:[^`\n]|\n(?![ \t]*\n))*`")  # inline code, which may wrap but not span a paragraph
+# [text](target) and ![alt](target), the target up to a space (a title) or the closing parenthesis
+_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_REF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s.*)?$", re.M)
+
+
+def _text(path: str) -> str:
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        return f.read()
+
+
+def _prose(text: str) -> str:
+    """The text without fenced code blocks and inline code, where brackets are not links."""
+    return _CODE.sub("", _FENCE.sub("", text))
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: markup dropped, lowercase, punctuation but '-' and '_' dropped,
+    spaces to '-'."""
+    h = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link in a heading: its text
+    h = h.replace("`", "").replace("*", "").strip().lower()
+    h = re.sub(r"[^\w\- ]", "", h)
+    return h.replace(" ", "-")
+
+
+def anchors(path: str) -> set[str]:
+    """Every heading's anchor in a Markdown file, repeats numbered -1, -2, ... as GitHub does."""
+    seen: dict[str, int] = {}
+    out = set()
+    for line in _FENCE.sub("", _text(path)).splitlines():
+        m = re.match(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not m:
+            continue
+        s = slug(m.group(1))
+        n = seen.get(s, 0)
+        seen[s] = n + 1
+        out.add(s if n == 0 else f"{s}-{n}")
+    for m in re.finditer(r"<a\s+(?:name|id)=\"([^\"]+)\"", _text(path)):  # explicit anchors
+        out.add(m.group(1))
+    return out
+
+
+def links(path: str) -> list[str]:
+    prose = _prose(_text(path))
+    return [m.group(1) for m in _LINK.finditer(prose)] + [m.group(1) for m in _REF.finditer(prose)]
+
+
+def broken_links(path: str) -> list[str]:
+    bad = []
+    for target in links(path):
+        if re.match(r"^(https?:|mailto:|ftp:)", target, re.I):
+            continue
+        file_part, _, anchor = target.partition("#")
+        if file_part:
+            resolved = os.path.normpath(os.path.join(ROOT, os.path.dirname(path), file_part))
+        else:
+            resolved = os.path.join(ROOT, path)  # #anchor: this file
+        if os.path.commonpath([resolved, ROOT]) != ROOT:
+            bad.append(f"{path}: {target} (outside the repository)")
+        elif not os.path.exists(resolved):
+            bad.append(f"{path}: {target} (no such file)")
+        elif anchor and resolved.endswith(".md") and anchor not in anchors(os.path.relpath(resolved, ROOT)):
+            bad.append(f"{path}: {target} (no heading #{anchor} in {os.path.relpath(resolved, ROOT)})")
+    return bad
+
+
+def test_slug_follows_github():
+    assert slug("The default study (config.yaml)") == "the-default-study-configyaml"
+    assert slug("Importing runs from W&B") == "importing-runs-from-wb"
+    assert slug("The synthetic study: a corpus of known entropy") == "the-synthetic-study-a-corpus-of-known-entropy"
+    assert slug("`snakemake` and *you*") == "snakemake-and-you"
+
+
+def test_every_relative_link_resolves():
+    assert "README.md" in DOCS and any(d.startswith("docs/") for d in DOCS)
+    bad = [b for d in DOCS for b in broken_links(d)]
+    assert not bad, f"{len(bad)} broken link(s):\n" + "\n".join(bad)
+
+
+# --- figures and tables named in README.md and docs/*.md ---
+
+NAMED = ["README.md"] + [d for d in DOCS if d.startswith("docs/")]
+
+
+def _named(pattern: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for d in NAMED:
+        for m in re.finditer(pattern, _text(d)):
+            out.setdefault(m.group(1), set()).add(d)
+    return out
+
+
+def test_named_figures_are_registered():
+    from infinite_compute.outputs.figures import FIGURES
+
+    named = _named(r"figures/([A-Za-z0-9_\-]+)\.png")
+    for name, where in _named(r"the `([A-Za-z0-9_\-]+)` figure").items():
+        named.setdefault(name, set()).update(where)
+    assert named, "no figure named in the docs: the patterns no longer match them"
+    bad = sorted(f"{n} (in {', '.join(sorted(w))})" for n, w in named.items() if n not in FIGURES)
+    assert not bad, f"figures the docs name that are not in outputs.figures.FIGURES {FIGURES}:\n" + "\n".join(bad)
+
+
+def test_named_tables_are_written():
+    from infinite_compute.outputs.results import OPTIONAL_TABLES, SCORECARD, TABLES
+
+    kinds = set(TABLES) | set(OPTIONAL_TABLES) | {SCORECARD}
+    named = _named(r"results/([A-Za-z0-9_]+)\.parquet")
+    assert named, "no table named in the docs: the pattern no longer matches them"
+    bad = sorted(f"{n} (in {', '.join(sorted(w))})" for n, w in named.items() if n not in kinds)
+    assert not bad, f"tables the docs name that the workflow does not write ({sorted(kinds)}):\n" + "\n".join(bad)
+
+
+# --- the configs the docs list: validated and planned as `--configfile` layers them ---
+
+# what each config is given after (over config.yaml, which the Snakefile always reads first)
+_OVER = {".test/hf-cpt.yaml": [".test/config.yaml"]}
+
+
+def _listed_configs() -> list[str]:
+    found = set()
+    for d in NAMED:
+        for m in re.finditer(r"(?<![\w/.-])((?:config|\.test)/[\w-]+\.yaml|config\.yaml)", _text(d)):
+            found.add(m.group(1))
+    return sorted(found)
+
+
+CONFIGS = _listed_configs()
+
+
+def _load(path: str) -> dict:
+    with open(os.path.join(ROOT, path)) as f:
+        return yaml.safe_load(f) or {}
+
+
+def test_the_docs_list_the_configs():
+    assert {"config.yaml", ".test/config.yaml", "config/paper.yaml"} <= set(CONFIGS)
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_listed_config_validates_and_plans(path):
+    from infinite_compute.study.plan import build_plan
+
+    assert os.path.exists(os.path.join(ROOT, path)), f"the docs list {path}, which does not exist"
+    config = _load("config.yaml")
+    if path != "config.yaml":
+        for layer in _OVER.get(path, []) + [path]:
+            update_config(config, copy.deepcopy(_load(layer)))
+    validate(config, SCHEMA)  # fills in the schema's defaults, as the Snakefile's validate does
+    plan = build_plan(config)
+    # an import study trains nothing but still plans (rules/common.smk builds the plan for any config)
+    assert plan.models, path
+
+
+def test_speed_references_are_the_docs_numbers():
+    """bench/speed.py's reference times and peaks (bench/speed_reference.json) are the ones its sources state."""
+    import json
+
+    with open(os.path.join(ROOT, "bench", "speed_reference.json")) as f:
+        ref = json.load(f)
+    perf = _text("docs/performance.md")
+    default, smoke = ref["studies"]["default"], ref["studies"]["smoke"]
+    row = next(line for line in perf.splitlines() if f"| {default['time_min']} min |" in line)
+    assert " / ".join(str(p) for p in default["peaks_gflops"]) + " GFLOP/s" in row
+    lo, hi = smoke["time_range_min"]
+    assert f"| {lo}-{hi} min |" in perf and lo <= smoke["time_min"] <= hi
+    assert smoke["peaks_gflops"] == []  # none measured: bench/speed.py calls its estimate rough
+    for e in (default, smoke):
+        assert os.path.exists(os.path.join(ROOT, e["config"]))
+        assert os.path.exists(os.path.join(ROOT, e["source"].split()[0].rstrip(",")))
