@@ -35,6 +35,21 @@ def smoke_config():
     return load_config(os.path.join(ROOT, ".test", "config.yaml"), os.path.join(ROOT, "schemas", "config.schema.yaml"))
 
 
+def worked_example(doc: str, kind: str) -> list[str]:
+    """The fenced code blocks of the worked example `kind` in docs/`doc`: the blocks after its marker
+    (`<!-- worked example: <kind>; ... -->`) up to the next heading, so that a test runs what the page shows."""
+    import re
+
+    with open(os.path.join(ROOT, "docs", doc), encoding="utf-8") as f:
+        text = f.read()
+    start = text.find(f"<!-- worked example: {kind};")
+    assert start >= 0, f"docs/{doc} has no worked example '{kind}'"
+    end = text.find("\n#", start)
+    blocks = re.findall(r"^```\w*\n(.*?)^```", text[start:end if end >= 0 else None], re.M | re.S)
+    assert blocks, f"docs/{doc}'s worked example '{kind}' has no code block"
+    return blocks
+
+
 def raw_smoke_config() -> dict:
     with open(os.path.join(ROOT, ".test", "config.yaml")) as f:
         return yaml.safe_load(f)

@@ -1,5 +1,6 @@
 """The workflow run through Snakemake itself on .test/config.yaml, in a copy of the project."""
 
+import ast
 import base64
 import glob
 import json
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 from clusters import start_pool, wait_for_checkpoint
-from conftest import ROOT
+from conftest import ROOT, worked_example
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -825,6 +826,40 @@ def test_report_has_every_figure(smoke):
     assert "The paper as one standalone HTML page" in html_text(results["paper/paper.html"]["caption"])
     assert "One row per trained model" in html_text(results["results/runs.parquet"]["caption"])
     assert "The outcome of every hyperparameter search cell" in html_text(results["results/tuning.parquet"]["caption"])
+
+
+def test_the_worked_example_figure_draws_from_the_study_tables(smoke, tmp_path):
+    """docs/extending.md's figure, run as the page shows it: its function registers under its name, draws
+    the smoke study's reseed means and selected runs from the tables (a PNG with its points), and its
+    FIGURE_READS entry is a selector provenance parses."""
+    from infinite_compute.outputs import figures, provenance
+    from infinite_compute.outputs.results import read_tables
+
+    code, reads = worked_example("extending.md", "a figure")
+    namespace = {"figure": figures.figure}
+    exec(compile(code, "docs/extending.md", "exec"), namespace)
+    (name,) = set(figures.REGISTRY) - set(figures.FIGURES)
+    try:
+        entry = ast.literal_eval("{" + reads + "}")
+        assert list(entry) == [name]
+        for selector in entry[name]:
+            provenance.parse_selector(selector)
+        tables = read_tables(sorted(glob.glob(os.path.join(smoke, "results", "*.parquet"))))
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots()
+        namespace["fig_winners_curse"](tables, ax, fig)
+        # the markers drawn: every line's finite points, the error bars' own segments aside (collections)
+        points = sorted(y for line in ax.get_lines() for y in line.get_ydata() if np.isfinite(y))
+        plt.close(fig)
+        out = tmp_path / f"{name}.png"
+        figures.draw(name, tables, str(out))
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        reg = tables["tuning"][tables["tuning"]["recipe"] == "regularized"]
+        expected = sorted([*reg["loss"], *reg["loss_mean"].dropna()])
+        assert len(expected) > len(reg) and np.allclose(points, expected)
+    finally:
+        figures.REGISTRY.pop(name, None)
 
 
 @pytest.mark.parametrize(
