@@ -223,3 +223,47 @@ def validate_copy(config: dict) -> dict:
     c = copy.deepcopy(config)
     validate(c, SCHEMA)
     return c
+
+
+# --- every command README shows, and where it is run ---
+
+# (the command as README writes it, without `.venv/bin/`) -> (a file, a text in it): a test or .ci/run
+# that runs it with those arguments, or a page that reports its run with the numbers it gave
+README_COMMANDS = {
+    "python3.11 -m venv .venv": (".ci/run", "python3.11 -m venv .venv"),
+    "pip install -c requirements.lock -e .": (".ci/run", "pip install -q --disable-pip-version-check -c requirements.lock -e ."),
+    "python -m pytest -q tests": (".ci/run", ".venv/bin/python -m pytest -q tests"),
+    "snakemake figures/all --cores all": ("docs/scorecard.md", "It took"),
+    "snakemake figures/all --configfile .test/config.yaml --cores 2":
+        ("tests/test_workflow.py", 'smk(wd, "figures/all", "--configfile", ".test/config.yaml", "--cores", "2")'),
+    "python bench/speed.py": ("docs/performance.md", "bench/speed.py"),
+    "snakemake --report report.html": ("tests/test_workflow.py", 'smk(smoke, "--report", "report.html"'),
+    "snakemake -n figures/all --configfile config/paper.yaml":
+        ("tests/test_workflow.py", 'smk(wd, "-n", "figures/all", "--configfile", "config/paper.yaml")'),
+}
+
+
+def readme_commands() -> list[str]:
+    """The commands in README.md: the lines of its shell blocks (```sh, ```bash or ```console) and its
+    inline code that starts with `.venv/bin/`, each split at `&&` and without the `.venv/bin/`."""
+    text = _text("README.md")
+    blocks = re.findall(r"^```(?:sh|bash|shell|console)\n(.*?)^```", text, re.M | re.S)
+    shown = [line.strip().removeprefix("$ ") for b in blocks for line in b.splitlines() if line.strip()]
+    shown += [" ".join(c.split()) for c in re.findall(r"`(\.venv/bin/[^`]+)`", _FENCE.sub("", text))]
+    assert not re.search(r"\n\n {4}\S", _FENCE.sub("", text)), "README has an indented code block: fence it"
+    return [re.sub(r"(?<![\w/])\.venv/bin/", "", part.strip()) for line in shown for part in line.split("&&")]
+
+
+def test_every_readme_command_is_run_by_a_test_or_its_run_is_reported():
+    commands = readme_commands()
+    # the two set-up commands and the smoke run, at least (the pattern still finds README's commands)
+    assert commands.count("python3.11 -m venv .venv") >= 3 and "python -m pytest -q tests" in commands
+    unknown = sorted(set(c for c in commands if c not in README_COMMANDS))
+    assert not unknown, ("README shows commands that no test runs and no page reports (add them to "
+                         f"README_COMMANDS with where they run): {unknown}")
+    for command in set(commands):
+        path, evidence = README_COMMANDS[command]
+        assert evidence in _text(path), f"README's `{command}`: {path} no longer holds {evidence!r}"
+    # the install and test commands are the ones CI runs (.ci/run calls README's test command)
+    ci = _text(".ci/run")
+    assert ".venv/bin/python -m pytest -q tests" in ci
