@@ -188,3 +188,22 @@ def test_two_jobs_compiling_at_once_share_the_compilation_cache(tmp_path):
     out = json.loads(third.communicate(timeout=300)[0].strip().splitlines()[-1])
     assert out["outs"] == first["outs"] and out["misses"] == 0, out
     assert len([f for f in os.listdir(cache) if not f.startswith(".")]) >= 8
+
+
+def test_outputs_get_the_mode_the_users_umask_gives_a_plain_file(tmp_path):
+    """An atomic write's temp file is owner-only (mkstemp): the output it becomes is not, so that a
+    paper.html or a figure can be shared or served as the umask allows (0644 files and 0755 dirs at 022)."""
+    from infinite_compute.runtime.io import atomic_dir, atomic_write_text
+
+    saved = os.umask(0o022)
+    try:
+        for mask, file_mode, dir_mode in ((0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o664, 0o775)):
+            os.umask(mask)
+            out = tmp_path / f"out-{mask:o}.txt"
+            atomic_write_text(str(out), "x")
+            with atomic_dir(str(tmp_path / f"dir-{mask:o}")) as d:
+                open(os.path.join(d, "inner"), "w").close()
+            assert (out.stat().st_mode & 0o777, (tmp_path / f"dir-{mask:o}").stat().st_mode & 0o777) == (
+                file_mode, dir_mode), oct(mask)
+    finally:
+        os.umask(saved)

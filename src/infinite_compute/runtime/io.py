@@ -68,6 +68,28 @@ def _exchange(a: str, b: str) -> bool:
     raise OSError(err, os.strerror(err), a, None, b)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask can only set it, which would race with
+    a thread creating a file): Linux reports it in /proc/self/status."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _as_created(tmp: str, mode: int) -> None:
+    """Give a temp file or dir the mode a plain open() or mkdir() would have (mkstemp and mkdtemp make
+    them owner-only), so that outputs can be shared and served as the user's umask allows."""
+    if os.path.lexists(tmp) and not os.path.islink(tmp):
+        os.chmod(tmp, mode & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds."""
@@ -78,6 +100,7 @@ def atomic_path(path: str) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        _as_created(tmp, 0o666)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -93,6 +116,7 @@ def atomic_dir(path: str) -> Iterator[str]:
     tmp = tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=parent)
     try:
         yield tmp
+        _as_created(tmp, 0o777)
         if os.path.isdir(path):
             # Replace in one step, so that `path` always holds the complete old or the complete new
             # directory (moving the old aside and then the new in leaves `path` missing in between,
