@@ -130,10 +130,26 @@ def test_an_asymptotes_multiplier_reads_the_fit_and_the_baseline_law():
 
 
 def test_a_claim_follows_the_rows_its_verdict_reads():
-    """C2: the regularized L(N) fit at its budget, and the ensembles' members (the seed noise)."""
-    a = provenance("claims C2", small_tables())
+    """C2: the regularized L(N) fit at its budget, down to the reseeds behind its points (the seed noise);
+    not the ensembles, which C2 does not read."""
+    t = small_tables()
+    assert ids(provenance("claims C2", t)) == ["a-s0", "b-s0"]  # no reseeds: the selections are the points
+    t["tuning"]["reseed_ids"] = [["a-s1", "a-s2"], []]
+    a = provenance("claims C2", t)
     assert ids(a) == ["a-s0", "a-s1", "a-s2", "b-s0"]
     assert any(v.startswith("claims C2 > fits params regularized D=8192 point N=") for r in a["runs"] for v in r["via"])
+
+
+def test_a_fits_point_that_is_a_reseed_mean_lists_its_reseeds_and_the_selection_apart():
+    """A fit's point named by a search's selection is the mean of that selection's reseeds: the reseeds
+    are listed as in the mean, the selected run as what chose the recipe."""
+    t = small_tables()
+    t["tuning"]["reseed_ids"] = [["a-s1", "a-s2"], []]
+    via = {r["run_id"]: r["via"] for r in provenance("fits kind=params", t)["runs"]}
+    assert set(via) == {"a-s0", "a-s1", "a-s2", "b-s0"}
+    assert via["a-s1"] == ["fits params regularized D=8192 point N=1000 > reseed (in the mean)"]
+    assert via["a-s0"] == ["fits params regularized D=8192 point N=1000 > selected (chose the recipe)"]
+    assert via["b-s0"] == ["fits params regularized D=8192 point N=2000"]  # no reseeds: the run is the point
 
 
 def test_a_figure_lists_the_runs_of_every_row_it_reads_each_once():

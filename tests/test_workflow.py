@@ -286,14 +286,18 @@ def _check_provenance_runs(wd, answer, expected):
 
 
 def test_provenance_of_a_fits_asymptote_lists_the_runs_its_points_name(smoke):
-    """The regularized L(N) fit: its asymptote was fitted on the runs its `point_ids` name (the
-    selected run of each size), and those are the runs listed, in the text and in --json."""
+    """The regularized L(N) fit: its points are the reseed means of the runs its `point_ids` name (the
+    selected run of each size, which chose the recipe), and those runs and their reseeds are the runs
+    listed, in the text and in --json."""
     fits = table(smoke, "fits")
     rows = fits[(fits["fit"] == "params") & (fits["recipe"] == "regularized")]
     assert len(rows)
-    expected = {r for ids in rows["point_ids"] for r in ids}
+    selected = {r for ids in rows["point_ids"] for r in ids}
     tuning = table(smoke, "tuning")
-    assert expected <= set(tuning["run_id"])  # they are selections of the searches
+    assert selected <= set(tuning["run_id"])  # they are selections of the searches
+    reseeds = {r for ids in tuning[tuning["run_id"].isin(selected)]["reseed_ids"] for r in ids}
+    assert len(reseeds) == 2 * len(selected)  # the smoke's reg search: 2 reseeds each
+    expected = selected | reseeds
     answer = json.loads(provenance(smoke, "fits", "kind=params", "recipe=regularized", "--json").stdout)
     _check_provenance_runs(smoke, answer, expected)
     assert sorted(r["row"] for r in answer["rows"]) == sorted(f"params regularized {g}" for g in rows["group"])

@@ -70,8 +70,9 @@ FIGURE_READS: dict[str, tuple[str, ...]] = {
 # what each claim's verdict reads (science/claims.py); {budget} is the budget its quantities name. The
 # seed noise it judges against is the spread of every ensemble's single members (`ensembles`).
 CLAIM_READS: dict[str, tuple[str, ...]] = {
-    "C1": ("tuning recipe=baseline D={budget}", "tuning recipe=regularized D={budget}", "ensembles"),
-    "C2": ("fits kind=params recipe=regularized D={budget}", "ensembles"),
+    # (a tuning row and a fit's point lead to the reseeds behind their means and seed noise)
+    "C1": ("tuning recipe=baseline D={budget}", "tuning recipe=regularized D={budget}"),
+    "C2": ("fits kind=params recipe=regularized D={budget}",),
     "C3": ("fits kind=params recipe=regularized D={budget}", "fits kind=joint D={budget}",
            "fits kind=ensemble D={budget}", "ensembles D={budget}"),
     "C4": ("fits kind=params recipe=regularized", "fits kind=joint", "fits kind=ensemble", "ensembles"),
@@ -240,12 +241,28 @@ def resolve_ref(ref: str, tables: dict, via: str) -> list[Link]:
     return [Link(ref, f"{via} (not found in runs or ensembles)")]
 
 
+def _reseeds_of_selections(tables: dict) -> dict[str, list[str]]:
+    """A search's selected run -> its reseeds: a fit's point named by a selection is the mean of these
+    (the selection chose the recipe and is left out of the mean, science/analysis.py)."""
+    tuning = tables.get("tuning")
+    if tuning is None or "reseed_ids" not in tuning.columns:
+        return {}
+    return {r["run_id"]: list(r["reseed_ids"]) for _, r in tuning.iterrows()
+            if r["reseed_ids"] is not None and len(r["reseed_ids"])}
+
+
 def _fit_links(row, tables: dict, via: str) -> list[Link]:
     out = []
     letter = {c: a for a, c in ALIASES.items()}.get(row["x_name"], row["x_name"])  # the paper's N, K or D
+    reseeds = _reseeds_of_selections(tables)
     for pid, x in zip(row["point_ids"], row["x"]):
         what = format_tokens(int(x)) if row["x_name"] == "token_budget" else f"{x:g}"
-        out += resolve_ref(pid, tables, f"{via} point {letter}={what}")
+        point = f"{via} point {letter}={what}"
+        if pid in reseeds:
+            out += [Link(pid, f"{point} > selected (chose the recipe)")]
+            out += [Link(r, f"{point} > reseed (in the mean)") for r in reseeds[pid]]
+        else:
+            out += resolve_ref(pid, tables, point)
     return out
 
 
