@@ -519,6 +519,11 @@ def test_the_papers_numbers_come_from_the_tables(smoke):
     fits = table(smoke, "fits")
     plan = json.load(open(os.path.join(smoke, "results", "plan.json")))
     assert f"config `{plan['config_hash']}`, code `{copy_code_version(smoke)}`" in paper
+    # every table has rows, or a sentence says why it has none (never a header alone)
+    for i, line in enumerate(lines):
+        if line.startswith("|---"):
+            assert i + 1 < len(lines) and lines[i + 1].startswith("| "), f"an empty table under {lines[i - 1]}"
+    assert "six neighbours" not in paper  # the searches tune 2 or 3 axes: 4 or 6 neighbours
 
     def pct(x):
         return "n/a" if not np.isfinite(x) else f"{100 * x:.0f}%"

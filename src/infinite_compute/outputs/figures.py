@@ -304,7 +304,7 @@ def fig_epochs(t, ax, fig):
     'The regularized search of each model: validation loss over weight decay and epochs (best '
     'learning rate at each), blank where the search did not train. The red box is the '
     'selected run; the title gives its weight decay as a multiple of the default and its '
-    'locally-optimal certificate (certified: all six neighbours trained and none lower; edge: '
+    'locally-optimal certificate (certified: all its neighbours trained and none lower; edge: '
     'the optimum sits on an end of the searched grid, on the named side).',
 )
 def fig_weight_decay(t, ax, fig):
