@@ -238,8 +238,6 @@ README_COMMANDS = {
         ("tests/test_workflow.py", 'smk(wd, "figures/all", "--configfile", ".test/config.yaml", "--cores", "2")'),
     "python bench/speed.py": ("docs/performance.md", "bench/speed.py"),
     "snakemake --report report.html": ("tests/test_workflow.py", 'smk(smoke, "--report", "report.html"'),
-    "snakemake -n figures/all --configfile config/paper.yaml":
-        ("tests/test_workflow.py", 'smk(wd, "-n", "figures/all", "--configfile", "config/paper.yaml")'),
 }
 
 

@@ -251,8 +251,8 @@ def test_the_mid_config_validates_and_plans_the_sizes_its_comments_give():
 
 def test_the_paper_config_validates_and_plans_what_it_says():
     """config/paper.yaml's plan, counted from the YAML before any training: its search cells, their
-    first rounds, models, budgets, ensembles, students and CPT runs; and the README's count of the
-    trainings its dry run lists (the first rounds, the students and the CPT runs known up front)."""
+    first rounds, models, budgets, ensembles, students and CPT runs; and docs/paper-scale.md's count of
+    the trainings its dry run lists (the first rounds, the students and the CPT runs known up front)."""
     import re
 
     config, paper = _paper_config()
@@ -324,7 +324,7 @@ def test_the_paper_config_validates_and_plans_what_it_says():
     assert cpt_up_front <= set(plan.cpt_runs)
 
     trainings = len(first_round) + len(plan.runs) + len(cpt_up_front)
-    readme = open(os.path.join(ROOT, "README.md")).read()
+    readme = open(os.path.join(ROOT, "docs", "paper-scale.md")).read()
     stated = int(re.search(r"The dry run lists (\d+) trainings", readme).group(1))
     assert trainings == stated
 

@@ -837,13 +837,13 @@ def test_report_has_every_figure(smoke):
     assert "The outcome of every hyperparameter search cell" in html_text(results["results/tuning.parquet"]["caption"])
 
 
-def test_the_paper_configs_dry_run_lists_what_readme_says(tmp_path):
-    """README's `snakemake -n figures/all --configfile config/paper.yaml`, run: it plans without the
-    paper's data, and its job table has the trainings and jobs README states."""
+def test_the_paper_configs_dry_run_lists_what_the_docs_say(tmp_path):
+    """docs/paper-scale.md's `snakemake -n figures/all --configfile config/paper.yaml`, run: it plans
+    without the paper's data, and its job table has the trainings and jobs the page states."""
     wd = project_copy(tmp_path / "paper")
     out = smk(wd, "-n", "figures/all", "--configfile", "config/paper.yaml").stdout
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M))
-    readme = open(os.path.join(ROOT, "README.md")).read()
+    readme = open(os.path.join(ROOT, "docs", "paper-scale.md")).read()
     trainings, total = re.search(r"The dry run lists (\d+) trainings.*? in (\d+) jobs", readme, re.S).groups()
     assert int(jobs["train_model"]) + int(jobs["train_cpt"]) == int(trainings)
     assert int(jobs["total"]) == int(total)
