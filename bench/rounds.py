@@ -19,6 +19,8 @@ import sys
 import numpy as np
 import pandas as pd
 
+from infinite_compute.runtime.io import atomic_write_text
+
 
 def cell_rows(results: str) -> pd.DataFrame:
     runs = pd.read_parquet(os.path.join(results, "runs.parquet")).set_index("run_id")
@@ -92,10 +94,7 @@ def main(argv=None) -> int:
     text = report(a.results)
     print(text)
     if a.out:
-        tmp = a.out + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, a.out)
+        atomic_write_text(a.out, text + "\n")
     return 0
 
 

@@ -68,9 +68,8 @@ FIGURE_READS: dict[str, tuple[str, ...]] = {
     "floor": ("fits",),
 }
 # what each claim's verdict reads (science/claims.py); {budget} is the budget its quantities name. The
-# seed noise it judges against is the spread of every ensemble's single members (`ensembles`).
+# seed noise it judges against is in the reseeds, which a tuning row and a fit's point lead to.
 CLAIM_READS: dict[str, tuple[str, ...]] = {
-    # (a tuning row and a fit's point lead to the reseeds behind their means and seed noise)
     "C1": ("tuning recipe=baseline D={budget}", "tuning recipe=regularized D={budget}"),
     "C2": ("fits kind=params recipe=regularized D={budget}",),
     "C3": ("fits kind=params recipe=regularized D={budget}", "fits kind=joint D={budget}",
@@ -241,14 +240,20 @@ def resolve_ref(ref: str, tables: dict, via: str) -> list[Link]:
     return [Link(ref, f"{via} (not found in runs or ensembles)")]
 
 
+def _row_reseeds(row) -> list[str]:
+    """A tuning row's reseeds: its selected recipe at other seeds, behind loss_mean and the seed noise
+    (a table written before the column has none)."""
+    return list(row["reseed_ids"]) if "reseed_ids" in row.index and row["reseed_ids"] is not None else []
+
+
 def _reseeds_of_selections(tables: dict) -> dict[str, list[str]]:
     """A search's selected run -> its reseeds: a fit's point named by a selection is the mean of these
     (the selection chose the recipe and is left out of the mean, science/analysis.py)."""
     tuning = tables.get("tuning")
-    if tuning is None or "reseed_ids" not in tuning.columns:
+    if tuning is None:
         return {}
-    return {r["run_id"]: list(r["reseed_ids"]) for _, r in tuning.iterrows()
-            if r["reseed_ids"] is not None and len(r["reseed_ids"])}
+    pairs = ((r["run_id"], _row_reseeds(r)) for _, r in tuning.iterrows())
+    return {rid: ids for rid, ids in pairs if ids}
 
 
 def _fit_links(row, tables: dict, via: str) -> list[Link]:
@@ -319,9 +324,7 @@ def links(table: str, row, tables: dict, here: str | None = None) -> list[Link]:
     if table == "tuning":
         runs = tables["runs"]
         searched = runs[runs["searches"].map(lambda c: row["cell"] in c)]["run_id"]
-        # its reseeds: the selected recipe's other seeds, behind loss_mean and the seed noise (a table
-        # written before the column has none)
-        reseeds = list(row["reseed_ids"]) if "reseed_ids" in row.index and row["reseed_ids"] is not None else []
+        reseeds = _row_reseeds(row)
         return [Link(row["run_id"], f"{here} > selected")] + [
             Link(r, f"{here} > searched") for r in sorted(searched) if r != row["run_id"]] + [
             Link(r, f"{here} > reseed") for r in reseeds]
