@@ -189,13 +189,14 @@ def test_speed_references_are_the_docs_numbers():
     with open(os.path.join(ROOT, "bench", "speed_reference.json")) as f:
         ref = json.load(f)
     perf = _text("docs/performance.md")
-    default, smoke = ref["studies"]["default"], ref["studies"]["smoke"]
-    row = next(line for line in perf.splitlines() if f"| {default['time_min']} min |" in line)
-    assert " / ".join(str(p) for p in default["peaks_gflops"]) + " GFLOP/s" in row
+    default, smoke, synthetic = (ref["studies"][k] for k in ("default", "smoke", "synthetic"))
+    for e in (default, synthetic):
+        row = next(line for line in perf.splitlines() if f"| {e['time_min']} min |" in line)
+        assert " / ".join(str(p) for p in e["peaks_gflops"]) + " GFLOP/s" in row and e["commit"] in row
     lo, hi = smoke["time_range_min"]
     assert f"| {lo}-{hi} min |" in perf and lo <= smoke["time_min"] <= hi
     assert smoke["peaks_gflops"] == []  # none measured: bench/speed.py calls its estimate rough
-    for e in (default, smoke):
+    for e in (default, smoke, synthetic):
         assert os.path.exists(os.path.join(ROOT, e["config"]))
         assert os.path.exists(os.path.join(ROOT, e["source"].split()[0].rstrip(",")))
 
