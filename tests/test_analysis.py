@@ -7,8 +7,10 @@ import pytest
 from infinite_compute.science.analysis import (
     compute_fits,
     data_scaling_points,
+    fit_law,
     recipe_points,
 )
+from infinite_compute.science.fits import STEP_ALPHA
 
 SIZES = {"n1": 1e4, "n2": 3e4, "n3": 1e5, "n4": 3e5}
 D0 = 16384
@@ -182,3 +184,15 @@ def test_an_asymptote_at_zero_is_not_an_asymptote_but_l_of_d_without_one_is_a_la
     assert by[("data", "baseline", "all")]["status"] == "ok" and by[("data", "baseline", "all")]["E"] < 1e-6
     assert "regularized" not in {e["recipe"] for e in eff if e["label"].startswith("asymptote")}
     assert any(e["recipe"] == "regularized" for e in eff)  # its best run still gets a multiplier
+
+
+def test_a_drop_at_the_smallest_size_alone_is_a_step_not_a_failed_fit():
+    """Points level after the smallest x (as the default's joint N, K -> inf points at some budgets): the
+    least squares runs alpha and A off to infinity, lmfit stops on its evaluation limit, and the status
+    says what the points show (a step) rather than "failed"; a real law through the same x stays "ok"."""
+    x = [6736.0, 26784.0, 60144.0, 106816.0, 240096.0]
+    f, status = fit_law(x, [4.455, 4.394, 4.420, 4.412, 4.394], "non_embedding_params", 0, 0.95, 0)
+    assert f is not None and f.alpha > STEP_ALPHA
+    assert status.startswith("step: the best law has alpha") and "non_embedding_params" in status
+    f, status = fit_law(x, [3.0 + 40.0 / v**0.4 for v in x], "non_embedding_params", 0, 0.95, 0)
+    assert status == "ok" and f.alpha == pytest.approx(0.4, rel=1e-3)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .fits import (
+    STEP_ALPHA,
     PowerLawFit,
     bootstrap_laws,
     data_efficiency,
@@ -15,6 +16,7 @@ from .fits import (
     fit_power_law,
     inverse_power_law,
     is_flat,
+    is_step,
     levels_at_zero,
 )
 
@@ -69,8 +71,8 @@ def data_scaling_points(tuning: pd.DataFrame, models: list[str]) -> pd.DataFrame
 def fit_law(x, y, x_name, n_bootstrap, ci_level, seed, asymptote=True, sigma=None,
             noise_df: float = math.inf) -> tuple[PowerLawFit | None, str]:
     """The power-law fit of (x, y) (with each point's standard error `sigma` when the noise was
-    measured) and its status: "ok", too few points (no fit), failed (the optimiser's last values are
-    kept), misfit (the points reject the law), flat, or (when its E is read as an `asymptote`) no
+    measured) and its status: "ok", too few points (no fit), step (the best law is a drop at the smallest
+    x), failed (the optimiser's last values are kept), misfit (the points reject the law), flat, or (when its E is read as an `asymptote`) no
     asymptote (E at 0); a fit that is kept but not "ok" has no asymptote, law or multiplier read off it."""
     if len(set(x)) < 3:
         return None, f"too few points ({len(set(x))} distinct {x_name}; a fit needs 3)"
@@ -79,6 +81,10 @@ def fit_law(x, y, x_name, n_bootstrap, ci_level, seed, asymptote=True, sigma=Non
                           seed=seed, sigma=sigma, noise_df=noise_df)
     except ValueError as e:
         return None, f"failed: {e}"
+    if is_step(f):
+        # checked before success: lmfit stops on its evaluation limit while alpha runs off to infinity
+        return f, (f"step: the best law has alpha {f.alpha:.3g} > {STEP_ALPHA:g}, every point but the smallest "
+                   f"{x_name} on one level, so the points show no power law")
     if not f.success:
         return f, f"failed: {f.message}"
     if f.gof_p < GOF_P_MIN:

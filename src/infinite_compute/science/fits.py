@@ -44,13 +44,16 @@ __all__ = [
     "levels_at_zero",
     "joint_asymptote",
     "profile_threshold",
+    "is_step",
+    "STEP_ALPHA",
 ]
 
 _MIN_POINTS = 3
 # The exponents the profiles scan (in units of x / its geometric mean). Beyond alpha 10 the law is a
 # step: every point but the smallest x sits on E, and the chi-square no longer changes, so a CI
 # still open there has no upper end the data determine.
-_PROFILE_ALPHAS = np.concatenate([[0.0], np.geomspace(1e-3, 10.0, 360)])
+STEP_ALPHA = 10.0
+_PROFILE_ALPHAS = np.concatenate([[0.0], np.geomspace(1e-3, STEP_ALPHA, 360)])
 # Values of E the profile scans on its coarse pass; the crossing is then refined on a fine grid.
 _PROFILE_E_STEPS = 160
 
@@ -511,6 +514,14 @@ def is_flat(fit: PowerLawFit, x) -> bool:
     x = np.asarray(x, dtype=float)
     low, high = fit.predict(x.max()), fit.predict(x.min())
     return not high - low > _AT_BOUND * max(abs(low), 1.0)
+
+
+def is_step(fit: PowerLawFit) -> bool:
+    """True when the best law is a step: its exponent lies beyond STEP_ALPHA, where every point but the
+    smallest x sits on E. The least squares then has no interior optimum (alpha and A run off to
+    infinity together, so an optimiser stops on its evaluation limit), and the points show a drop at
+    the smallest x, not a power law."""
+    return fit.alpha > STEP_ALPHA
 
 
 def levels_at_zero(fit: PowerLawFit, y) -> bool:
