@@ -413,7 +413,8 @@ def _short(status: str) -> str:
     if kind == "misfit":
         p = re.search(r"p = ([^ )<]+)", status)
         return "misfit: the points reject the law" + (f" (p = {p.group(1)})" if p else "")
-    return {"failed": "fit failed", "flat": "flat, no asymptote", "no asymptote": "no asymptote (E at 0)"}.get(kind, kind)
+    return {"failed": "fit failed", "flat": "flat, no asymptote", "no asymptote": "no asymptote (E at 0)",
+            "step": "a step at the smallest x, no law"}.get(kind, kind)
 
 
 def _main_budget(df):
