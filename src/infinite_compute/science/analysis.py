@@ -71,9 +71,10 @@ def data_scaling_points(tuning: pd.DataFrame, models: list[str]) -> pd.DataFrame
 def fit_law(x, y, x_name, n_bootstrap, ci_level, seed, asymptote=True, sigma=None,
             noise_df: float = math.inf) -> tuple[PowerLawFit | None, str]:
     """The power-law fit of (x, y) (with each point's standard error `sigma` when the noise was
-    measured) and its status: "ok", too few points (no fit), step (the best law is a drop at the smallest
-    x), failed (the optimiser's last values are kept), misfit (the points reject the law), flat, or (when its E is read as an `asymptote`) no
-    asymptote (E at 0); a fit that is kept but not "ok" has no asymptote, law or multiplier read off it."""
+    measured) and its status: "ok", too few points (no fit), step (the best law is a drop at the
+    smallest x), failed (the optimiser's last values are kept), misfit (the points reject the law),
+    flat, or (when its E is read as an `asymptote`) no asymptote (E at 0); a fit that is kept but not
+    "ok" has no asymptote, law or multiplier read off it."""
     if len(set(x)) < 3:
         return None, f"too few points ({len(set(x))} distinct {x_name}; a fit needs 3)"
     try:
