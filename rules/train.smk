@@ -4,6 +4,7 @@ TRAIN_SETTINGS = json.dumps(
         "evals_per_run": config["training"]["evals_per_run"],
         "checkpoint_minutes": config["training"]["checkpoint_minutes"],
         "engine": config["training"]["engine"],
+        "sharding": config["training"]["sharding"],
         "wandb": {
             "enabled": config["logging"]["wandb"],
             "project": config["logging"]["wandb_project"],

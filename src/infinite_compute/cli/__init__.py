@@ -120,6 +120,7 @@ QUIET_COMMANDS = frozenset({"provenance"})
 
 def main(argv: list[str] | None = None) -> None:
     a = parser().parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)  # a launcher (cli/train.py) runs the same command per rank
     logging.basicConfig(level=logging.WARNING if a.cmd in QUIET_COMMANDS else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if a.cmd in JAX_COMMANDS and (rc := worker.forward(sys.argv[1:] if argv is None else argv)) is not None:

@@ -1,8 +1,12 @@
 """The `trainer` engine: one run of the plan with levanter's own `train_lm` and `Trainer`, in-process,
-on whatever jax device exists, with its meshes, sharding and mixed precision (`training.levanter`).
+on every device of its world (model/distributed.py: one process, or several joined by
+`jax.distributed`), with the mesh, sharding and mixed precision the config asks for
+(`training.sharding`, `training.levanter`).
 
 Its outputs and resumable state are those of engine.py, as for the loop engine; its step records
-are levanter's json_logger records, converted to engine.StepRecord as they are logged.
+are levanter's json_logger records, converted to engine.StepRecord as they are logged. In a world of
+several processes every rank trains and writes its shards of each checkpoint; rank 0 alone records
+the steps, exports the model and publishes the run's outputs, once every rank has finished.
 """
 
 from __future__ import annotations
@@ -16,18 +20,22 @@ import os
 import time
 from datetime import timedelta
 
+import jax
 import jmp
 import levanter.main.train_lm as train_lm
+from jax.experimental import multihost_utils
 from levanter.callbacks.watch import WatchConfig
 from levanter.checkpoint import CheckpointerConfig
 from levanter.data.text import UrlSingleDatasetLMConfig
-from levanter.distributed import RayConfig
+from levanter.distributed import DistributedConfig, RayConfig
 from levanter.main.train_lm import TrainLmConfig
 from levanter.tracker.json_logger import JsonLoggerConfig
 from levanter.trainer import TrainerConfig
 
 from ..data.tokenizer import load_tokenizer
+from ..runtime.launch import World, world_of_env
 from ..study.specs import RunSpec
+from .distributed import describe_mesh, join, mesh_settings
 from .engine import (
     StepRecords,
     adamw_config,
@@ -120,6 +128,8 @@ def levanter_config(
             log_xla_hlo=False,
             watch=WatchConfig(interval=0),  # per-parameter norms cost a compile and time per step
             ray=RayConfig(auto_start_cluster=False, start_workers=False),
+            # model/distributed.py joins the world before this config is built (the mesh needs its device count)
+            distributed=DistributedConfig(initialize_jax_distributed=False),
             checkpointer=CheckpointerConfig(
                 base_path=os.path.join(checkpoint_dir, "checkpoints"),
                 save_interval=timedelta(minutes=checkpoint_minutes),
@@ -174,10 +184,16 @@ def train(
     wandb: dict | None = None,
     init_from: str | None = None,
     trainer: dict | None = None,
-) -> dict:
+    sharding: str = "fsdp",
+    world: World | None = None,
+) -> dict | None:
     """Train `spec` (from the HF export at `init_from`, if given), export it to `out_dir`/hf and
-    write spec.json and metrics.json beside it."""
+    write spec.json and metrics.json beside it. In a world of several processes (`world`, else the
+    one this process's environment names) each rank calls this; rank 0 returns the metrics, the others None."""
     check_init_from(spec, init_from)
+    world = world if world is not None else world_of_env()
+    join(world)
+    primary = world is None or world.is_primary
 
     ckpt = state_dir(checkpoint_root, spec)
     export_tmp = os.path.join(ckpt, "hf")
@@ -192,19 +208,30 @@ def train(
         checkpoint_minutes=checkpoint_minutes,
         wandb=wandb,
         init_from=init_from,
-        trainer=trainer,
+        trainer=mesh_settings(sharding, trainer or {}),
     )
-    collector = _MetricsCollector(os.path.join(ckpt, "metrics.jsonl"))
+    logger.info("%s: %d devices in %d processes, mesh %s", spec.run_id, jax.device_count(), jax.process_count(),
+                describe_mesh(cfg.trainer))
+    # rank 0 alone records the steps: every rank logs them, and they would append to one file
+    collector = _MetricsCollector(os.path.join(ckpt, "metrics.jsonl")) if primary else None
     json_log = logging.getLogger("levanter.json_logger")
-    json_log.addHandler(collector)
-    json_log.setLevel(logging.INFO)
+    if collector is not None:
+        json_log.addHandler(collector)
+        json_log.setLevel(logging.INFO)
     start = time.time()
     try:
         train_lm.main(cfg)
     finally:
-        json_log.removeHandler(collector)
-        collector.close()
+        if collector is not None:
+            json_log.removeHandler(collector)
+            collector.close()
     wall = time.time() - start
+    if world is not None:
+        # every rank's last checkpoint shards and export are written before rank 0 publishes (and
+        # removes the run's state)
+        multihost_utils.sync_global_devices(f"{spec.run_id} trained")
+    if not primary:
+        return None
 
     exports = sorted(glob.glob(os.path.join(export_tmp, "**", "step-*"), recursive=True), key=_step_of)
     if not exports or _step_of(exports[-1]) < spec.num_train_steps - 1:
