@@ -13,7 +13,7 @@ from infinite_compute.outputs.figures import FIGURES, caption as figure_caption
 from infinite_compute.outputs.results import OPTIONAL_TABLES, TABLES
 from infinite_compute.outputs.wandb_files import offline_run_files
 from infinite_compute.outputs.wandb_runs import check_source as check_import_source
-from infinite_compute.runtime.env import ACCELERATOR_ENV
+from infinite_compute.runtime.env import ACCELERATOR_ENV, check_secrets
 from infinite_compute.study import paths
 from infinite_compute.study.hf_base import base_files, tokenizer_files
 from infinite_compute.study.paths import fill
@@ -30,6 +30,7 @@ if IMPORTED:
 
 
 onstart:
+    check_secrets(config["logging"])  # W&B online: its key, on this (the submit) host
     if not IMPORTED:
         # Local corpus files that are missing, empty or too small for the token budgets fail here,
         # before the first job. A dry run skips this: it shows the DAG anywhere, the paper's included.

@@ -931,9 +931,9 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, edit, words):
     assert sorted(set(os.listdir(wd)) - {".snakemake"}) == before  # (.snakemake: Snakemake's own state)
 
 
-def _train_cmd(wd, spec, out, checkpoints, checkpoint_minutes, engine="loop", evals_per_run=4, wandb=None):
+def _train_cmd(wd, spec, out, checkpoints, checkpoint_minutes, engine="loop", evals_per_run=4, wandb=None, **more):
     settings = {"evals_per_run": evals_per_run, "checkpoint_minutes": checkpoint_minutes,
-                "wandb": wandb or {"enabled": False}, "engine": engine}
+                "wandb": wandb or {"enabled": False}, "engine": engine, **more}
     return [sys.executable, "-m", "infinite_compute", "--threads", "1", "train", "--spec", json.dumps(spec),
             "--cache", os.path.join(wd, "results", "data", "cache", "d8192"),
             "--tokenizer", os.path.join(wd, "results", "data", "tokenizer"),
@@ -1084,6 +1084,164 @@ def test_the_loop_engine_trains_as_levanters_trainer_does(smoke, tmp_path):
     for k in wa:
         np.testing.assert_allclose(wa[k], wb[k], atol=1e-4, err_msg=k)
     assert a["parameter_count"] == b["parameter_count"]
+
+
+# Several devices and processes (model/distributed.py, runtime/launch.py). Simulated CPU devices and
+# jax processes joined over localhost (gloo) compute the same training as one device, up to the order
+# of float32 sums: over the runs below (2-4 devices, up to 512 steps) the eval losses moved by at most
+# 2.1e-5 nats from the 1-device run's; the tolerance is 1e-4, 5x that and 100x below the smallest
+# difference the study reads (a seed's noise).
+LOSS_TOLERANCE = 1e-4
+
+
+def _devices_env(smoke, devices: int, **extra) -> dict:
+    return _job_env(smoke, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **extra)
+
+
+def _eval_losses(out) -> list[float]:
+    return [e["loss"] for e in json.load(open(os.path.join(out, "metrics.json")))["eval_loss"]]
+
+
+def _mesh_line(log: str) -> str:
+    (line,) = set(re.findall(r"(\d+ devices in \d+ processes, mesh .*)", log))
+    return line
+
+
+LAYOUTS = [  # (devices, sharding, levanter settings, the mesh levanter lays out)
+    (4, "fsdp", {}, "4 devices in 1 processes, mesh replica 1 x data 4 x model 1"),
+    (4, "fsdp", {"model_axis_size": 2}, "4 devices in 1 processes, mesh replica 1 x data 2 x model 2"),
+    (4, "data", {}, "4 devices in 1 processes, mesh replica 4 x data 1 x model 1"),
+]
+
+
+def test_the_trainer_engine_on_four_devices_trains_as_on_one_in_each_layout(smoke, tmp_path):
+    """FSDP, FSDP x tensor parallel and plain data parallel over 4 simulated CPU devices give the
+    1-device run's eval losses (LOSS_TOLERANCE), on the mesh each layout asks for."""
+    spec = json.load(open(os.path.join(smoke, "results", "models", "t1-d8k-ep2-lr0.01-wd0.1-s0", "spec.json")))
+    one = tmp_path / "one"
+    subprocess.run(_train_cmd(smoke, spec, str(one / "out"), str(one / "ck"), 10, "trainer"),
+                   env=_devices_env(smoke, 1), check=True, capture_output=True, timeout=300)
+    reference = _eval_losses(one / "out")
+    for i, (devices, sharding, levanter, mesh) in enumerate(LAYOUTS):
+        d = tmp_path / f"layout{i}"
+        p = subprocess.run(_train_cmd(smoke, spec, str(d / "out"), str(d / "ck"), 10, "trainer", sharding=sharding,
+                                      trainer=levanter), env=_devices_env(smoke, devices), capture_output=True,
+                           text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert _mesh_line(p.stderr) == mesh
+        np.testing.assert_allclose(_eval_losses(d / "out"), reference, atol=LOSS_TOLERANCE, rtol=0, err_msg=mesh)
+
+
+def test_tensor_parallel_splits_the_mlp_and_key_value_heads_and_fsdp_the_embedding(smoke):
+    """The parameters as levanter shards them on each layout's mesh: with model_axis_size 2 every MLP
+    and attention weight is split over the model axis, under FSDP the embedding axis over the data
+    axis, and under plain data parallelism nothing is split."""
+    script = """
+import json, sys
+import haliax as hax, jax
+from infinite_compute.model.distributed import mesh_settings
+from infinite_compute.model.shapes import llama_config
+from infinite_compute.study.specs import RunSpec
+from levanter.trainer import TrainerConfig
+spec = RunSpec.from_dict(json.load(open(sys.argv[1])))
+out = {}
+for name, sharding, lev in (("tp", "fsdp", {"model_axis_size": 2}), ("fsdp", "fsdp", {}), ("data", "data", {})):
+    t = TrainerConfig(train_batch_size=8, **mesh_settings(sharding, lev))
+    lm = llama_config(spec.model, sys.argv[2])
+    with t.use_device_mesh(), hax.axis_mapping(t.parameter_axis_mapping):
+        model = hax.named_jit(lambda k: lm.build(hax.Axis("vocab", 512), key=k), axis_resources=t.parameter_axis_mapping)(
+            jax.random.PRNGKey(0))
+    leaves = jax.tree_util.tree_leaves_with_path(model)
+    out[name] = {jax.tree_util.keystr(p): [list(x.shape), list(x.addressable_shards[0].data.shape)]
+                 for p, x in leaves if hasattr(x, "addressable_shards")}
+print(json.dumps(out))
+"""
+    p = subprocess.run([sys.executable, "-c", script,
+                        os.path.join(smoke, "results", "models", "t1-d8k-ep2-lr0.01-wd0.1-s0", "spec.json"),
+                        os.path.join(smoke, "results", "data", "tokenizer")],
+                       env=_devices_env(smoke, 4, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    shards = json.loads(p.stdout.strip().splitlines()[-1])
+
+    def split(layout, name):  # the factor by which a device's shard is smaller than the array
+        (whole, shard), = [v for k, v in shards[layout].items() if name in k]
+        return [a // b for a, b in zip(whole, shard)]
+    for weight in ("gate_proj", "up_proj", "down_proj", "q_proj", "k_proj", "v_proj", "o_proj"):
+        assert 2 in split("tp", weight), (weight, shards["tp"])
+        assert sorted(split("data", weight)) == [1] * len(split("data", weight))
+    assert 4 in split("fsdp", "token_embeddings")
+    assert sorted(split("data", "token_embeddings")) == [1, 1]
+
+
+def test_a_training_killed_on_four_devices_resumes_there_bit_for_bit_and_restores_on_two(smoke, tmp_path):
+    """SIGKILL a 4-device FSDP training after a checkpoint: rerun on 4 devices, it ends with the weights
+    of an uninterrupted 4-device run, bit for bit; the same checkpoint restored on 2 devices ends with
+    its losses (LOSS_TOLERANCE)."""
+    from safetensors.numpy import load_file
+
+    spec = json.load(open(os.path.join(smoke, "results", "models", "t1-d8k-ep1-lr0.01-wd0.1-s0", "spec.json")))
+    spec.update(epochs=32, num_train_steps=32 * 8192 // (8 * 64), run_id="t1-d8k-ep32-lr0.01-wd0.1-s0")
+    whole = tmp_path / "whole"
+    subprocess.run(_train_cmd(smoke, spec, str(whole / "out"), str(whole / "ck"), 10, "trainer"),
+                   env=_devices_env(smoke, 4), check=True, capture_output=True, timeout=600)
+    killed = tmp_path / "killed"
+    log = open(tmp_path / "killed.log", "w")
+    p = subprocess.Popen(_train_cmd(smoke, spec, str(killed / "out"), str(killed / "ck"), 0.02, "trainer"),
+                         env=_devices_env(smoke, 4), stdout=log, stderr=subprocess.STDOUT)
+    wait_for_checkpoint(str(killed / "ck"), p, 300, lambda: open(tmp_path / "killed.log").read()[-3000:])
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    shutil.copytree(killed / "ck", tmp_path / "ck2")
+    for ck, out, devices in ((killed / "ck", killed / "out", 4), (tmp_path / "ck2", tmp_path / "out2", 2)):
+        rerun = subprocess.run(_train_cmd(smoke, spec, str(out), str(ck), 0.02, "trainer"),
+                               env=_devices_env(smoke, devices), capture_output=True, text=True, timeout=600)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert "Resuming training from step" in rerun.stderr
+        assert _mesh_line(rerun.stderr).startswith(f"{devices} devices")
+    a, b = load_file(str(whole / "out" / "hf" / "model.safetensors")), load_file(str(killed / "out" / "hf" / "model.safetensors"))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert _eval_losses(whole / "out") == _eval_losses(killed / "out")
+    np.testing.assert_allclose(_eval_losses(tmp_path / "out2"), _eval_losses(whole / "out"), atol=LOSS_TOLERANCE, rtol=0)
+
+
+def test_two_processes_through_the_launcher_train_one_run_and_a_killed_rank_ends_the_other(smoke, tmp_path):
+    """IC_PROCESSES=2: the job's command launches two jax processes on localhost (2 simulated devices
+    each) that train one run on 4 devices. Rank 0 alone publishes: one set of outputs, one record per
+    step, the 1-device losses. Then a rank killed mid-training ends the other: the job fails within a
+    minute, naming the rank, leaves no process and publishes nothing."""
+    import psutil
+
+    spec = json.load(open(os.path.join(smoke, "results", "models", "t1-d8k-ep2-lr0.01-wd0.1-s0", "spec.json")))
+    env = _devices_env(smoke, 2, IC_PROCESSES="2")
+    out, ck = tmp_path / "out", tmp_path / "ck"
+    p = subprocess.run(_train_cmd(smoke, spec, str(out), str(ck), 10, "trainer"), env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "launched 2 processes" in p.stderr and _mesh_line(p.stderr) == "4 devices in 2 processes, mesh replica 1 x data 4 x model 1"
+    assert len(p.stdout.strip().splitlines()) == 1  # rank 0's summary line only
+    assert sorted(os.listdir(out)) == ["hf", "metrics.json", "spec.json"] and not os.listdir(ck)
+    metrics = json.load(open(out / "metrics.json"))
+    steps = [r["step"] for r in metrics["train_loss"]]
+    assert steps == sorted(set(steps)) and len(steps) == spec["num_train_steps"]
+    one = os.path.join(smoke, "results", "models", "t1-d8k-ep2-lr0.01-wd0.1-s0")
+    np.testing.assert_allclose(_eval_losses(out), _eval_losses(one), atol=LOSS_TOLERANCE, rtol=0)
+
+    long = dict(spec, epochs=32, num_train_steps=32 * 8192 // (8 * 64), run_id="t1-d8k-ep32-lr0.01-wd0.1-s0")
+    log = open(tmp_path / "killed.log", "w")
+    job = subprocess.Popen(_train_cmd(smoke, long, str(tmp_path / "out2"), str(tmp_path / "ck2"), 0.02, "trainer"),
+                           env=env, stdout=log, stderr=subprocess.STDOUT)
+    wait_for_checkpoint(str(tmp_path / "ck2"), job, 300, lambda: open(tmp_path / "killed.log").read()[-3000:])
+    ranks = psutil.Process(job.pid).children()
+    assert len(ranks) == 2
+    rank1 = [r for r in ranks if r.environ().get("IC_PROCESS_ID") == "1"][0]
+    rank1.kill()
+    killed_at = time.time()
+    job.wait(timeout=120)
+    assert time.time() - killed_at < 60
+    text = open(tmp_path / "killed.log").read()
+    assert job.returncode != 0 and "the training failed: rank 1 of 2 was killed by SIGKILL" in text, text[-3000:]
+    assert not any(r.is_running() for r in ranks) and not (tmp_path / "out2").exists()
 
 
 def test_a_loop_run_does_not_depend_on_the_jax_settings_its_process_had(smoke, tmp_path):

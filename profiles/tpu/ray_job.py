@@ -8,7 +8,9 @@
 The cluster is $RAY_ADDRESS (the dashboard's http://host:port). A job asks Ray for the rule's
 resources, read from the jobscript's properties: `threads` CPUs, `tpu_chips` (Ray resource "TPU")
 and `tpu_type` (the "TPU-<type>-head" resource of a slice's head, as on marin's clusters), so a job
-queues (PENDING) until a host that has them is free. The project directory is a shared filesystem
+queues (PENDING) until a host that has them is free. A training with `hosts: M > 1` runs on M hosts,
+one process each, `tpu_chips` and `threads` being per host (multi_host, below). WANDB_API_KEY and
+HF_TOKEN, when set here, reach every job. The project directory is a shared filesystem
 (or a bucket mounted at the same path): the job runs the jobscript from it. A job Ray no longer
 knows (its node was preempted, the cluster restarted) is reported failed; Snakemake resubmits it
 (--retries) and a training job resumes from its last checkpoint in results/checkpoints.
@@ -56,13 +58,37 @@ def ray_resources(props: dict) -> tuple[float, dict]:
     return float(props.get("threads", 1)), custom
 
 
+# what a job needs from the submit host's environment, when it is set there (W&B online, gated HF models)
+SECRETS = ("WANDB_API_KEY", "HF_TOKEN")
+
+
+def multi_host(props: dict, cpus: float, custom: dict) -> tuple[float, dict, dict]:
+    """A job that asks for `hosts: M > 1` (one training on M hosts): its entrypoint runs the launcher
+    (runtime/ray_launch.py) with one CPU and no accelerator, and the launcher asks Ray for M hosts,
+    each with the job's per-host resources (`tpu_chips`, `threads`) and, for a `tpu_type`, one slice.
+    Returns the entrypoint's (CPUs, resources) and the launcher's environment."""
+    res = props.get("resources", {})
+    hosts = int(res.get("hosts") or 1)
+    if hosts <= 1:
+        return cpus, custom, {}
+    host = {"CPU": cpus, **({"TPU": float(res["tpu_chips"])} if res.get("tpu_chips") else {})}
+    env = {"IC_LAUNCHER": "ray", "IC_PROCESSES": str(hosts), "IC_RAY_HOST_RESOURCES": json.dumps(host)}
+    if res.get("tpu_type"):
+        env["IC_RAY_TPU_TYPE"] = str(res["tpu_type"])
+    return 1.0, {}, env
+
+
 def submit(jobscript: str) -> str:
     props = job_properties(jobscript)
     cpus, custom = ray_resources(props)
+    accelerated = bool(custom)
+    cpus, custom, launcher = multi_host(props, cpus, custom)
     name = props.get("rule", "job")
     entrypoint = f"cd {shlex.quote(os.getcwd())} && sh {shlex.quote(os.path.abspath(jobscript))}"
     # a job on an accelerator lets jax pick it (runtime/env.py: `auto`; the CLI pins the CPU otherwise)
-    env = {"IC_ACCELERATOR": "auto"} if custom else {}
+    env = {"IC_ACCELERATOR": "auto"} if accelerated else {}
+    env.update(launcher)
+    env.update({k: os.environ[k] for k in SECRETS if os.environ.get(k)})
     return _client().submit_job(
         entrypoint=entrypoint,
         runtime_env={"env_vars": env} if env else None,

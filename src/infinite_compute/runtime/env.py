@@ -75,3 +75,23 @@ def hide_lm_eval() -> None:
     torch: ~7 s per job, and broken under USE_TORCH=0); jobs that do not use lm-eval hide it before
     levanter is imported, and levanter falls back as when lm-eval is not installed."""
     sys.modules.setdefault("lm_eval", None)
+
+
+def check_secrets(logging_config: dict, environ=None) -> None:
+    """A study that logs to W&B online needs an API key in the environment of the process that
+    starts it (profiles/tpu forwards it to every Ray job; SLURM jobs inherit it) or in ~/.netrc, as
+    `wandb login` writes it: fail there, before any job, rather than in every training's wandb.init."""
+    environ = os.environ if environ is None else environ
+    if not logging_config.get("wandb") or logging_config.get("wandb_mode") != "online":
+        return
+    if environ.get("WANDB_API_KEY"):
+        return
+    netrc = os.path.join(environ.get("HOME", os.path.expanduser("~")), ".netrc")
+    try:
+        with open(netrc) as f:
+            if "api.wandb.ai" in f.read():
+                return
+    except OSError:
+        pass
+    raise RuntimeError("config key 'logging.wandb_mode': `online` needs WANDB_API_KEY in the environment (or "
+                     f"`wandb login`, which writes {netrc}); set it, or set logging.wandb_mode: offline")

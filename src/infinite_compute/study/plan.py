@@ -310,6 +310,22 @@ def _distillations(config: dict, runs: _Runs, ensembles: dict[str, EnsembleSpec]
     return distillations
 
 
+def _check_mesh(train: dict, shapes: dict) -> None:
+    """Tensor parallelism splits each model's MLP width and key/value heads (model/distributed.py):
+    `model_axis_size` must divide them in every shape, or the first training would fail."""
+    if train["engine"] == "loop" and train.get("sharding", "fsdp") != "fsdp":
+        raise ConfigError("training.sharding", "the loop engine keeps a copy of the model on each device; "
+                          "`sharding` is the trainer engine's: set `training.engine: trainer`")
+    tp = int((train.get("levanter") or {}).get("model_axis_size", 1))
+    if tp > 1 and not (train.get("levanter") or {}).get("tensor_parallel_axes"):
+        for name, shape in shapes.items():
+            for dim, size in (("num_kv_heads", shape.num_kv_heads), ("intermediate_dim", shape.intermediate_dim)):
+                if size % tp:
+                    raise ConfigError("training.levanter.model_axis_size",
+                                      f"{tp} does not divide model {name}'s {dim} ({size}): tensor parallelism "
+                                      "splits it over that many devices")
+
+
 def build_plan(config: dict) -> Plan:
     """Turn a schema-validated config (defaults filled in) into the study's plan. Every check fails
     with a ConfigError naming the key, in the order of the config's sections."""
@@ -319,6 +335,7 @@ def build_plan(config: dict) -> Plan:
     if train["engine"] == "loop" and train.get("levanter"):
         raise ConfigError("training.levanter", "levanter Trainer settings need `training.engine: trainer`; the "
                           "loop engine trains in f32 on one device")
+    _check_mesh(train, shapes)
     runs = _Runs(config, shapes, budgets)
     sweeps = _sweeps(config, runs)
     ensembles = _fixed_ensembles(config, runs)
