@@ -53,13 +53,15 @@ def stop(procs: list[subprocess.Popen], marker: str) -> None:
 LONG_RUN = "t1-d16k-ep64-lr0.01-wd0.1-s0"
 
 
-def write_long_run_config(workdir: str, name: str) -> str:
-    """The smoke config with a single sweep: LONG_RUN. Returns the config file's name in `workdir`."""
+def write_long_run_config(workdir: str, name: str, engine: str = "loop") -> str:
+    """The smoke config with a single sweep: LONG_RUN, trained by `engine`. Returns the config file's
+    name in `workdir`."""
     import yaml
 
     with open(os.path.join(workdir, ".test", "config.yaml")) as f:
         cfg = yaml.safe_load(f)
     cfg["training"]["checkpoint_minutes"] = 0.05
+    cfg["training"]["engine"] = engine
     cfg["sweeps"] = [{"name": "long", "models": ["t1"], "token_budgets": [16384], "epochs": [64],
                       "learning_rates": [0.01], "weight_decays": [0.1], "seeds": [0]}]
     with open(os.path.join(workdir, name), "w") as f:

@@ -9,6 +9,7 @@ Needs root (slurmd launches the jobs) and the slurm-wlm and munge packages; .ci/
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -136,12 +137,14 @@ def _slurm_jobs(env) -> list[dict]:
 
 def test_the_slurm_profile_runs_jobs_with_their_resources_and_resumes_a_cancelled_training(slurm, tmp_path):
     wd = project_copy(tmp_path / "project")
-    write_long_run_config(wd, "slurm.yaml")
-    # no accounting database on this one-node cluster: status from squeue (sites with slurmdbd use sacct)
+    write_long_run_config(wd, "slurm.yaml", engine="trainer")
+    # no accounting database on this one-node cluster: status from squeue (sites with slurmdbd use sacct).
+    # The training is the profile's one task per GPU, on 2 of the node's GPUs: a 2-task step, 2 processes.
     smk = subprocess.Popen(
         [os.path.join(BIN, "snakemake"), f"results/models/{RUN}/metrics.json", "results/plan.json",
          "--profile", "profiles/slurm", "--configfile", "slurm.yaml", "--slurm-status-command", "squeue",
-         "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2"],
+         "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
+         "--set-resources", "train_model:tasks_per_node=2", "train_model:gres=gpu:2"],
         cwd=wd, env=slurm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     wait_for_checkpoint(os.path.join(wd, "results", "checkpoints"), smk, 600)
@@ -158,13 +161,20 @@ def test_the_slurm_profile_runs_jobs_with_their_resources_and_resumes_a_cancelle
     assert sorted(j["JobState"] for j in trains) == ["CANCELLED", "COMPLETED"]
     # each job had its rule's resources from the profile: set-resources for training, defaults otherwise
     for j in trains:
-        assert j["NumCPUs"] == "16" and j["TresPerNode"] == "gres:gpu:4" and "mem=62.50G" in j["TRES"], j
+        assert j["NumTasks"] == "2" and j["NumCPUs"] == "8" and j["TresPerNode"] == "gres:gpu:2", j
+        assert "mem=62.50G" in j["TRES"], j
         assert j["Partition"] == "gpu" and j["TimeLimit"] == "2-00:00:00", j
     (prepare,) = [j for j in jobs if j["Comment"] == "rule_prepare_corpus"]
     assert prepare["NumCPUs"] == "2" and "gpu" not in prepare.get("TresPerNode", "") and prepare["TimeLimit"] == "01:00:00"
     # the resubmitted training resumed from the cancelled one's checkpoint
     log = open(os.path.join(wd, "logs", "train", f"{RUN}.log")).read()
     assert "Resuming" in log or "Loading checkpoint" in log, log[-3000:]
+    # both tasks of the step joined one world: each its own GPU (no binding here: the local rank's)
+    assert re.search(r"joined a world of 2 processes as rank 0 \(slurm\)", log), log[-3000:]
+    assert re.search(r"joined a world of 2 processes as rank 1 \(slurm\)", log), log[-3000:]
+    assert "2 devices in 2 processes" in log
     metrics = json.load(open(os.path.join(wd, "results", "models", RUN, "metrics.json")))
     assert metrics["steps"] == 2048 and not metrics["diverged"]
+    steps = [r["step"] for r in metrics["train_loss"]]
+    assert steps == sorted(set(steps))  # one record per step: rank 0's
     shutil.rmtree(os.path.join(wd, "results", "checkpoints"), ignore_errors=True)

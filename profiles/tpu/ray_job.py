@@ -64,7 +64,7 @@ SECRETS = ("WANDB_API_KEY", "HF_TOKEN")
 
 def multi_host(props: dict, cpus: float, custom: dict) -> tuple[float, dict, dict]:
     """A job that asks for `hosts: M > 1` (one training on M hosts): its entrypoint runs the launcher
-    (runtime/ray_launch.py) with one CPU and no accelerator, and the launcher asks Ray for M hosts,
+    (runtime/ray_launch.py) on the head node, with no resources, and the launcher asks Ray for M hosts,
     each with the job's per-host resources (`tpu_chips`, `threads`) and, for a `tpu_type`, one slice.
     Returns the entrypoint's (CPUs, resources) and the launcher's environment."""
     res = props.get("resources", {})
@@ -75,7 +75,8 @@ def multi_host(props: dict, cpus: float, custom: dict) -> tuple[float, dict, dic
     env = {"IC_LAUNCHER": "ray", "IC_PROCESSES": str(hosts), "IC_RAY_HOST_RESOURCES": json.dumps(host)}
     if res.get("tpu_type"):
         env["IC_RAY_TPU_TYPE"] = str(res["tpu_type"])
-    return 1.0, {}, env
+    # no entrypoint resources: Ray runs the entrypoint on its head node, which no preemption takes
+    return 0.0, {}, env
 
 
 def submit(jobscript: str) -> str:

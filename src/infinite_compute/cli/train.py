@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..runtime import launch
+from ..runtime import launch, ray_launch
 from ..study.specs import RunSpec
 
 
@@ -46,7 +46,5 @@ def _launch(args: list[str], processes: int) -> int:
     if kind == "slurm":
         return launch.run_slurm(argv, processes)
     if kind == "ray":
-        from ..runtime import ray_launch
-
         return ray_launch.run(argv, processes)
     return launch.run_local(argv, processes)

@@ -173,7 +173,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In a launched process: SIGKILL when the launcher dies (Linux), so no rank outlives its job."""
     try:
         import ctypes
@@ -203,7 +203,7 @@ def run_local(argv: list[str], processes: int, env=None, log=sys.stderr) -> int:
     for rank in range(processes):
         renv = {**env, COORDINATOR: coordinator, NUM_PROCESSES: str(processes), PROCESS_ID: str(rank)}
         renv.pop(PROCESSES, None)
-        procs.append(subprocess.Popen(argv, env=renv, preexec_fn=_die_with_parent))
+        procs.append(subprocess.Popen(argv, env=renv, preexec_fn=die_with_parent))
     print(f"launched {processes} processes (pids {', '.join(str(p.pid) for p in procs)}), coordinator {coordinator}",
           file=log, flush=True)
 

@@ -10,7 +10,7 @@ profiles/tpu/ray_job.py submits a training that asks for `hosts: M > 1` as a Ray
 2. a placement group of M bundles, one per host (STRICT_SPREAD), each with the host's accelerators (and
    the slice's name), is the training's world;
 3. rank 0's host gives the coordinator's address; each rank runs the training's command on its host,
-   killed with the Ray task that runs it.
+   in the job's folder (a filesystem every host shares), killed with the Ray task that runs it.
 
 When a host is lost (a preempted TPU VM, a stopped Ray node: the task dies with a system error), every
 rank is stopped, the placement group released, and the training is started again: it resumes from
@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from .launch import COORDINATOR, NUM_PROCESSES, PROCESS_ID, PROCESSES, _die_with_parent, describe_exit
+from .launch import COORDINATOR, NUM_PROCESSES, PROCESS_ID, PROCESSES, die_with_parent, describe_exit, free_port
 
 HOST_RESOURCES = "IC_RAY_HOST_RESOURCES"  # JSON: the resources of one rank's bundle, e.g. {"TPU": 4, "CPU": 8}
 TPU_TYPE = "IC_RAY_TPU_TYPE"  # e.g. v4-64: the slice whose head resource the training holds
@@ -56,20 +56,19 @@ def _rank_task():
     import ray
 
     @ray.remote(max_retries=0)
-    def run_rank(argv: list[str], env: dict) -> int:
+    def run_rank(argv: list[str], env: dict, cwd: str) -> int:
         if os.path.exists(LIBTPU_LOCK):
             try:
                 os.remove(LIBTPU_LOCK)
             except OSError:
                 pass
-        full = {**os.environ, **env}
-        return subprocess.run(argv, env=full, preexec_fn=_die_with_parent).returncode
+        # the host's own accelerator variables (Ray's TPU_VISIBLE_CHIPS, CUDA_VISIBLE_DEVICES) over the job's
+        own = {k: v for k, v in os.environ.items() if k.startswith(("TPU_", "CUDA_", "NVIDIA_"))}
+        return subprocess.run(argv, env={**env, **own}, cwd=cwd, preexec_fn=die_with_parent).returncode
 
     @ray.remote(max_retries=0)
     def where() -> tuple[str, int, str | None]:
         from ray.util import get_node_ip_address
-
-        from .launch import free_port
 
         try:
             from ray.util.tpu import get_current_pod_name
@@ -142,7 +141,8 @@ def _attempt(argv, processes, env, log) -> int:
         coordinator = f"{ip}:{port}"
         rank_env = {k: v for k, v in env.items() if k not in (PROCESSES, "RAY_ADDRESS")}
         tasks = [run_rank.options(num_cpus=0, scheduling_strategy=on[r], **_custom(bundle)).remote(
-            argv, {**rank_env, COORDINATOR: coordinator, NUM_PROCESSES: str(processes), PROCESS_ID: str(r)})
+            argv, {**rank_env, COORDINATOR: coordinator, NUM_PROCESSES: str(processes), PROCESS_ID: str(r)},
+            os.getcwd())
                  for r in range(processes)]
         print(f"ray launcher: {processes} ranks on {processes} hosts, coordinator {coordinator}", file=log, flush=True)
         pending = list(tasks)
