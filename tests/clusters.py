@@ -49,11 +49,13 @@ def stop(procs: list[subprocess.Popen], marker: str) -> None:
             pass
 
 
-# one training of ~2,000 steps with a checkpoint every 3 s: long enough to preempt it after a checkpoint
-LONG_RUN = "t1-d16k-ep64-lr0.01-wd0.1-s0"
+# one training of 512 steps (16k tokens x 16 epochs, 8 x 64-token sequences a step) with a checkpoint
+# every 3 s: long enough to preempt it after a checkpoint (2 processes on this machine train ~14 steps/s)
+LONG_RUN = "t1-d16k-ep16-lr0.01-wd0.1-s0"
+LONG_RUN_STEPS = 512
 
 
-def write_long_run_config(workdir: str, name: str, engine: str = "loop") -> str:
+def write_long_run_config(workdir: str, name: str, engine: str = "trainer") -> str:
     """The smoke config with a single sweep: LONG_RUN, trained by `engine`. Returns the config file's
     name in `workdir`."""
     import yaml
@@ -62,7 +64,7 @@ def write_long_run_config(workdir: str, name: str, engine: str = "loop") -> str:
         cfg = yaml.safe_load(f)
     cfg["training"]["checkpoint_minutes"] = 0.05
     cfg["training"]["engine"] = engine
-    cfg["sweeps"] = [{"name": "long", "models": ["t1"], "token_budgets": [16384], "epochs": [64],
+    cfg["sweeps"] = [{"name": "long", "models": ["t1"], "token_budgets": [16384], "epochs": [16],
                       "learning_rates": [0.01], "weight_decays": [0.1], "seeds": [0]}]
     with open(os.path.join(workdir, name), "w") as f:
         yaml.safe_dump(cfg, f)
@@ -91,3 +93,15 @@ def start_pool(sock, owner: int, workers: int = 1, env: dict | None = None, log=
             return pool
         time.sleep(0.05)
     raise AssertionError("the pool did not start")
+
+
+def profile_resources(workdir: str, profile: str, **changes) -> list[str]:
+    """The profile's own set-resources as command-line arguments, with `changes` ({rule: {key: value}})
+    applied: a --set-resources on the command line replaces the profile's whole list, not one key."""
+    import yaml
+
+    with open(os.path.join(workdir, "profiles", profile, "config.yaml")) as f:
+        rules = yaml.safe_load(f)["set-resources"]
+    for rule, res in changes.items():
+        rules[rule] = {**rules.get(rule, {}), **res}
+    return ["--set-resources", *[f"{rule}:{k}={v}" for rule, res in rules.items() for k, v in res.items()]]

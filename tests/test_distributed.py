@@ -11,9 +11,11 @@ import pytest
 from conftest import ROOT
 from infinite_compute.runtime.env import check_secrets
 from infinite_compute.runtime.launch import (
+    SlurmTasks,
     World,
     requested_processes,
     slurm_hostnames,
+    slurm_job_tasks,
     slurm_local_device_ids,
     world_of_env,
 )
@@ -57,6 +59,8 @@ def test_a_single_task_slurm_job_joins_no_world_and_a_batch_job_of_several_tasks
     assert world_of_env(single) is None and requested_processes(single) == 1
     batch = {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4", "SLURM_JOB_NODELIST": "n1"}
     assert world_of_env(batch) is None and requested_processes(batch) == 4
+    batch = dict(batch, SLURM_JOB_NUM_NODES="2", SLURM_NTASKS_PER_NODE="2", SLURM_CPUS_PER_TASK="4")
+    assert slurm_job_tasks(batch) == SlurmTasks(tasks=4, nodes=2, tasks_per_node=2, cpus_per_task=4)
     assert requested_processes({}) == 1 and requested_processes({"IC_PROCESSES": "3"}) == 3
 
 

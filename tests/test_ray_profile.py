@@ -15,7 +15,7 @@ import types
 
 import pytest
 from clusters import LONG_RUN as RUN
-from clusters import free_port, pids_using, stop, wait_for_checkpoint, write_long_run_config
+from clusters import LONG_RUN_STEPS, free_port, pids_using, profile_resources, stop, wait_for_checkpoint, write_long_run_config
 from test_workflow import project_copy
 
 pytestmark = pytest.mark.workflow
@@ -76,8 +76,6 @@ def start_worker(workers, name, extra):
 
 
 def wait_for_nodes(address, n, head, timeout=120):
-    import ray
-
     deadline = time.time() + timeout
     while True:
         p = subprocess.run([sys.executable, "-c", f"import ray; ray.init(address={head.gcs!r}); "
@@ -113,18 +111,19 @@ def preempt(workers, name):
 def _jobs(address):
     from ray.job_submission import JobSubmissionClient
 
-    return JobSubmissionClient(address).list_jobs()
+    # the submitted jobs; ray.init() connections (the launcher's, this test's) are listed as drivers
+    return [j for j in JobSubmissionClient(address).list_jobs() if j.submission_id]
 
 
 def test_the_tpu_profile_trains_on_two_hosts_and_retries_a_stopped_host_as_a_preemption(ray_head, tmp_path):
     address, workers = ray_head
     wd = project_copy(tmp_path / "project")
-    write_long_run_config(wd, "ray.yaml", engine="trainer")
+    write_long_run_config(wd, "ray.yaml")
     env = {**os.environ, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ['PATH']}"}
     smk = subprocess.Popen(
         [os.path.join(BIN, "snakemake"), f"results/models/{RUN}/metrics.json", "results/plan.json", "--profile", "profiles/tpu",
-         "--configfile", "ray.yaml", "--set-threads", "train_model=1", "--set-resources", "train_model:hosts=2",
-         "train_model:tpu_chips=1", "--retries", "0"],
+         "--configfile", "ray.yaml", "--set-threads", "train_model=1",
+         *profile_resources(wd, "tpu", train_model={"hosts": 2, "tpu_chips": 1}), "--retries", "0"],
         cwd=wd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     # preempt host b once the training has saved a checkpoint, then bring it back (a new VM)
@@ -148,7 +147,7 @@ def test_the_tpu_profile_trains_on_two_hosts_and_retries_a_stopped_host_as_a_pre
         assert f"joined a world of 2 processes as rank {rank} (launcher)" in log, log[-5000:]
     assert "Resuming training from step" in log, log[-5000:]
     metrics = json.load(open(os.path.join(wd, "results", "models", RUN, "metrics.json")))
-    assert metrics["steps"] == 2048 and not metrics["diverged"]
+    assert metrics["steps"] == LONG_RUN_STEPS and not metrics["diverged"]
     steps = [r["step"] for r in metrics["train_loss"]]
     assert steps == sorted(set(steps))
     shutil.rmtree(os.path.join(wd, "results", "checkpoints"), ignore_errors=True)

@@ -1,9 +1,10 @@
 """profiles/slurm, unmodified, against a real single-node SLURM (Debian's slurm-wlm 22.05 and munge)
 that the test starts on 127.0.0.1 with its own config, ports, state and munge socket, and stops by
 pid. The node declares what the profile asks for (16 CPUs, 125 GiB, 4 GPUs as fake devices, partition
-`gpu`), so each job is an sbatch job with its rule's resources. A training cancelled after a
-checkpoint (scancel, as a preemption) is reported failed, resubmitted by the profile's retries, and
-resumes from its checkpoint.
+`gpu`), so each job is an sbatch job with its rule's resources. The training (levanter's Trainer) is
+the profile's step of one task per GPU, on 2 GPUs: a world of 2 processes. Cancelled after a
+checkpoint (scancel, as a preemption), it is reported failed, resubmitted by the profile's retries,
+and resumes from its checkpoint.
 
 Needs root (slurmd launches the jobs) and the slurm-wlm and munge packages; .ci/run installs them."""
 
@@ -18,7 +19,7 @@ import time
 
 import pytest
 from clusters import LONG_RUN as RUN
-from clusters import free_port, stop, wait_for_checkpoint, write_long_run_config
+from clusters import LONG_RUN_STEPS, free_port, profile_resources, stop, wait_for_checkpoint, write_long_run_config
 from test_workflow import project_copy
 
 pytestmark = pytest.mark.workflow
@@ -90,11 +91,13 @@ PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
     with open(os.path.join(d, "gres.conf"), "w") as f:
         f.write(f"NodeName=localhost Name=gpu File={d}/gpu[0-3]\n")
     # A site finds its slurm.conf at /etc/slurm; this one is found through SLURM_CONF, which the
-    # in-job executor (snakemake-executor-plugin-slurm-jobstep) strips before its srun: put it back.
-    srun = os.path.join(d, "bin", "srun")
-    with open(srun, "w") as f:
-        f.write(f"#!/bin/sh\nSLURM_CONF={conf} exec {_which('srun')} \"$@\"\n")
-    os.chmod(srun, 0o755)
+    # in-job executor (snakemake-executor-plugin-slurm-jobstep) strips before its srun and before an
+    # `mpi` job's command (whose launcher runs scontrol and srun): put it back.
+    for command in ("srun", "scontrol"):
+        wrapper = os.path.join(d, "bin", command)
+        with open(wrapper, "w") as f:
+            f.write(f"#!/bin/sh\nSLURM_CONF={conf} exec {_which(command)} \"$@\"\n")
+        os.chmod(wrapper, 0o755)
     env = {**os.environ, "SLURM_CONF": conf, "PATH": f"{d}/bin:{BIN}:{os.environ['PATH']}:/usr/sbin"}
     log = open(os.path.join(d, "log", "daemons.log"), "w")
     procs = [subprocess.Popen(
@@ -137,14 +140,14 @@ def _slurm_jobs(env) -> list[dict]:
 
 def test_the_slurm_profile_runs_jobs_with_their_resources_and_resumes_a_cancelled_training(slurm, tmp_path):
     wd = project_copy(tmp_path / "project")
-    write_long_run_config(wd, "slurm.yaml", engine="trainer")
+    write_long_run_config(wd, "slurm.yaml")
     # no accounting database on this one-node cluster: status from squeue (sites with slurmdbd use sacct).
     # The training is the profile's one task per GPU, on 2 of the node's GPUs: a 2-task step, 2 processes.
     smk = subprocess.Popen(
         [os.path.join(BIN, "snakemake"), f"results/models/{RUN}/metrics.json", "results/plan.json",
          "--profile", "profiles/slurm", "--configfile", "slurm.yaml", "--slurm-status-command", "squeue",
          "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
-         "--set-resources", "train_model:tasks_per_node=2", "train_model:gres=gpu:2"],
+         *profile_resources(wd, "slurm", train_model={"tasks_per_node": 2, "gres": "gpu:2"})],
         cwd=wd, env=slurm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     wait_for_checkpoint(os.path.join(wd, "results", "checkpoints"), smk, 600)
@@ -161,7 +164,8 @@ def test_the_slurm_profile_runs_jobs_with_their_resources_and_resumes_a_cancelle
     assert sorted(j["JobState"] for j in trains) == ["CANCELLED", "COMPLETED"]
     # each job had its rule's resources from the profile: set-resources for training, defaults otherwise
     for j in trains:
-        assert j["NumTasks"] == "2" and j["NumCPUs"] == "8" and j["TresPerNode"] == "gres:gpu:2", j
+        shown = {k: j.get(k) for k in ("JobState", "NumNodes", "NumTasks", "NtasksPerN:B:S:C", "NumCPUs", "TresPerNode")}
+        assert j["NumTasks"] == "2" and j["NumCPUs"] == "8" and j["TresPerNode"] == "gres:gpu:2", shown
         assert "mem=62.50G" in j["TRES"], j
         assert j["Partition"] == "gpu" and j["TimeLimit"] == "2-00:00:00", j
     (prepare,) = [j for j in jobs if j["Comment"] == "rule_prepare_corpus"]
@@ -174,7 +178,7 @@ def test_the_slurm_profile_runs_jobs_with_their_resources_and_resumes_a_cancelle
     assert re.search(r"joined a world of 2 processes as rank 1 \(slurm\)", log), log[-3000:]
     assert "2 devices in 2 processes" in log
     metrics = json.load(open(os.path.join(wd, "results", "models", RUN, "metrics.json")))
-    assert metrics["steps"] == 2048 and not metrics["diverged"]
+    assert metrics["steps"] == LONG_RUN_STEPS and not metrics["diverged"]
     steps = [r["step"] for r in metrics["train_loss"]]
     assert steps == sorted(set(steps))  # one record per step: rank 0's
     shutil.rmtree(os.path.join(wd, "results", "checkpoints"), ignore_errors=True)

@@ -1132,6 +1132,20 @@ def test_the_trainer_engine_on_four_devices_trains_as_on_one_in_each_layout(smok
         np.testing.assert_allclose(_eval_losses(d / "out"), reference, atol=LOSS_TOLERANCE, rtol=0, err_msg=mesh)
 
 
+def test_the_loop_engine_on_four_devices_trains_as_on_one(smoke, tmp_path):
+    """The loop engine splits each batch over the devices it sees, on levanter's mesh: 4 simulated CPU
+    devices give the 1-device run's eval losses (LOSS_TOLERANCE)."""
+    spec = json.load(open(os.path.join(smoke, "results", "models", "t1-d8k-ep2-lr0.01-wd0.1-s0", "spec.json")))
+    losses = []
+    for devices in (1, 4):
+        d = tmp_path / f"d{devices}"
+        p = subprocess.run(_train_cmd(smoke, spec, str(d / "out"), str(d / "ck"), 10), env=_devices_env(smoke, devices),
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-3000:]
+        losses.append(_eval_losses(d / "out"))
+    np.testing.assert_allclose(losses[1], losses[0], atol=LOSS_TOLERANCE, rtol=0)
+
+
 def test_tensor_parallel_splits_the_mlp_and_key_value_heads_and_fsdp_the_embedding(smoke):
     """The parameters as levanter shards them on each layout's mesh: with model_axis_size 2 every MLP
     and attention weight is split over the model axis, under FSDP the embedding axis over the data

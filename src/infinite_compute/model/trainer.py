@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import pathlib
 import time
 from datetime import timedelta
 
@@ -123,7 +124,7 @@ def levanter_config(
             # a diverged run finishes and is recorded as diverged (NaN loss) instead of failing the study
             crash_on_nan=False,
             crash_on_inf=False,
-            log_dir=os.path.join(checkpoint_dir, "logs"),
+            log_dir=pathlib.Path(checkpoint_dir, "logs"),  # a Path, as levanter types it (its config dump)
             log_jaxprs=False,
             log_xla_hlo=False,
             watch=WatchConfig(interval=0),  # per-parameter norms cost a compile and time per step

@@ -83,7 +83,8 @@ def world_of_env(env=None) -> World | None:
 
 def slurm_world(env) -> World:
     """A task of a SLURM job step of several tasks. The coordinator is the step's first node, on a
-    port derived from the job and step ids (as jax's own SLURM detection derives one from the job's); the devices are the task's GPUs."""
+    port derived from the job and step ids (as jax's own SLURM detection derives one from the job's);
+    the devices are the task's GPUs."""
     n, rank = _int(env, "SLURM_STEP_NUM_TASKS"), _int(env, "SLURM_PROCID")
     nodes = slurm_hostnames(env.get("SLURM_STEP_NODELIST") or env["SLURM_JOB_NODELIST"])
     port = 10000 + (_int(env, "SLURM_JOB_ID") * 31 + int(env.get("SLURM_STEP_ID", "0"))) % 50000
@@ -147,16 +148,49 @@ def slurm_hostnames(nodelist: str) -> list[str]:
 
 def requested_processes(env=None) -> int:
     """How many processes this (launcher) process is asked to start: IC_PROCESSES, else the tasks
-    of the SLURM batch job it runs in, else 1."""
+    of the SLURM batch job it runs in, outside any step, else 1."""
     env = os.environ if env is None else env
     if PROCESSES in env:
         n = _int(env, PROCESSES)
         if n < 1:
             raise ValueError(f"{PROCESSES}={n}: expected at least 1")
         return n
-    if "SLURM_JOB_ID" in env and "SLURM_STEP_NUM_TASKS" not in env and "SLURM_NTASKS" in env:
-        return _int(env, "SLURM_NTASKS")
+    if "SLURM_JOB_ID" in env and "SLURM_STEP_NUM_TASKS" not in env:
+        return slurm_job_tasks(env).tasks
     return 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmTasks:
+    """The task layout of a SLURM job: what its step of one task per process asks for."""
+
+    tasks: int
+    nodes: int = 1
+    tasks_per_node: int = 0  # 0: the job did not ask for a number per node
+    cpus_per_task: int = 1
+
+
+def slurm_job_tasks(env) -> SlurmTasks:
+    """The task layout of the SLURM job this process runs in: from the batch job's environment, or,
+    where Snakemake's SLURM jobstep has cleared it (it keeps only the job's id in the environment of
+    an `mpi` job's command), from `scontrol show job`."""
+    if "SLURM_NTASKS" in env:
+        per_node = (env.get("SLURM_NTASKS_PER_NODE") or "0").split("(")[0]
+        return SlurmTasks(_int(env, "SLURM_NTASKS"), int(env.get("SLURM_JOB_NUM_NODES") or 1), int(per_node or 0),
+                          int(env.get("SLURM_CPUS_PER_TASK") or 1))
+    job = env["SLURM_JOB_ID"]
+    try:
+        p = subprocess.run(["scontrol", "show", "job", "--oneliner", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise RuntimeError(f"SLURM job {job}: `scontrol show job` could not run ({e}): without it (or SLURM_NTASKS) "
+                           "the number of tasks to train on is not known") from None
+    fields = dict(kv.split("=", 1) for kv in p.stdout.split() if "=" in kv)
+    if p.returncode != 0 or "NumTasks" not in fields:
+        raise RuntimeError(f"SLURM job {job}: `scontrol show job` gave no NumTasks ({p.stderr.strip()[-500:]}): "
+                           "the number of tasks to train on is not known")
+    per_node = fields.get("NtasksPerN:B:S:C", "0").split(":")[0]
+    return SlurmTasks(int(fields["NumTasks"]), int(fields.get("NumNodes", "1").split("-")[0]),
+                      int(per_node) if per_node.isdigit() else 0, int(fields.get("CPUs/Task", "1")))
 
 
 def launcher_of_env(env=None) -> str:
@@ -240,6 +274,12 @@ def run_local(argv: list[str], processes: int, env=None, log=sys.stderr) -> int:
 
 
 def run_slurm(argv: list[str], processes: int, env=None) -> int:
-    """The job step of `processes` tasks that runs `argv` once per task (inside a SLURM allocation)."""
-    cmd = ["srun", f"--ntasks={processes}", "--kill-on-bad-exit=1", "--label", *argv]
-    return subprocess.run(cmd, env=None if env is None else dict(env)).returncode
+    """The job step of `processes` tasks that runs `argv` once per task (inside a SLURM allocation),
+    laid out as the job asked: its nodes, tasks per node and CPUs per task (a step asks for 1 CPU per
+    task unless told). A task that dies ends the step; srun's error line names it."""
+    env = dict(os.environ if env is None else env)
+    layout = slurm_job_tasks(env)
+    cmd = ["srun", f"--ntasks={processes}", f"--nodes={layout.nodes}", f"--cpus-per-task={layout.cpus_per_task}",
+           *([f"--ntasks-per-node={layout.tasks_per_node}"] if layout.tasks_per_node else []),
+           "--kill-on-bad-exit=1", "--label", *argv]
+    return subprocess.run(cmd, env=env).returncode
