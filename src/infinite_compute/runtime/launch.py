@@ -25,6 +25,7 @@ Python's standard library only: the launcher process never imports jax.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import signal
 import socket
@@ -178,7 +179,16 @@ def slurm_job_tasks(env) -> SlurmTasks:
         per_node = (env.get("SLURM_NTASKS_PER_NODE") or "0").split("(")[0]
         return SlurmTasks(_int(env, "SLURM_NTASKS"), int(env.get("SLURM_JOB_NUM_NODES") or 1), int(per_node or 0),
                           int(env.get("SLURM_CPUS_PER_TASK") or 1))
-    job = env["SLURM_JOB_ID"]
+    fields = _scontrol_job(env["SLURM_JOB_ID"])
+    per_node = fields.get("NtasksPerN:B:S:C", "0").split(":")[0]
+    return SlurmTasks(int(fields["NumTasks"]), int(fields.get("NumNodes", "1").split("-")[0]),
+                      int(per_node) if per_node.isdigit() else 0, int(fields.get("CPUs/Task", "1")))
+
+
+@functools.lru_cache(maxsize=None)
+def _scontrol_job(job: str) -> dict:
+    """`scontrol show job`'s fields for `job`, read once per process (the launcher and run_slurm both
+    need the job's layout, which does not change while it runs)."""
     try:
         p = subprocess.run(["scontrol", "show", "job", "--oneliner", job], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -188,9 +198,7 @@ def slurm_job_tasks(env) -> SlurmTasks:
     if p.returncode != 0 or "NumTasks" not in fields:
         raise RuntimeError(f"SLURM job {job}: `scontrol show job` gave no NumTasks ({p.stderr.strip()[-500:]}): "
                            "the number of tasks to train on is not known")
-    per_node = fields.get("NtasksPerN:B:S:C", "0").split(":")[0]
-    return SlurmTasks(int(fields["NumTasks"]), int(fields.get("NumNodes", "1").split("-")[0]),
-                      int(per_node) if per_node.isdigit() else 0, int(fields.get("CPUs/Task", "1")))
+    return fields
 
 
 def launcher_of_env(env=None) -> str:
