@@ -16,6 +16,7 @@ from infinite_compute.outputs.wandb_runs import check_source as check_import_sou
 from infinite_compute.runtime.env import ACCELERATOR_ENV, check_secrets
 from infinite_compute.study import paths
 from infinite_compute.study.hf_base import base_files, tokenizer_files
+from infinite_compute.study.memory import check_fits, format_table, plan_memory
 from infinite_compute.study.paths import fill
 from infinite_compute.study.plan import build_plan, plan_to_dict
 
@@ -40,6 +41,11 @@ onstart:
         # A CPT base from a Hugging Face directory: its files, a Llama config, a tokenizer with an EOS.
         if PLAN.cpt and PLAN.cpt.base_hf:
             check_hf_base(config["cpt"]["base"])
+        # Each jax job's peak memory on its devices (study/memory.py), against what the profile says each
+        # device has (`device_memory_gib`): a config that would overflow one is refused here, naming the jobs.
+        memory = plan_memory(PLAN, config, rule_resources())
+        print("memory plan (per device):\n" + format_table(memory), file=sys.stderr)
+        check_fits(memory)
         # Jobs run on this machine hand their jax commands to warm workers (runtime/worker.py): one per
         # job slot, started here, gone with this Snakemake (cli/pool.py says when).
         start_warm_workers(workflow, config, JOB_CACHES)
@@ -95,6 +101,21 @@ wildcard_constraints:
     figure=r"[a-z_]+",
     cell=r"[a-z][a-z0-9_.\-]*",
     round=r"\d+",
+
+
+def rule_resources():
+    """{rule: its resources}, as the rules, the profile and the command line set them (those known
+    before a job: one computed from a job's inputs is left out)."""
+    out = {}
+    for r in workflow.rules:
+        out[r.name] = {}
+        for k, res in r.resources.items():
+            try:
+                if res.value is not None:
+                    out[r.name][k] = res.value
+            except ValueError:  # "must be evaluated within the context of a rule"
+                pass
+    return out
 
 
 def cache_dir(run):

@@ -39,3 +39,17 @@ def load_config(path: str, schema_path: str | None = None) -> dict[str, Any]:
 def default_schema_path() -> str:
     here = os.path.dirname(os.path.abspath(__file__))
     return os.path.join(here, "..", "..", "..", "schemas", "config.schema.yaml")
+
+
+def load_merged_config(paths: list[str], schema_path: str | None = None) -> dict[str, Any]:
+    """The config Snakemake makes of `configfile: paths[0]` and `--configfile paths[1:]`: each file's
+    mappings merged into the ones before (snakemake.utils.update_config), then validated."""
+    import yaml
+    from snakemake.utils import update_config, validate
+
+    config: dict[str, Any] = {}
+    for path in paths:
+        with open(path) as f:
+            update_config(config, yaml.safe_load(f) or {})
+    validate(config, schema_path or default_schema_path())
+    return config

@@ -1,0 +1,78 @@
+"""The memory plan (study/memory.py) against XLA's memory analysis of the compiled training step on
+this CPU: the shapes its tensor counts were read from (calibration) and shapes it was not fitted to
+(validation, tolerance fixed before they were run: 15% of XLA's peak). Prints a table; with --md,
+writes it to bench/memory.md.
+
+    JAX_PLATFORMS=cpu .venv/bin/python bench/memory.py --md
+"""
+
+import argparse
+import datetime
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+from infinite_compute.model.memory_check import training_step_memory  # noqa: E402
+from infinite_compute.study.memory import training_memory  # noqa: E402
+from infinite_compute.study.specs import ModelShape  # noqa: E402
+
+TOLERANCE = 0.15
+# (name, hidden, intermediate, layers, heads, kv heads, seq, vocab, batch, checkpointing, ce block)
+CALIBRATION = [
+    (g + n, h, i, L, nh, kv, s, v, b, bool(g), ce)
+    for g in ("", "gc-")
+    for n, h, i, L, nh, kv, s, v, b, ce in [
+        ("base", 128, 448, 4, 4, 4, 256, 2048, 8, None),
+        ("layers8", 128, 448, 8, 4, 4, 256, 2048, 8, None),
+        ("batch16", 128, 448, 4, 4, 4, 256, 2048, 16, None),
+        ("vocab8k", 128, 448, 4, 4, 4, 256, 8192, 8, None),
+        ("seq512", 128, 448, 4, 4, 4, 512, 2048, 8, None),
+        ("mlp896", 128, 896, 4, 4, 4, 256, 2048, 8, None),
+        ("hidden256", 256, 448, 4, 4, 4, 256, 2048, 8, None),
+        ("heads8", 128, 448, 4, 8, 8, 256, 2048, 8, None),
+        ("ce512", 128, 448, 4, 4, 4, 256, 8192, 8, 512),
+    ]
+]
+VALIDATION = [
+    ("gqa", 256, 896, 4, 8, 2, 256, 2048, 8, False, None),
+    ("gc-wide", 192, 512, 6, 6, 3, 128, 4096, 12, True, None),
+    ("ce-long", 128, 448, 3, 4, 4, 384, 6144, 4, False, 512),
+    ("gc-ce", 160, 640, 5, 5, 5, 256, 3072, 6, True, 512),
+]
+
+
+def compare(case):
+    name, h, i, L, nh, kv, s, v, b, gc, ce = case
+    shape = ModelShape(name, h, i, L, nh, kv, s, gc, "vanilla", ce)
+    xla = training_step_memory(shape, v, b).peak
+    est = sum(training_memory(shape, v, b, 1).values())
+    return name, xla, est
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--md", action="store_true")
+    a = ap.parse_args()
+    lines = [f"{'set':12s} {'shape':12s} {'XLA MiB':>9s} {'plan MiB':>9s} {'plan/XLA':>9s}"]
+    worst = 0.0
+    for label, cases in (("calibration", CALIBRATION), ("validation", VALIDATION)):
+        for case in cases:
+            name, xla, est = compare(case)
+            lines.append(f"{label:12s} {name:12s} {xla / 2**20:9.1f} {est / 2**20:9.1f} {est / xla:9.3f}")
+            if label == "validation":
+                worst = max(worst, abs(est / xla - 1))
+    lines.append(f"validation: largest |plan/XLA - 1| = {worst:.3f} (tolerance {TOLERANCE})")
+    text = "\n".join(lines)
+    print(text)
+    if a.md:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "memory.md"), "w") as f:
+            f.write(f"# bench/memory.py, {datetime.date.today()} (XLA CPU, f32), at {commit}\n\n"
+                    "Shapes as in bench/memory.py: hidden, MLP width, layers, heads, kv heads, context, "
+                    "vocabulary, batch; `gc-`: gradient checkpointing; `ce`: blockwise cross-entropy.\n\n"
+                    f"```\n{text}\n```\n")
+
+
+if __name__ == "__main__":
+    main()
