@@ -8,13 +8,22 @@ writes it to bench/memory.md.
 
 import argparse
 import datetime
+import json
 import os
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 from infinite_compute.model.memory_check import training_step_memory  # noqa: E402
-from infinite_compute.study.memory import training_memory  # noqa: E402
+from infinite_compute.study.config import load_merged_config  # noqa: E402
+from infinite_compute.study.memory import format_table, plan_memory, profile_resources, training_memory  # noqa: E402
+from infinite_compute.study.plan import build_plan  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+# Llama-3.2-3B's config.json (its shape; the weights are not needed to plan): config/paper.yaml's CPT base
+LLAMA_3B = {"model_type": "llama", "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 28,
+            "num_attention_heads": 24, "num_key_value_heads": 8, "vocab_size": 128256, "tie_word_embeddings": True}
 from infinite_compute.study.specs import ModelShape  # noqa: E402
 
 TOLERANCE = 0.15
@@ -50,6 +59,22 @@ def compare(case):
     return name, xla, est
 
 
+def paper_plans() -> str:
+    """config/paper.yaml's memory plan on profiles/tpu and profiles/slurm, its CPT base's shape from
+    LLAMA_3B."""
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(LLAMA_3B, f)
+        config = load_merged_config([os.path.join(ROOT, "config.yaml"), os.path.join(ROOT, "config", "paper.yaml")])
+        config["cpt"]["base"]["hf"] = d
+        plan = build_plan(config)
+        for profile in ("tpu", "slurm"):
+            table = format_table(plan_memory(plan, config, profile_resources(os.path.join(ROOT, "profiles", profile))))
+            out.append(f"config/paper.yaml on profiles/{profile} (GiB per device; fits: within 90%):\n{table}")
+    return "\n\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--md", action="store_true")
@@ -65,13 +90,17 @@ def main():
     lines.append(f"validation: largest |plan/XLA - 1| = {worst:.3f} (tolerance {TOLERANCE})")
     text = "\n".join(lines)
     print(text)
+    plans = paper_plans()
+    print(plans)
     if a.md:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "memory.md"), "w") as f:
             f.write(f"# bench/memory.py, {datetime.date.today()} (XLA CPU, f32), at {commit}\n\n"
                     "Shapes as in bench/memory.py: hidden, MLP width, layers, heads, kv heads, context, "
                     "vocabulary, batch; `gc-`: gradient checkpointing; `ce`: blockwise cross-entropy.\n\n"
-                    f"```\n{text}\n```\n")
+                    f"```\n{text}\n```\n\n"
+                    "The plan of config/paper.yaml (its CPT base: Llama-3.2-3B's config.json):\n\n"
+                    f"```\n{plans}\n```\n")
 
 
 if __name__ == "__main__":

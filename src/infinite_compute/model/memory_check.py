@@ -37,7 +37,7 @@ def training_step_memory(shape: ModelShape, vocab: int, batch: int, tokenizer_di
     """The memory analysis of one f32 training step of `shape` on a batch of `batch` sequences, on
     jax's default device (the CPU here): value and gradient of the loss, then AdamW, parameters and
     optimizer state donated as a training loop donates them."""
-    config = llama_config(shape, tokenizer_dir) if tokenizer_dir else _config(shape)
+    config = llama_config(shape, tokenizer_dir)
     Vocab, Batch, Pos = hax.Axis("vocab", vocab), hax.Axis("batch", batch), config.Pos
     opt = optax.adamw(1e-3, weight_decay=0.1)
 
@@ -62,14 +62,3 @@ def training_step_memory(shape: ModelShape, vocab: int, batch: int, tokenizer_di
     return XlaMemory(argument=m.argument_size_in_bytes, output=m.output_size_in_bytes,
                      alias=m.alias_size_in_bytes, temp=m.temp_size_in_bytes)
 
-
-def _config(shape: ModelShape):
-    """A Llama config of the shape without a tokenizer (the step is only compiled, never run)."""
-    from levanter.layers.attention import AttentionBackend
-    from levanter.models.llama import LlamaConfig
-
-    return LlamaConfig(seq_len=shape.seq_len, hidden_dim=shape.hidden_dim, intermediate_dim=shape.intermediate_dim,
-                       num_layers=shape.num_layers, num_heads=shape.num_heads, num_kv_heads=shape.num_kv_heads,
-                       gradient_checkpointing=shape.gradient_checkpointing,
-                       attn_backend=AttentionBackend(shape.attention_backend),
-                       cross_entropy_block_size=shape.cross_entropy_block_size)

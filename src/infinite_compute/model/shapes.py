@@ -12,10 +12,12 @@ from transformers import LlamaConfig as HfLlamaConfig
 from ..study.specs import ModelShape
 
 
-def llama_config(m: ModelShape, tokenizer_dir: str, gradient_checkpointing: bool | None = None):
-    """levanter's LlamaConfig of a shape; the tokenizer dir doubles as the local HF reference."""
+def llama_config(m: ModelShape, tokenizer_dir: str | None, gradient_checkpointing: bool | None = None):
+    """levanter's LlamaConfig of a shape; the tokenizer dir doubles as the local HF reference (None:
+    levanter's defaults, for a model that is only built, never exported: model/memory_check.py)."""
     if m.hf_base is not None:
         return _hf_llama_config(m, tokenizer_dir, gradient_checkpointing)
+    local = {} if tokenizer_dir is None else {"tokenizer": tokenizer_dir, "reference_checkpoint": tokenizer_dir}
     return LlamaConfig(
         seq_len=m.seq_len,
         hidden_dim=m.hidden_dim,
@@ -26,8 +28,7 @@ def llama_config(m: ModelShape, tokenizer_dir: str, gradient_checkpointing: bool
         gradient_checkpointing=m.gradient_checkpointing if gradient_checkpointing is None else gradient_checkpointing,
         attn_backend=AttentionBackend(m.attention_backend),
         cross_entropy_block_size=m.cross_entropy_block_size,
-        tokenizer=tokenizer_dir,
-        reference_checkpoint=tokenizer_dir,
+        **local,
     )
 
 
