@@ -142,3 +142,37 @@ def test_held_out_by_source_keeps_every_piece_of_a_file_on_one_side_whatever_the
     pieces = [d for d in corpus.split_long("f.py", "x = 1\n" * 2000, 512)]
     assert len({corpus.held_out(d.doc_id, 0.5) for d in pieces}) == 2
     assert len({corpus.held_out(d.doc_id, 0.5, "source") for d in pieces}) == 1
+
+
+def test_documents_order_keeps_a_documents_pieces_together_in_order_and_pieces_order_scatters_them(tmp_path):
+    """data.order: `documents` puts each source's pieces one after another in their own order, so the
+    training text packs every document whole (marin's packing); `pieces` (the default) scatters them.
+    The held-out split and the set of training pieces are the same either way."""
+    runs = {}
+    for order in ("pieces", "documents"):
+        cfg = {"data": {"source": "stdlib", "files": [], "text_field": "text", "max_document_chars": 512,
+                        "validation_fraction": 0.05, "held_out_by": "source", "order": order}, "seed": 0}
+        corpus.prepare_corpus(cfg, str(tmp_path / order))
+        runs[order] = [r["id"] for r in corpus.read_jsonl(str(tmp_path / order / "train.jsonl"))]
+    assert sorted(runs["pieces"]) == sorted(runs["documents"])
+
+    def runs_of(ids):  # each source's pieces as the order gives them, and how many stretches they make
+        by, stretches, last = {}, {}, None
+        for i in ids:
+            s = corpus.source_id(i)
+            by.setdefault(s, []).append(i)
+            if s != last:
+                stretches[s] = stretches.get(s, 0) + 1
+            last = s
+        return by, stretches
+
+    by, stretches = runs_of(runs["documents"])
+    assert set(stretches.values()) == {1}
+    for s, ids in by.items():
+        assert ids == ([s] if len(ids) == 1 else [f"{s}#{k}" for k in range(len(ids))])
+    files = dict(corpus.stdlib_sources())
+    texts = {r["id"]: r["text"] for r in corpus.read_jsonl(str(tmp_path / "documents" / "train.jsonl"))}
+    name = next(s for s, ids in by.items() if len(ids) > 5 and s in files)
+    assert "".join(texts[i] for i in by[name]) == open(files[name], encoding="utf-8").read()
+    _, scattered = runs_of(runs["pieces"])
+    assert max(scattered.values()) > 5

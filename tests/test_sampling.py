@@ -29,6 +29,24 @@ def test_kv_cache_sampling_matches_full_forward_passes():
     assert len(np.unique(cached[:, 1:])) > 10  # random weights: a spread of tokens, not one repeated
 
 
+def test_sampling_by_member_draws_each_sequence_from_one_member_in_turn():
+    """`sampling: members`: sequence i is member (i mod K)'s own sample, each member with its own seed;
+    the token-level mixture draws other sequences."""
+    from infinite_compute.model import sampling, scoring
+
+    with scoring.device_mesh():
+        models = tiny_llamas(2)
+        kw = dict(seq_len=24, eot_id=0, temperature=1.0, batch_size=3)
+        loaded = []
+        by = sampling.sample_by_member(lambda k: loaded.append(k) or models[k], 2, 6, seed=5, **kw)
+        alone = [sampling.sample_sequences([models[k]], 3, seed=5 + k, **kw) for k in range(2)]
+        mixed = sampling.sample_sequences(models, 6, seed=5, **kw)
+    assert loaded == [0, 1]
+    np.testing.assert_array_equal(by[0::2], alone[0])
+    np.testing.assert_array_equal(by[1::2], alone[1])
+    assert not np.array_equal(by, mixed)
+
+
 def test_lower_temperature_concentrates_the_samples():
     from infinite_compute.model import sampling, scoring
 

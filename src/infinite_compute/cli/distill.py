@@ -21,9 +21,14 @@ def cmd_sample(a) -> None:
     seq_len = specs[0].model.seq_len
     n = -(-params["teacher_tokens"] // seq_len)
     with scoring.device_mesh():
-        models = [scoring.load_model(hf, s, a.tokenizer) for hf, s in zip(a.hfs, specs)]
-        seqs = sampling.sample_sequences(models, n, seq_len, tok.eos_token_id, params["temperature"], params["seed"],
-                                         a.batch_size)
+        if params.get("sampling", "mixture") == "members":
+            load = lambda k: scoring.load_model(a.hfs[k], specs[k], a.tokenizer)  # noqa: E731
+            seqs = sampling.sample_by_member(load, len(specs), n, seq_len, tok.eos_token_id, params["temperature"],
+                                             params["seed"], a.batch_size)
+        else:
+            models = [scoring.load_model(hf, s, a.tokenizer) for hf, s in zip(a.hfs, specs)]
+            seqs = sampling.sample_sequences(models, n, seq_len, tok.eos_token_id, params["temperature"],
+                                             params["seed"], a.batch_size)
     offsets = np.arange(0, seqs.size + 1, seq_len)
     write_token_stream(a.out, seqs.reshape(-1).astype(np.int32), offsets)
 

@@ -245,17 +245,31 @@ def held_out(doc_id: str, validation_fraction: float, by: str = "piece") -> bool
     return stable_unit(f"split:{source_id(doc_id) if by == 'source' else doc_id}") < validation_fraction
 
 
-def order_key(doc_id: str, seed: int) -> float:
-    return stable_unit(f"order:{seed}:{doc_id}")
+def order_key(doc_id: str, seed: int, order: str = "pieces") -> float:
+    """Where a piece goes in its split's order: a seeded hash of its own id (`pieces`: a long document's
+    pieces land apart) or of its source document's (`documents`: they stay together, see sort_key)."""
+    return stable_unit(f"order:{seed}:{source_id(doc_id) if order == 'documents' else doc_id}")
 
 
-def split_documents(docs: list[Document], validation_fraction: float, seed: int, by: str = "piece") -> tuple[list, list]:
-    """Held-out documents by a stable hash of their id (held_out); each split ordered by a seeded hash."""
+def sort_key(key: float, doc_id: str, order: str = "pieces") -> tuple:
+    """The full sort key of a piece with order_key `key`: ties broken by id, or, for `documents`, by
+    source and then piece number, so that a document's pieces follow each other in their own order
+    and the packed token stream holds it whole (as marin packs the authors' DCLM tokens)."""
+    if order != "documents":
+        return key, doc_id
+    m = _PIECE.search(doc_id)
+    return key, source_id(doc_id), int(m.group()[1:]) if m else -1
+
+
+def split_documents(docs: list[Document], validation_fraction: float, seed: int, by: str = "piece",
+                    order: str = "pieces") -> tuple[list, list]:
+    """Held-out documents by a stable hash of their id (held_out); each split ordered by a seeded hash
+    (order_key, sort_key)."""
     train, val = [], []
     for d in docs:
         (val if held_out(d.doc_id, validation_fraction, by) else train).append(d)
-    order = lambda d: (order_key(d.doc_id, seed), d.doc_id)  # noqa: E731
-    return sorted(train, key=order), sorted(val, key=order)
+    ordered = lambda d: sort_key(order_key(d.doc_id, seed, order), d.doc_id, order)  # noqa: E731
+    return sorted(train, key=ordered), sorted(val, key=ordered)
 
 
 # --- the streamed corpus: shards -> spill files by order bucket -> sorted splits ---
@@ -310,7 +324,7 @@ def _spill_task(index: int, items: list, data_cfg: dict, seed: int, n_buckets: i
                 stats.characters += len(d.text)
                 split = ("validation" if held_out(d.doc_id, data_cfg["validation_fraction"], data_cfg.get("held_out_by", "piece"))
                          else "train")
-                key = order_key(d.doc_id, seed)
+                key = order_key(d.doc_id, seed, data_cfg.get("order", "pieces"))
                 b = min(int(key * n_buckets), n_buckets - 1)
                 f = handles.get((split, b))
                 if f is None:
@@ -338,8 +352,8 @@ def _run_tasks(tasks: list, data_cfg: dict, seed: int, n_buckets: int, spill: st
         return list(pool.map(_spill_task, *zip(*args)))
 
 
-def _merge(spill: str, split: str, n_buckets: int, out_path: str) -> None:
-    """The split's documents in order: bucket by bucket (key ranges), each sorted by (key, id)."""
+def _merge(spill: str, split: str, n_buckets: int, out_path: str, order: str = "pieces") -> None:
+    """The split's documents in order: bucket by bucket (key ranges), each sorted by sort_key."""
     names = sorted(os.listdir(spill))
     with atomic_path(out_path) as tmp, open(tmp, "w") as out:
         for b in range(n_buckets):
@@ -349,7 +363,7 @@ def _merge(spill: str, split: str, n_buckets: int, out_path: str) -> None:
                 if name.startswith(prefix):
                     with open(os.path.join(spill, name)) as f:
                         rows.extend(json.loads(line) for line in f)
-            rows.sort(key=lambda r: (r[0], r[1]))
+            rows.sort(key=lambda r: sort_key(r[0], r[1], order))
             for _, doc_id, text in rows:
                 out.write(json.dumps({"id": doc_id, "text": text}) + "\n")
 
@@ -365,7 +379,8 @@ def prepare_corpus(config: dict, out_dir: str, workers: int = 1) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     if data_cfg["source"] == "synthetic":
         docs, files = collect_documents(data_cfg)
-        train, val = split_documents(docs, data_cfg["validation_fraction"], seed, data_cfg.get("held_out_by", "piece"))
+        train, val = split_documents(docs, data_cfg["validation_fraction"], seed, data_cfg.get("held_out_by", "piece"),
+                                     data_cfg.get("order", "pieces"))
         _check_splits(len(docs), len(train), len(val), data_cfg)
         for name, split in (("train", train), ("validation", val)):
             atomic_write_text(os.path.join(out_dir, f"{name}.jsonl"),
@@ -387,7 +402,7 @@ def prepare_corpus(config: dict, out_dir: str, workers: int = 1) -> dict:
                 raise ValueError("the corpus is empty: no document with any text (check data.source / data.files)")
             _check_splits(n, counts["train"]["documents"], counts["validation"]["documents"], data_cfg)
             for split in SPLITS:
-                _merge(spill, split, n_buckets, os.path.join(out_dir, f"{split}.jsonl"))
+                _merge(spill, split, n_buckets, os.path.join(out_dir, f"{split}.jsonl"), data_cfg.get("order", "pieces"))
         finally:
             shutil.rmtree(spill, ignore_errors=True)
     manifest = {

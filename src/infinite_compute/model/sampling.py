@@ -109,6 +109,21 @@ def sample_sequences(models: list, n_sequences: int, seq_len: int, eot_id: int, 
     return np.concatenate(out)[:n_sequences]
 
 
+def sample_by_member(load_member, n_members: int, n_sequences: int, seq_len: int, eot_id: int, temperature: float,
+                     seed: int, batch_size: int) -> np.ndarray:
+    """An ensemble's corpus drawn member by member (distillation `sampling: members`): sequence i from
+    member i mod K alone, member k with seed `seed + k`; `load_member(k)` gives member k, and only one
+    is held at a time."""
+    out = np.empty((n_sequences, seq_len), np.int32)
+    for k in range(n_members):
+        rows = len(range(k, n_sequences, n_members))
+        if rows:
+            model = load_member(k)
+            out[k::n_members] = sample_sequences([model], rows, seq_len, eot_id, temperature, seed + k, batch_size)
+            del model
+    return out
+
+
 def greedy_completions(models: list, prompts: list[list[int]], n_new: int, eot_id: int, batch_size: int,
                        seq_len: int) -> list[list[int]]:
     """`n_new` greedy tokens after each prompt (token ids, <|endoftext|> first), from the mean of

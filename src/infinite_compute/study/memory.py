@@ -256,8 +256,9 @@ def plan_memory(plan, config: dict, resources: dict[str, dict]) -> list[Estimate
     d = dev("sample_teacher")
     for dist in plan.distillations.values():
         m, members = _teacher(plan, dist)
-        out.append(Estimate(f"sample_teacher {dist.name}: {m.name} x {members} (batch {eval_batch})", d,
-                            sampling_memory(m, vocab, eval_batch, members)))
+        loaded = 1 if dist.sampling == "members" else members  # `members`: one member in memory at a time
+        out.append(Estimate(f"sample_teacher {dist.name}: {m.name} x {members} {dist.sampling} (batch {eval_batch})",
+                            d, sampling_memory(m, vocab, eval_batch, loaded)))
     return out
 
 

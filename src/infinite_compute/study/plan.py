@@ -303,6 +303,7 @@ def _distillations(config: dict, runs: _Runs, ensembles: dict[str, EnsembleSpec]
             synthetic_share=share,
             teacher_tokens=dist["teacher_tokens"],
             temperature=dist["temperature"],
+            sampling=dist["sampling"],
             token_budget=budget,
             seed=config["seed"],
             teacher_cell=tcell,

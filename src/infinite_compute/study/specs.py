@@ -142,6 +142,7 @@ class DistillSpec:
     token_budget: int
     seed: int
     teacher_cell: str | None = None  # the search cell the teacher comes from, if any
+    sampling: str = "mixture"  # "mixture" (token-level) or "members" (each sequence from one member)
 
     def sampling_params(self) -> dict:
         """What determines the synthetic corpus (the sampling job's params); the members' files are
@@ -151,6 +152,8 @@ class DistillSpec:
             "teacher_tokens": self.teacher_tokens,
             "temperature": self.temperature,
             "seed": self.seed,
+            # absent for the default, so that the corpora (and runs) made before the key are unchanged
+            **({"sampling": self.sampling} if self.sampling != "mixture" else {}),
         }
 
 
