@@ -18,6 +18,7 @@ from infinite_compute.study import paths
 from infinite_compute.study.hf_base import base_files, tokenizer_files
 from infinite_compute.study.memory import check_fits, format_table, plan_memory
 from infinite_compute.study.paths import fill
+from infinite_compute.study.tasks import missing_hub_datasets
 from infinite_compute.study.plan import build_plan, plan_to_dict
 
 # Bad values fail here, naming the config key, before any job is scheduled.
@@ -43,6 +44,15 @@ onstart:
             check_hf_base(config["cpt"]["base"])
         # Each jax job's peak memory on its devices (study/memory.py), against what the profile says each
         # device has (`device_memory_gib`): a config that would overflow one is refused here, naming the jobs.
+        # The lm-eval tasks' hub datasets, which the jobs read offline from the cache: each one missing
+        # is named here (`python -m infinite_compute fetch-inputs` downloads them).
+        missing = missing_hub_datasets(HUB_TASKS, os.environ.get("HF_HOME", os.path.abspath(JOB_CACHES["HF_HOME"])))
+        if missing:
+            raise ValueError(
+                "benchmark datasets missing from the Hugging Face cache the jobs read offline: "
+                + "; ".join(missing)
+                + ". Download them once: python -m infinite_compute fetch-inputs --configfile <your configs>"
+            )
         memory = plan_memory(PLAN, config, rule_resources())
         print("memory plan (per device):\n" + format_table(memory), file=sys.stderr)
         check_fits(memory)
@@ -82,6 +92,8 @@ CPT_BENCHMARK_SETTINGS = {
     ),
     "choices": config["benchmark"]["choices"],
 }
+# the benchmark tasks whose data lm-eval reads from the hub (the local ones are built by the study)
+HUB_TASKS = list(config["benchmark"]["tasks"]) + (list(config["cpt"]["tasks"]) if PLAN.cpt else [])
 # the Parquet tables every figure and the paper read (the CPT ones only in a study with a CPT stage)
 RESULT_TABLES = [fill(paths.TABLE, kind=k) for k in TABLES + (OPTIONAL_TABLES if PLAN.cpt else ())]
 # the CPT figure only with a CPT stage, the floor figure only on a corpus of known entropy, the data

@@ -86,6 +86,7 @@ COMMANDS: dict[str, tuple[str, str, tuple]] = {
                                            ("--figures", {"nargs": "+", "required": True}), "--captions",
                                            "--out")),
     # not a rule's: a reader's question, "which runs is this number made of?" (outputs/provenance.py)
+    "fetch-inputs": ("inputs", "fetch_inputs", (("--configfile", {"nargs": "*", "default": []}),)),
     "memory-plan": ("memory", "memory_plan", (("--configfile", {"nargs": "*", "default": []}), ("--profile", {"default": None, "required": False}))),
     "provenance": ("provenance", "provenance", (("selector", {"nargs": "+", "metavar": "WORD",
                                                               "help": "a table or `figure`, an id, key=value filters"}),
@@ -96,7 +97,7 @@ COMMANDS: dict[str, tuple[str, str, tuple]] = {
 # the commands that import jax and levanter: run by a warm worker when Snakemake started a pool
 JAX_COMMANDS = frozenset({"train", "evaluate", "cpt-evaluate", "cpt-ensemble", "sample"})
 # the commands that use lm-eval; every other one hides it from levanter (runtime.env.hide_lm_eval)
-LM_EVAL_COMMANDS = frozenset({"benchmark-requests", "results", "cpt-requests", "cpt-results", "memory-plan"})
+LM_EVAL_COMMANDS = frozenset({"benchmark-requests", "results", "cpt-requests", "cpt-results", "memory-plan", "fetch-inputs"})
 
 
 def parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ whose datasets lm-eval downloads from the Hugging Face hub the first time.
 from __future__ import annotations
 
 import functools
+import glob
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ import numpy as np
 
 from ..runtime.io import atomic_write_text
 from ..science.ensemble import ensemble_logprobs
-from ..study.tasks import LOCAL_TASKS
+from ..study.tasks import LOCAL_TASKS, REPLACEMENTS, hub_datasets, lm_eval_tasks_dir
 
 # lm_eval is imported inside the functions that use it, after prepare_env(): it must see the
 # environment that function sets, and the jobs that import this module only to write the local task
@@ -71,9 +72,34 @@ def prepare_env() -> None:
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
 
 
-def write_local_tasks(items_path: str, out_dir: str) -> None:
-    """Each local task of the items file (lm-eval's `include_path`): its items and its YAML, pointing at them."""
+def write_replacement_tasks(out_dir: str) -> None:
+    """The YAMLs of study.tasks.REPLACEMENTS (lm-eval's `include_path`): each includes lm-eval's own
+    task YAML and changes only its name and dataset."""
     os.makedirs(out_dir, exist_ok=True)
+    root = lm_eval_tasks_dir()
+    for name, (task, dataset) in REPLACEMENTS.items():
+        (original,) = [p for p in glob.glob(os.path.join(root, "**", f"{task}.yaml"), recursive=True)]
+        atomic_write_text(os.path.join(out_dir, f"{name}.yaml"),
+                          f"# Written by the study (study/tasks.py, REPLACEMENTS): lm-eval's {task} on {dataset}\n"
+                          f"include: {original}\ntask: {name}\ntag: []\ndataset_path: {dataset}\n")
+
+
+def fetch_hub_datasets(tasks: list[str]) -> list[str]:
+    """Download the hub datasets of `tasks` into the cache `datasets` uses (HF_HOME, set by the
+    caller before this import): what a job then reads offline. Returns what was fetched."""
+    import datasets
+
+    out = []
+    for t, path, name in hub_datasets(tasks):
+        datasets.load_dataset(path, name)
+        out.append(f"{t} ({path}{', ' + name if name else ''})")
+    return out
+
+
+def write_local_tasks(items_path: str, out_dir: str) -> None:
+    """Each local task of the items file (lm-eval's `include_path`): its items and its YAML, pointing at
+    them; and the replacement tasks."""
+    write_replacement_tasks(out_dir)
     by_task: dict[str, list[str]] = {}
     with open(items_path) as f:
         for line in f:

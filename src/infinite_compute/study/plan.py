@@ -23,7 +23,7 @@ from .specs import (
     run_id,
     synthetic_tokens,
 )
-from .tasks import CPT_LOCAL_TASKS, LOCAL_TASKS, known_task_names
+from .tasks import CPT_LOCAL_TASKS, LOCAL_TASKS, REPLACED, REPLACEMENTS, known_task_names
 from .tuning import Cell, cell_from_dict
 
 
@@ -374,6 +374,11 @@ def _check_benchmark_tasks(tasks: list[str], key: str = "benchmark.tasks", local
     other = [t for t in tasks if t not in local]
     if len(set(tasks)) != len(tasks):
         raise ConfigError(key, f"a task is named twice in {tasks}")
+    for t in tasks:
+        if t in REPLACED:
+            raise ConfigError(key, f"lm-eval's '{t}' reads a dataset with a loading script, which the pinned "
+                              f"`datasets` refuses; name '{REPLACED[t]}' instead: the same task on a script-free "
+                              f"copy of its data ({REPLACEMENTS[REPLACED[t]][1]}; docs/paper-scale.md)")
     if other:
         known = known_task_names()
         unknown = [t for t in other if t not in known]
