@@ -1,5 +1,7 @@
 """The teacher sampler with levanter's paged KV cache draws exactly what full forward passes draw."""
 
+import os
+
 import numpy as np
 
 
@@ -29,22 +31,45 @@ def test_kv_cache_sampling_matches_full_forward_passes():
     assert len(np.unique(cached[:, 1:])) > 10  # random weights: a spread of tokens, not one repeated
 
 
-def test_sampling_by_member_draws_each_sequence_from_one_member_in_turn():
-    """`sampling: members`: sequence i is member (i mod K)'s own sample, each member with its own seed;
-    the token-level mixture draws other sequences."""
+def test_a_teacher_corpus_is_sampled_in_parts_resumes_after_a_lost_part_and_by_member_takes_turns(tmp_path, monkeypatch):
+    """The sampling job's corpus (cli/distill.teacher_corpus), in parts of 2 batches: the token-level
+    mixture is the corpus sampled at once; a rerun after losing a part samples that part alone and ends
+    with the same corpus. `sampling: members`: sequence i is member (i mod K)'s own sample (seed + k),
+    one member loaded at a time."""
+    from infinite_compute.cli import distill
     from infinite_compute.model import sampling, scoring
 
+    monkeypatch.setattr(distill, "PART_TOKENS", 2 * 3 * 24)  # 2 batches of 3 sequences of 24 tokens
     with scoring.device_mesh():
         models = tiny_llamas(2)
         kw = dict(seq_len=24, eot_id=0, temperature=1.0, batch_size=3)
-        loaded = []
-        by = sampling.sample_by_member(lambda k: loaded.append(k) or models[k], 2, 6, seed=5, **kw)
+        loads = []
+
+        def load(k):
+            loads.append(k)
+            return models[k]
+
+        params = {"seed": 5, "temperature": 1.0}
+        mixed = distill.teacher_corpus(load, 2, 14, params=params, parts_dir=str(tmp_path / "mix"), **{
+            k: kw[k] for k in ("seq_len", "eot_id", "batch_size")})
+        np.testing.assert_array_equal(mixed, sampling.sample_sequences(models, 14, seed=5, **kw))
+        parts = sorted(os.listdir(tmp_path / "mix"))
+        assert parts == ["all-00000.npy", "all-00001.npy", "all-00002.npy"]  # 5 batches: 2 + 2 + 1
+        os.remove(tmp_path / "mix" / parts[1])
+        loads.clear()
+        again = distill.teacher_corpus(load, 2, 14, params=params, parts_dir=str(tmp_path / "mix"), seq_len=24,
+                                       eot_id=0, batch_size=3)
+        np.testing.assert_array_equal(again, mixed)
+        assert loads == [0, 1]  # the lost part needed the models again, the others were read back
+
+        loads.clear()
+        by = distill.teacher_corpus(load, 2, 6, params={**params, "sampling": "members"},
+                                    parts_dir=str(tmp_path / "members"), seq_len=24, eot_id=0, batch_size=3)
         alone = [sampling.sample_sequences([models[k]], 3, seed=5 + k, **kw) for k in range(2)]
-        mixed = sampling.sample_sequences(models, 6, seed=5, **kw)
-    assert loaded == [0, 1]
+    assert loads == [0, 1]
     np.testing.assert_array_equal(by[0::2], alone[0])
     np.testing.assert_array_equal(by[1::2], alone[1])
-    assert not np.array_equal(by, mixed)
+    assert not np.array_equal(by, mixed[:6])
 
 
 def test_lower_temperature_concentrates_the_samples():
@@ -80,3 +105,40 @@ def test_greedy_completions_follow_full_forward_argmax_after_each_prompt():
                 logp = jnp.stack([jax.nn.log_softmax(m(x, attn_mask=AttentionMask.causal()).array[0, -1]) for m in models])
                 seq.append(int((jax.nn.logsumexp(logp, axis=0)).argmax()))
             assert completion == seq[len(prompt):]
+
+
+def test_scoring_a_few_positions_at_a_time_and_requests_at_their_bucket_length_give_the_full_logits_answer(monkeypatch):
+    """token_logprobs computes the logits SCORE_POSITIONS positions at a time (here 5, which does not
+    divide the 23 predicted positions) and score_requests scores each request at its length bucket:
+    both give the log-probs and greedy flags of one full forward pass over the whole sequence."""
+    import haliax as hax
+    import jax
+    import jax.numpy as jnp
+    from levanter.layers.attention import AttentionMask
+
+    from infinite_compute.model import scoring
+
+    monkeypatch.setattr(scoring, "SCORE_POSITIONS", 5)
+    monkeypatch.setattr(scoring, "MIN_BUCKET", 4)
+    with scoring.device_mesh():
+        (model,) = tiny_llamas(1)
+        rng = np.random.default_rng(0)
+        seqs = rng.integers(1, 97, (7, 24)).astype(np.int32)
+        logits = model(hax.named(jnp.asarray(seqs), ("batch", model.Pos.resize(24))), attn_mask=AttentionMask.causal())
+        logp = jax.nn.log_softmax(logits.array.astype(jnp.float32)[:, :-1], axis=-1)
+        full = np.take_along_axis(np.asarray(logp), seqs[:, 1:, None], axis=-1)[..., 0]
+        greedy = np.asarray(logp).argmax(-1) == seqs[:, 1:]
+        lp, top = scoring.token_logprobs(model, seqs, 3, greedy=True)
+        np.testing.assert_allclose(lp, full, atol=1e-5, rtol=0)
+        assert (top == greedy).all()
+        # requests of 3 to 24 tokens, right-padded with 0: their continuations, scored at 4, 8, 16, 24 columns
+        used = np.array([3, 5, 8, 9, 16, 17, 24])
+        mask = np.zeros((7, 23), bool)
+        for i, u in enumerate(used):
+            seqs[i, u:] = 0
+            mask[i, u - 3 : u - 1] = True  # the last two tokens are the continuation
+        assert sorted(scoring.length_buckets(used, 24)) == [4, 8, 16, 24]
+        got = scoring.score_requests(model, seqs, mask, 3)
+        ref = scoring.token_logprobs(model, seqs, 3)
+    np.testing.assert_allclose(got["bench_logprobs"], ref[mask], atol=1e-5, rtol=0)
+    assert list(got["bench_offsets"]) == list(range(0, 15, 2))

@@ -92,36 +92,28 @@ def _sample_fn(n_members: int):
 
 
 def sample_sequences(models: list, n_sequences: int, seq_len: int, eot_id: int, temperature: float, seed: int,
-                     batch_size: int, kv_cache: bool = True) -> np.ndarray:
+                     batch_size: int, kv_cache: bool = True, batches: range | None = None) -> np.ndarray:
     """Sequences of `seq_len` tokens, each starting at <|endoftext|>, sampled from the mean of the
     members' next-token distributions (a single model is a one-member mixture). With `kv_cache`
-    (the default) each token is one cached decode step; without, a full forward pass (reference)."""
+    (the default) each token is one cached decode step; without, a full forward pass (reference).
+    `batches`: only those batches of `batch_size` sequences (each with the key it has in the whole
+    corpus, so that a corpus sampled in parts is the corpus sampled at once); their rows, unclipped."""
+    n_batches = -(-n_sequences // batch_size)
+    wanted = range(n_batches) if batches is None else batches
     key = jax.random.PRNGKey(seed)
     out = []
-    for a in range(0, n_sequences, batch_size):
+    for b in range(max(wanted, default=-1) + 1):
         key, sub = jax.random.split(key)
+        if b not in wanted:
+            continue
         start = np.full((batch_size, seq_len), eot_id, np.int32)
         if kv_cache:
             ones = np.ones(batch_size, np.int32)  # the prompt is the <|endoftext|> alone
             out.append(np.asarray(_decode_fn(len(models))(tuple(models), start, sub, float(temperature), ones)))
         else:
             out.append(np.asarray(_sample_fn(len(models))(tuple(models), start, sub, float(temperature))))
-    return np.concatenate(out)[:n_sequences]
-
-
-def sample_by_member(load_member, n_members: int, n_sequences: int, seq_len: int, eot_id: int, temperature: float,
-                     seed: int, batch_size: int) -> np.ndarray:
-    """An ensemble's corpus drawn member by member (distillation `sampling: members`): sequence i from
-    member i mod K alone, member k with seed `seed + k`; `load_member(k)` gives member k, and only one
-    is held at a time."""
-    out = np.empty((n_sequences, seq_len), np.int32)
-    for k in range(n_members):
-        rows = len(range(k, n_sequences, n_members))
-        if rows:
-            model = load_member(k)
-            out[k::n_members] = sample_sequences([model], rows, seq_len, eot_id, temperature, seed + k, batch_size)
-            del model
-    return out
+    seqs = np.concatenate(out) if out else np.zeros((0, seq_len), np.int32)
+    return seqs[:n_sequences] if batches is None else seqs
 
 
 def greedy_completions(models: list, prompts: list[list[int]], n_new: int, eot_id: int, batch_size: int,

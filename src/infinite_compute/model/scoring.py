@@ -18,8 +18,12 @@ from levanter.trainer import TrainerConfig
 
 from ..data.benchmarks import read_requests
 from ..data.tokenizer import document_start, load_tokenizer
+from ..study.memory import SCORE_POSITIONS
 from ..study.specs import RunSpec
 from .shapes import llama_config
+
+
+MIN_BUCKET = 128  # the shortest columns a benchmark request is scored at (the default study: all at 64)
 
 
 @contextlib.contextmanager
@@ -45,11 +49,24 @@ def _logprob_fn():
         B, T = tokens.shape
         Batch, Pos = hax.Axis("batch", B), model.Pos.resize(T)
         x = hax.named(tokens, (Batch, Pos))
-        logits = model(x, attn_mask=AttentionMask.causal()).array.astype(jnp.float32)
-        logp = jax.nn.log_softmax(logits[:, :-1, :], axis=-1)
+        h = model.activations(x, attn_mask=AttentionMask.causal()).array[:, :-1]  # [B, T-1, embed]
+        w = model.get_lm_head().rearrange((model.config.Embed.name, model.Vocab.name)).array  # [embed, vocab]
         target = tokens[:, 1:]
-        # is the target the argmax (lm-eval's is_greedy, per token)
-        return jnp.take_along_axis(logp, target[..., None], axis=-1)[..., 0], logp.argmax(-1) == target
+        # the logits SCORE_POSITIONS positions at a time: [B, chunk, vocab] f32, never [B, T, vocab]
+        n = T - 1
+        chunk = min(SCORE_POSITIONS, n)
+        pad = -n % chunk
+        hp = jnp.pad(h, ((0, 0), (0, pad), (0, 0))).reshape(B, -1, chunk, h.shape[-1]).swapaxes(0, 1)
+        tp = jnp.pad(target, ((0, 0), (0, pad))).reshape(B, -1, chunk).swapaxes(0, 1)
+
+        def one(args):
+            hh, tt = args
+            logp = jax.nn.log_softmax((hh @ w).astype(jnp.float32), axis=-1)
+            # is the target the argmax (lm-eval's is_greedy, per token)
+            return jnp.take_along_axis(logp, tt[..., None], axis=-1)[..., 0], logp.argmax(-1) == tt
+
+        lp, greedy = jax.lax.map(one, (hp, tp))
+        return lp.swapaxes(0, 1).reshape(B, -1)[:, :n], greedy.swapaxes(0, 1).reshape(B, -1)[:, :n]
 
     return fn
 
@@ -70,6 +87,13 @@ def token_logprobs(model, sequences: np.ndarray, batch_size: int, greedy: bool =
         out[a : a + batch_size] = np.asarray(lp)[: batch_size - pad]
         top[a : a + batch_size] = np.asarray(g)[: batch_size - pad]
     return (out, top) if greedy else out
+
+
+def length_buckets(used: np.ndarray, seq_len: int) -> dict[int, np.ndarray]:
+    """Requests grouped by the columns they need: the smallest power of two, at least MIN_BUCKET and
+    at most seq_len, that holds a request's `used` tokens. {columns: the requests' indices}."""
+    cols = np.minimum(seq_len, np.maximum(MIN_BUCKET, 2 ** np.ceil(np.log2(np.maximum(used, 1))).astype(int)))
+    return {int(c): np.flatnonzero(cols == c) for c in np.unique(cols)}
 
 
 def encoded_request_file(requests: str, tokenizer_dir: str, seq_len: int):
@@ -131,7 +155,13 @@ def score_requests(model, sequences: np.ndarray, cont_mask: np.ndarray, batch_si
     if len(sequences) == 0:
         return {"bench_logprobs": np.zeros(0, np.float32), "bench_offsets": np.zeros(1, np.int64),
                 "bench_greedy": np.zeros(0, bool)}
-    lp, top = token_logprobs(model, sequences, batch_size, greedy=True)
+    # right-padded: a request's log-probs depend on its own tokens only (causal), so each is scored at
+    # the columns its bucket needs, not at seq_len (each bucket one compiled shape)
+    n, T = sequences.shape
+    used = np.where(cont_mask.any(1), T - 1 - np.argmax(cont_mask[:, ::-1], axis=1), 1) + 1
+    lp, top = np.zeros((n, T - 1), np.float32), np.zeros((n, T - 1), bool)
+    for cols, idx in length_buckets(used, T).items():
+        lp[idx, : cols - 1], top[idx, : cols - 1] = token_logprobs(model, sequences[idx, :cols], batch_size, greedy=True)
     counts = cont_mask.sum(1)
     return {
         "bench_logprobs": lp[cont_mask],  # row-major: request by request, tokens in order

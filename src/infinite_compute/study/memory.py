@@ -32,6 +32,8 @@ LAYER_H = 18
 LAYER_I = 6
 LAYER_SCORES = 2
 LOGIT_BUFFERS = 5
+# positions whose [batch, positions, vocab] f32 logits a scoring program holds at once (model/scoring.py)
+SCORE_POSITIONS = 512
 # what a plan keeps free on each device: XLA's own workspace, fragmentation, the runtime
 HEADROOM = 0.9
 _BYTES = {"f32": 4, "float32": 4, "bf16": 2, "bfloat16": 2, "f16": 2, "float16": 2}
@@ -135,11 +137,12 @@ def training_memory(m: ModelShape, vocab: int, batch: int, devices: int, *, shar
 
 def scoring_memory(m: ModelShape, vocab: int, batch: int, members: int = 1, accelerator: bool = False) -> dict:
     """Bytes of an f32 forward pass scoring `batch` sequences (evaluation, benchmarks): the models'
-    parameters, the logits and their log-softmax, one layer's activations."""
+    parameters, the logits and their log-softmax (SCORE_POSITIONS positions at a time), one layer's
+    activations."""
     T = batch * m.seq_len
     return {
         "parameters": members * param_count(m, vocab) * 4,
-        "logits": 2 * 4 * T * vocab,
+        "logits": 2 * 4 * batch * min(SCORE_POSITIONS, m.seq_len) * vocab,
         "activations": layer_activations(m, T, batch, 4, accelerator=accelerator),
     }
 
