@@ -49,12 +49,11 @@ onstart:
         missing = missing_hub_datasets(HUB_TASKS, os.environ.get("HF_HOME", os.path.abspath(JOB_CACHES["HF_HOME"])))
         if missing:
             raise ValueError(
-                "benchmark datasets missing from the Hugging Face cache the jobs read offline: "
-                + "; ".join(missing)
-                + ". Download them once: python -m infinite_compute fetch-inputs --configfile <your configs>"
+                f"benchmark datasets missing from the Hugging Face cache the jobs read offline: {'; '.join(missing)}. "
+                "Download them once: python -m infinite_compute fetch-inputs --configfile <your configs>"
             )
         memory = plan_memory(PLAN, config, rule_resources())
-        print("memory plan (per device):\n" + format_table(memory), file=sys.stderr)
+        print(f"memory plan (per device):\n{format_table(memory)}", file=sys.stderr)
         check_fits(memory)
         # Jobs run on this machine hand their jax commands to warm workers (runtime/worker.py): one per
         # job slot, started here, gone with this Snakemake (cli/pool.py says when).

@@ -97,9 +97,7 @@ def fetch_hub_datasets(tasks: list[str]) -> list[str]:
 
 
 def write_local_tasks(items_path: str, out_dir: str) -> None:
-    """Each local task of the items file (lm-eval's `include_path`): its items and its YAML, pointing at
-    them; and the replacement tasks."""
-    write_replacement_tasks(out_dir)
+    """Each local task of the items file (lm-eval's `include_path`): its items and its YAML, pointing at them."""
     by_task: dict[str, list[str]] = {}
     with open(items_path) as f:
         for line in f:
@@ -118,6 +116,7 @@ def task_dict(tasks: list[str], items_path: str, num_fewshot: int, seed: int) ->
 
     with tempfile.TemporaryDirectory() as include:  # the local YAMLs, pointing at this items file
         write_local_tasks(items_path, include)
+        write_replacement_tasks(include)
         manager = TaskManager(include_path=include)
         missing = [t for t in tasks if t not in manager.all_tasks]
         if missing:
