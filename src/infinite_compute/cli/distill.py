@@ -27,6 +27,7 @@ def teacher_corpus(load_member, n_members: int, n: int, seq_len: int, eot_id: in
     ends with the same corpus. `sampling: mixture` (the default): every token from the mean of the
     members' distributions, all members loaded; `members`: sequence i from member i mod K alone (its
     own seed, seed + k), one member loaded at a time. `load_member(k)` gives member k."""
+    # the model layer imports jax: here, so that this module's light command (the cache) does not
     from ..model import sampling
 
     members = params.get("sampling", "mixture") == "members"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from ..outputs.lm_harness import fetch_hub_datasets
 from ..study import paths
 from ..study.config import load_merged_config
 from ..study.plan import build_plan
@@ -23,9 +24,7 @@ def cmd_fetch_inputs(a) -> None:
     os.environ.setdefault("HF_HOME", os.path.abspath(os.path.join(paths.RESULTS, "hf")))
     for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ.pop(k, None)
-    from huggingface_hub import snapshot_download
-
-    from ..outputs.lm_harness import fetch_hub_datasets
+    from huggingface_hub import snapshot_download  # after the environment above: it reads it at import
 
     tok = config["tokenizer"]
     if tok.get("hub") and tok.get("path"):
