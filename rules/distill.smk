@@ -26,7 +26,8 @@ rule distill_cache:
     input:
         train=rules.tokenize_corpus.output.train,
         validation=rules.tokenize_corpus.output.validation,
-        samples=paths.SAMPLES,
+        # one corpus per teacher and sampling: students that differ only in their share train on it
+        samples=lambda wc: fill(paths.SAMPLES, name=PLAN.corpus_of(wc.name)),
         tokenizer=rules.train_tokenizer.output,
     output:
         directory(paths.DISTILL_CACHE),

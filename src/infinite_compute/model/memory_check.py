@@ -62,3 +62,55 @@ def training_step_memory(shape: ModelShape, vocab: int, batch: int, tokenizer_di
     return XlaMemory(argument=m.argument_size_in_bytes, output=m.output_size_in_bytes,
                      alias=m.alias_size_in_bytes, temp=m.temp_size_in_bytes)
 
+
+
+def _sharded(params, mapping, mesh):
+    """`params` (ShapeDtypeStructs) with the shardings levanter's `mapping` gives them on `mesh`."""
+    from jax.sharding import NamedSharding
+
+    shard = hax.partitioning.infer_resource_partitions(params, mapping, mesh=mesh)
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    specs = jax.tree_util.tree_leaves(shard, is_leaf=lambda x: isinstance(x, NamedSharding))
+    return tree.unflatten([jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s) for a, s in zip(leaves, specs)])
+
+
+def _analysis(compiled) -> XlaMemory:
+    m = compiled.memory_analysis()
+    return XlaMemory(argument=m.argument_size_in_bytes, output=m.output_size_in_bytes,
+                     alias=m.alias_size_in_bytes, temp=m.temp_size_in_bytes)
+
+
+def inference_memory(shape: ModelShape, vocab: int, batch: int, members: int = 1, sampling: bool = False) -> XlaMemory:
+    """The memory analysis, on one of jax's devices, of the study's scoring program (model/scoring.py:
+    per-token log-probs of `batch` sequences) or, with `sampling`, of its decode program
+    (model/sampling.py: `batch` sequences from a mixture of `members`), compiled as those modules run
+    it: f32 parameters sharded over all devices as scoring.load_model places them, the batch split."""
+    from levanter.trainer import TrainerConfig
+
+    from . import sampling as sampling_mod
+    from . import scoring
+
+    config = llama_config(shape, None, gradient_checkpointing=False)
+    Vocab = hax.Axis("vocab", vocab)
+    trainer = TrainerConfig(require_accelerator=False)
+    T = shape.seq_len
+    with trainer.use_device_mesh(), hax.axis_mapping(trainer.compute_axis_mapping):
+        model = eqx.filter_eval_shape(lambda k: config.build(Vocab, key=k), jax.random.PRNGKey(0))
+        params, static = eqx.partition(model, lambda x: isinstance(x, jax.ShapeDtypeStruct))
+        ps = tuple(_sharded(params, trainer.parameter_axis_mapping, trainer.device_mesh) for _ in range(members))
+        tokens = jax.ShapeDtypeStruct((batch, T), jnp.int32)
+        if sampling:
+            fn = sampling_mod._decode_fn(members)
+
+            def run(ps, start, key, lens):
+                return fn(tuple(eqx.combine(p, static) for p in ps), start, key, 1.0, lens)
+
+            args = (ps, tokens, jax.ShapeDtypeStruct((2,), jnp.uint32), jax.ShapeDtypeStruct((batch,), jnp.int32))
+        else:
+            fn = scoring._logprob_fn()
+
+            def run(ps, tokens):
+                return fn(eqx.combine(ps[0], static), tokens)
+
+            args = (ps, tokens)
+        return _analysis(jax.jit(run).lower(*args).compile())

@@ -14,6 +14,13 @@ from levanter.inference.page_table import PageBatchInfo, PageTableSpec
 from levanter.layers.attention import AttentionMask
 
 
+def _sequence_mapping() -> dict:
+    """The KV cache's page and the decode step's position axes (one per sequence here) mapped where
+    the context's compute mapping puts the batch; {} outside a mesh."""
+    batch = (hax.partitioning.current_thread_local_mapping() or {}).get("batch")
+    return {} if batch is None else {"page": batch, "position": batch, "seq": batch}
+
+
 @functools.lru_cache(maxsize=None)
 def _decode_fn(n_members: int):
     """Sampling with levanter's paged KV cache: each step feeds one new token per sequence through
@@ -24,7 +31,10 @@ def _decode_fn(n_members: int):
         B, T = start.shape
         # one page of T slots per sequence: sequence i owns page i
         spec = PageTableSpec(num_pages=B, page_size=T)
-        caches = tuple(m.initial_cache(spec, dtype=jnp.float32) for m in models)
+        # each sequence's page of the KV cache on the device that holds its row of the batch (the
+        # context's data axis): the cache is split over the devices, not replicated on each
+        split = _sequence_mapping()
+        caches = hax.shard(tuple(m.initial_cache(spec, dtype=jnp.float32) for m in models), split)
         Seq, Position = hax.Axis("seq", B), hax.Axis("position", B)
         slot_ids = hax.arange(Seq, dtype=jnp.int32)
         page_indices = hax.named(jnp.arange(B, dtype=jnp.int32)[:, None], (Seq, hax.Axis("page", 1)))
@@ -53,7 +63,7 @@ def _decode_fn(n_members: int):
             nxt = mix.argmax(-1) if greedy else jax.random.categorical(sub, mix / temperature, axis=-1)
             # a prompt's own tokens are fed, not replaced: generation starts after each prompt
             nxt = jnp.where(t + 1 < prompt_lens, tokens[:, t + 1], nxt.astype(tokens.dtype))
-            return tokens.at[:, t + 1].set(nxt), tuple(new_caches), key
+            return tokens.at[:, t + 1].set(nxt), hax.shard(tuple(new_caches), split), key
 
         tokens, _, _ = jax.lax.fori_loop(0, T - 1, step, (start, caches, key))
         return tokens
@@ -98,6 +108,9 @@ def sample_sequences(models: list, n_sequences: int, seq_len: int, eot_id: int, 
     (the default) each token is one cached decode step; without, a full forward pass (reference).
     `batches`: only those batches of `batch_size` sequences (each with the key it has in the whole
     corpus, so that a corpus sampled in parts is the corpus sampled at once); their rows, unclipped."""
+    if batch_size % jax.device_count():
+        raise ValueError(f"a batch of {batch_size} sequences cannot be split over {jax.device_count()} devices "
+                         "(evaluation.batch_size: expected a multiple of the job's devices)")
     n_batches = -(-n_sequences // batch_size)
     wanted = range(n_batches) if batches is None else batches
     key = jax.random.PRNGKey(seed)
@@ -125,6 +138,7 @@ def greedy_completions(models: list, prompts: list[list[int]], n_new: int, eot_i
     if room < 2:
         raise ValueError(f"answer tokens {n_new} leave no room for a prompt in sequences of {seq_len}")
     prompts = [p[-room:] for p in prompts]
+    batch_size = -(-batch_size // jax.device_count()) * jax.device_count()  # a share for every device
     T = max(len(p) for p in prompts) + n_new
     fn = _decode_fn(len(models))
     out: list[list[int]] = []

@@ -28,17 +28,26 @@ MIN_BUCKET = 128  # the shortest columns a benchmark request is scored at (the d
 
 @contextlib.contextmanager
 def device_mesh():
-    """levanter's device mesh and axis mapping (one data-parallel axis on CPU), for loading and compute."""
+    """levanter's device mesh over all of the job's devices (one data axis) and its compute mapping:
+    a batch is split over the devices. load_model shards the parameters over them (FSDP's mapping), so
+    a job's models take 1/devices of each device's memory."""
     trainer = TrainerConfig(require_accelerator=False)
     with trainer.use_device_mesh(), hax.axis_mapping(trainer.compute_axis_mapping):
         yield
 
 
 def load_model(hf_dir: str, spec: RunSpec, tokenizer_dir: str):
-    """The levanter Llama of a run, from its HF export (weights in f32)."""
+    """The levanter Llama of a run, from its HF export (weights in f32), sharded over the devices of
+    the current mesh (device_mesh) on the embedding axis."""
     config = llama_config(spec.model, tokenizer_dir, gradient_checkpointing=False)
     converter = config.hf_checkpoint_converter()
-    return converter.load_pretrained(LlamaLMHeadModel, ref=hf_dir, config=config, dtype=jnp.float32)
+    return converter.load_pretrained(LlamaLMHeadModel, ref=hf_dir, config=config, dtype=jnp.float32,
+                                     axis_mapping=parameter_mapping())
+
+
+def parameter_mapping():
+    """FSDP's mapping of levanter's default trainer: parameters split on the embedding axis."""
+    return TrainerConfig(require_accelerator=False).parameter_axis_mapping
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,7 +57,9 @@ def _logprob_fn():
     def fn(model, tokens):
         B, T = tokens.shape
         Batch, Pos = hax.Axis("batch", B), model.Pos.resize(T)
-        x = hax.named(tokens, (Batch, Pos))
+        # the batch split over the mesh's data axis (the context's compute mapping): each device scores
+        # its share of the sequences, the parameters gathered a layer at a time where they are sharded
+        x = hax.shard(hax.named(tokens, (Batch, Pos)))
         h = model.activations(x, attn_mask=AttentionMask.causal()).array[:, :-1]  # [B, T-1, embed]
         w = model.get_lm_head().rearrange((model.config.Embed.name, model.Vocab.name)).array  # [embed, vocab]
         target = tokens[:, 1:]
@@ -75,6 +86,7 @@ def token_logprobs(model, sequences: np.ndarray, batch_size: int, greedy: bool =
     """log p(x_t | x_<t) for t = 1..T-1 of each sequence: shape [n, T-1], float32; with `greedy`
     also whether each x_t is the model's argmax."""
     fn = _logprob_fn()
+    batch_size = -(-batch_size // jax.device_count()) * jax.device_count()  # a share for every device
     n, T = sequences.shape
     out = np.empty((n, T - 1), np.float32)
     top = np.empty((n, T - 1), bool)

@@ -104,4 +104,5 @@ def base_shape(base: dict, seq_len: int, model_defaults: dict) -> ModelShape:
         attention_backend=model_defaults.get("attention_backend", "default"),
         cross_entropy_block_size=model_defaults.get("cross_entropy_block_size"),
         hf_base=path,
+        tied_embeddings=bool(d.get("tie_word_embeddings", False)),
     )

@@ -135,26 +135,42 @@ def training_memory(m: ModelShape, vocab: int, batch: int, devices: int, *, shar
     return parts
 
 
-def scoring_memory(m: ModelShape, vocab: int, batch: int, members: int = 1, accelerator: bool = False) -> dict:
-    """Bytes of an f32 forward pass scoring `batch` sequences (evaluation, benchmarks): the models'
-    parameters, the logits and their log-softmax (SCORE_POSITIONS positions at a time), one layer's
-    activations."""
-    T = batch * m.seq_len
-    return {
-        "parameters": members * param_count(m, vocab) * 4,
-        "logits": 2 * 4 * batch * min(SCORE_POSITIONS, m.seq_len) * vocab,
-        "activations": layer_activations(m, T, batch, 4, accelerator=accelerator),
-    }
+def scoring_memory(m: ModelShape, vocab: int, batch: int, devices: int = 1, accelerator: bool = False) -> dict:
+    """Bytes on one device of an f32 forward pass scoring `batch` sequences (evaluation, benchmarks;
+    model/scoring.py), the parameters sharded over `devices` and the batch split over them: the
+    parameters, and the larger of the logits with their log-softmax (SCORE_POSITIONS positions at a
+    time) and one layer's attention scores (vanilla attention, or any on a CPU) with its MLP's
+    [T, intermediate] and [T, hidden] tensors; XLA frees each before the next; on several devices one
+    layer's weights gathered whole (bench/memory.md)."""
+    b = max(1, batch // devices)
+    T = b * m.seq_len
+    logits = 2 * 4 * b * min(SCORE_POSITIONS, m.seq_len) * vocab
+    layer = 4 * T * (m.intermediate_dim + m.hidden_dim)
+    if not (accelerator and m.attention_backend in FLASH):
+        layer += LAYER_SCORES * 4 * b * m.num_heads * m.seq_len**2
+    parts = {"parameters": param_count(m, vocab) * 4 / devices, "logits or activations": max(logits, layer)}
+    if devices > 1:  # sharded parameters: a layer's weights gathered whole while it computes
+        parts["gathered layer"] = _layer_params(m) * 4
+    return parts
 
 
-def sampling_memory(m: ModelShape, vocab: int, batch: int, members: int) -> dict:
-    """Bytes of sampling `batch` sequences from a mixture of `members` models with f32 KV caches."""
+def sampling_memory(m: ModelShape, vocab: int, batch: int, members: int, devices: int = 1) -> dict:
+    """Bytes on one device of sampling `batch` sequences from a mixture of `members` models with f32
+    KV caches (model/sampling.py), parameters and cache split over `devices` (a sequence's page on the
+    device of its row): the parameters, the caches, the per-layer copy of the stacked layer weights
+    that levanter's decode step makes and, when the parameters are sharded, the part of those copies
+    XLA keeps gathered (0.36-0.61 of a whole copy on the calibration shapes: counted as half), and the
+    step's logits."""
     kv = 2 * m.num_layers * m.num_kv_heads * m.head_dim * m.seq_len * batch * 4
-    return {
-        "parameters": members * param_count(m, vocab) * 4,
-        "kv cache": members * kv,
-        "logits": 2 * members * 4 * batch * vocab,
+    parts = {
+        "parameters": members * param_count(m, vocab) * 4 / devices,
+        "kv cache": members * kv / devices,
+        "layer copies": members * m.non_embedding_params() * 4 / devices,
+        "logits": 2 * members * 4 * max(1, batch // devices) * vocab,
     }
+    if devices > 1:
+        parts["gathered layers"] = 0.5 * members * m.non_embedding_params() * 4
+    return parts
 
 
 def devices_of(resources: dict, rule: str, cpu: bool = True) -> Devices:
@@ -245,6 +261,10 @@ def plan_memory(plan, config: dict, resources: dict[str, dict]) -> list[Estimate
     training("train_model", pre)
     cpt = {(r.model, r.batch_size) for r in plan.cpt_runs.values() if known(r.model)}
     training("train_cpt", cpt)
+    def larger(*parts):  # a job that runs several programs one after another: its largest
+        return max(parts, key=lambda p: sum(p.values()))
+
+    answers = int((config.get("cpt") or {}).get("answer_tokens") or 0)
     for rule, shapes, members in (
         ("evaluate_model", {m for m, _ in pre}, 1),
         ("cpt_evaluate", {m for m, _ in cpt}, 1),
@@ -252,17 +272,31 @@ def plan_memory(plan, config: dict, resources: dict[str, dict]) -> list[Estimate
                                                   default=1)),
     ):
         d = dev(rule)
+        _check_split(rule, eval_batch, d)
         for m in sorted(shapes, key=lambda m: m.name):
             tag = f" x {members} members" if members > 1 else ""
-            out.append(Estimate(f"{rule} {m.name}{tag} (batch {eval_batch})", d,
-                                scoring_memory(m, vocab, eval_batch, members, d.accelerator)))
+            score = scoring_memory(m, vocab, eval_batch, d.count, d.accelerator)
+            # the CPT jobs' greedy answers: a decode of the members (at most seq_len long)
+            decode = sampling_memory(m, vocab, eval_batch, members, d.count) if answers else {}
+            parts = {"evaluate_model": score, "cpt_evaluate": larger(score, decode)}.get(rule, decode or score)
+            out.append(Estimate(f"{rule} {m.name}{tag} (batch {eval_batch})", d, parts))
     d = dev("sample_teacher")
+    _check_split("sample_teacher", eval_batch, d)
     for dist in plan.distillations.values():
+        if plan.corpus_of(dist.name) != dist.name:
+            continue  # its corpus is another distillation's (the same teacher and sampling)
         m, members = _teacher(plan, dist)
         loaded = 1 if dist.sampling == "members" else members  # `members`: one member in memory at a time
         out.append(Estimate(f"sample_teacher {dist.name}: {m.name} x {members} {dist.sampling} (batch {eval_batch})",
-                            d, sampling_memory(m, vocab, eval_batch, loaded)))
+                            d, sampling_memory(m, vocab, eval_batch, loaded, d.count)))
     return out
+
+
+def _check_split(rule: str, batch: int, d: Devices) -> None:
+    """Scoring and sampling split each batch over the job's devices: it must divide evenly."""
+    if batch % d.count:
+        raise ConfigError("evaluation.batch_size", f"{batch} sequences cannot be split over the {d.count} devices "
+                          f"of {rule} ({d.source}); expected a multiple of {d.count}")
 
 
 def profile_resources(profile_dir: str) -> dict[str, dict]:

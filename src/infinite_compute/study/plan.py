@@ -46,6 +46,14 @@ class Plan:
     def trained_runs(self) -> list[str]:
         return sorted(self.runs)
 
+    def corpus_of(self, name: str) -> str:
+        """The distillation whose teacher corpus distillation `name` trains on: the first one, in the
+        config's order, with the same sampling params (teacher, tokens, temperature, seed, scheme).
+        Students that differ only in their synthetic share (marin's 75% and 90%) share one corpus,
+        sampled once."""
+        want = self.distillations[name].sampling_params()
+        return next(k for k, d in self.distillations.items() if d.sampling_params() == want)
+
     def point_run(self, cell: str | Cell, point) -> str:
         """Run id of a lattice point of a search cell."""
         c = self.cells[cell] if isinstance(cell, str) else cell

@@ -28,6 +28,7 @@ class ModelShape:
     attention_backend: str = "default"  # levanter's AttentionBackend value
     cross_entropy_block_size: int | None = None
     hf_base: str | None = None  # a Hugging Face model directory whose config.json this shape was read from
+    tied_embeddings: bool = False  # the LM head is the token embedding (a base's tie_word_embeddings)
 
     @property
     def head_dim(self) -> int:
@@ -42,7 +43,7 @@ class ModelShape:
         return self.num_layers * (attn + mlp + norms) + h
 
     def total_params(self, vocab_size: int) -> int:
-        return self.non_embedding_params() + 2 * vocab_size * self.hidden_dim
+        return self.non_embedding_params() + (1 if self.tied_embeddings else 2) * vocab_size * self.hidden_dim
 
     def flops_per_token(self, vocab_size: int) -> float:
         """Forward + backward FLOPs per training token (6N plus attention)."""
@@ -77,7 +78,8 @@ class RunSpec:
         d = dataclasses.asdict(self)
         if d["init_from"] is None:  # absent unless set: specs (and run hashes) from before CPT are unchanged
             del d["init_from"]
-        for k, default in (("attention_backend", "default"), ("cross_entropy_block_size", None), ("hf_base", None)):
+        for k, default in (("attention_backend", "default"), ("cross_entropy_block_size", None), ("hf_base", None),
+                             ("tied_embeddings", False)):
             if d["model"][k] == default:  # likewise for the kernels' settings and a CPT base's directory
                 del d["model"][k]
         return d
