@@ -73,10 +73,16 @@ def test_the_paper_configs_trainings_fit_each_profiles_devices_and_its_old_setti
     plan, config = _paper_plan(tmp_path)
     estimates = plan_memory(plan, config, resources)
     jobs = {e.job.split()[0] for e in estimates}
-    assert {"train_model", "train_cpt", "evaluate_model", "sample_teacher"} <= jobs
+    assert jobs == {"train_model", "train_cpt", "evaluate_model", "cpt_evaluate", "cpt_ensemble", "sample_teacher"}
     for e in estimates:
-        if e.job.split()[0] in ("train_model", "train_cpt", "evaluate_model", "sample_teacher"):
-            assert e.fits, (e.job, e.total / GiB, e.devices)
+        assert e.fits, (e.job, e.total / GiB, e.devices)
+    # the 3B ensemble's four members: on a v4 host's 4 chips, a quarter of them on each
+    ensemble = next(e for e in estimates if e.job.startswith("cpt_ensemble"))
+    assert ensemble.devices.count == (4 if profile == "tpu" else 1)
+    # marin's four students sample two corpora: one per teacher, shared by its 75% and 90% students
+    assert sorted(e.job.split()[1] for e in estimates if e.job.startswith("sample_teacher")) == [
+        "ens-distill:", "self-distill:"]
+    assert plan.corpus_of("ens-distill-75") == "ens-distill" and plan.corpus_of("self-distill-90") == "self-distill"
     old, config = _paper_plan(tmp_path, **{
         "model.gradient_checkpointing": False, "model.attention_backend": "vanilla",
         "model.cross_entropy_block_size": None, "training.levanter.per_device_parallelism": -1,
@@ -137,3 +143,51 @@ def test_a_config_that_does_not_fit_is_refused_before_any_job_naming_it(tmp_path
     assert "train_model n4 (batch 32): about 1.9 GiB on each of 1 device(s)" in out, out[-3000:]
     assert "over 90% of 0.2 GiB (train_model: 1 CPU device)" in out
     assert not os.path.exists(os.path.join(wd, "results", "plan.json"))
+
+
+def test_scoring_and_sampling_on_four_devices_shard_the_models_and_give_one_devices_results():
+    """model/scoring.py and model/sampling.py on 4 simulated devices: load_model's mapping splits the
+    parameters on the embedding axis, and the log-probs and sampled tokens are those of one device.
+    XLA's memory analysis of both programs on bench/memory.py's validation shapes, on 1 and 4 devices,
+    is the plan's (study/memory.py) within its tolerance."""
+    script = """
+import sys
+sys.path.insert(0, "tests")
+import haliax as hax, jax, numpy as np
+from test_sampling import tiny_llamas
+from infinite_compute.model import sampling, scoring
+assert jax.device_count() == 4
+seqs = np.random.default_rng(0).integers(0, 97, (8, 24)).astype(np.int32)
+with scoring.device_mesh():
+    models = tiny_llamas(2)
+    sharded = [hax.shard(m, scoring.parameter_mapping()) for m in models]
+    w = sharded[0].embeddings.token_embeddings.weight.array
+    assert w.addressable_shards[0].data.shape == (97, 8), w.sharding  # hidden 32 over 4 devices
+    kw = dict(n_sequences=8, seq_len=24, eot_id=0, temperature=1.0, seed=5, batch_size=4)
+    np.testing.assert_array_equal(scoring.token_logprobs(sharded[0], seqs, 4), scoring.token_logprobs(models[0], seqs, 4))
+    a, b = sampling.sample_sequences(sharded, **kw), sampling.sample_sequences(models, **kw)
+    np.testing.assert_array_equal(a, b)
+    try:
+        sampling.sample_sequences(sharded, **{**kw, "batch_size": 6})
+        raise AssertionError("a batch of 6 on 4 devices was sampled")
+    except ValueError as e:
+        assert "evaluation.batch_size" in str(e)
+print("ok")
+"""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    p = subprocess.run([os.sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stderr[-3000:]
+    bench = _bench()
+    rows = bench.inference_rows(4, ["validation"])
+    assert {(r["program"], r["devices"]) for r in rows} == {("score", 4), ("sample", 4)}
+    for r in rows:
+        assert abs(r["plan"] / r["xla"] - 1) <= bench.TOLERANCE, r
+
+
+def test_a_batch_that_does_not_split_over_a_jobs_devices_is_refused(tmp_path):
+    """Scoring and sampling split each batch over the job's devices: the plan refuses a batch size that
+    does not divide, naming evaluation.batch_size and the job's devices."""
+    plan, config = _paper_plan(tmp_path, **{"evaluation.batch_size": 6})
+    with pytest.raises(ConfigError) as e:
+        plan_memory(plan, config, profile_resources(os.path.join(ROOT, "profiles", "tpu")))
+    assert "evaluation.batch_size" in str(e.value) and "4 devices of cpt_ensemble" in str(e.value)

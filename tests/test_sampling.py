@@ -86,7 +86,8 @@ def test_lower_temperature_concentrates_the_samples():
 
 def test_greedy_completions_follow_full_forward_argmax_after_each_prompt():
     """Prompts of different lengths, one batch: each completion is the step-by-step argmax of the
-    mixture computed by full forward passes, and the prompt's own tokens are never replaced."""
+    mixture computed by full forward passes, and the prompt's own tokens are never replaced; with and
+    without the KV cache (the members in turn, as cpt_ensemble runs them)."""
     import haliax as hax
     import jax
     import jax.numpy as jnp
@@ -98,6 +99,8 @@ def test_greedy_completions_follow_full_forward_argmax_after_each_prompt():
         models = tiny_llamas(2)
         prompts = [[0, 5, 9, 13], [0, 7], [0, 3, 3, 3, 3, 8]]
         got = sampling.greedy_completions(models, prompts, n_new=5, eot_id=0, batch_size=2, seq_len=24)
+        assert got == sampling.greedy_completions(models, prompts, n_new=5, eot_id=0, batch_size=2, seq_len=24,
+                                                  kv_cache=False)
         for prompt, completion in zip(prompts, got):
             seq = list(prompt)
             for _ in range(5):

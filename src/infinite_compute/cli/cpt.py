@@ -81,7 +81,9 @@ def cmd_cpt_ensemble(a) -> None:
     with scoring.device_mesh():
         models = [scoring.load_model(hf, s, a.tokenizer) for hf, s in zip(a.hfs, specs)]
         for k in range(1, len(models) + 1):
-            acc = answer_accuracy(models[:k], tok, problems, a.answer_tokens, a.batch_size, specs[0].model.seq_len)
+            # members in turn, not one decode of all: the paper's four 3B members fit a v4 host's chips
+            acc = answer_accuracy(models[:k], tok, problems, a.answer_tokens, a.batch_size, specs[0].model.seq_len,
+                                  kv_cache=False)
             curve.append({"ensemble_size": k, "loss": ensemble_loss(val[:k]), **acc})
     atomic_write_json(a.out, {"members": [s.run_id for s in specs], "curve": curve})
 

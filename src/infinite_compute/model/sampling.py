@@ -129,10 +129,45 @@ def sample_sequences(models: list, n_sequences: int, seq_len: int, eot_id: int, 
     return seqs[:n_sequences] if batches is None else seqs
 
 
+@functools.lru_cache(maxsize=None)
+def _next_logprob_fn():
+    """log p(next token) at one position of each sequence, [B, vocab] f32, from a full causal forward
+    pass of one model (the layers scanned as in training: no per-layer copies of the weights)."""
+    @eqx.filter_jit
+    def fn(model, tokens, positions):
+        B, T = tokens.shape
+        x = hax.shard(hax.named(tokens, (hax.Axis("batch", B), model.Pos.resize(T))))
+        h = model.activations(x, attn_mask=AttentionMask.causal()).array  # [B, T, embed]
+        h = jnp.take_along_axis(h, positions[:, None, None], axis=1)[:, 0]  # [B, embed]
+        w = model.get_lm_head().rearrange((model.config.Embed.name, model.Vocab.name)).array
+        return jax.nn.log_softmax((h @ w).astype(jnp.float32), axis=-1)
+
+    return fn
+
+
+def _greedy_forward(models, start, lens, n_new):
+    """`n_new` greedy tokens after each row's prompt, one full forward pass of each member per token:
+    only one member's activations exist at a time, beside the members' parameters."""
+    fn = _next_logprob_fn()
+    tokens = np.array(start)
+    rows = np.arange(len(tokens))
+    for step in range(n_new):
+        pos = (lens + step - 1).astype(np.int32)  # the last written token of each row
+        mix = None
+        for m in models:
+            lp = fn(m, tokens, pos)
+            mix = lp if mix is None else jnp.logaddexp(mix, lp)
+        # the mean of the members' distributions (a constant log K apart from the sum): its argmax
+        tokens[rows, pos + 1] = np.asarray(mix.argmax(-1), np.int32)
+    return tokens
+
+
 def greedy_completions(models: list, prompts: list[list[int]], n_new: int, eot_id: int, batch_size: int,
-                       seq_len: int) -> list[list[int]]:
+                       seq_len: int, kv_cache: bool = True) -> list[list[int]]:
     """`n_new` greedy tokens after each prompt (token ids, <|endoftext|> first), from the mean of
-    the members' next-token distributions, with the KV cache. Prompts longer than seq_len - n_new
+    the members' next-token distributions, with the KV cache; without it (`kv_cache` False: an
+    ensemble of large members, whose decode step would hold every member's cache and layer copies at
+    once), a full forward pass of each member in turn per token. Prompts longer than seq_len - n_new
     are cut from the left."""
     room = seq_len - n_new
     if room < 2:
@@ -149,6 +184,9 @@ def greedy_completions(models: list, prompts: list[list[int]], n_new: int, eot_i
         lens = np.array([len(p) for p in chunk], np.int32)
         for i, p in enumerate(chunk):
             start[i, : len(p)] = p
-        tokens = np.asarray(fn(tuple(models), start, jax.random.PRNGKey(0), 1.0, lens, greedy=True))
+        if kv_cache:
+            tokens = np.asarray(fn(tuple(models), start, jax.random.PRNGKey(0), 1.0, lens, greedy=True))
+        else:
+            tokens = _greedy_forward(models, start, lens, n_new)
         out.extend(tokens[i, lens[i] : lens[i] + n_new].tolist() for i in range(len(prompts[a : a + batch_size])))
     return out

@@ -135,7 +135,8 @@ def training_memory(m: ModelShape, vocab: int, batch: int, devices: int, *, shar
     return parts
 
 
-def scoring_memory(m: ModelShape, vocab: int, batch: int, devices: int = 1, accelerator: bool = False) -> dict:
+def scoring_memory(m: ModelShape, vocab: int, batch: int, devices: int = 1, accelerator: bool = False,
+                   members: int = 1) -> dict:
     """Bytes on one device of an f32 forward pass scoring `batch` sequences (evaluation, benchmarks;
     model/scoring.py), the parameters sharded over `devices` and the batch split over them: the
     parameters, and the larger of the logits with their log-softmax (SCORE_POSITIONS positions at a
@@ -148,7 +149,7 @@ def scoring_memory(m: ModelShape, vocab: int, batch: int, devices: int = 1, acce
     layer = 4 * T * (m.intermediate_dim + m.hidden_dim)
     if not (accelerator and m.attention_backend in FLASH):
         layer += LAYER_SCORES * 4 * b * m.num_heads * m.seq_len**2
-    parts = {"parameters": param_count(m, vocab) * 4 / devices, "logits or activations": max(logits, layer)}
+    parts = {"parameters": members * param_count(m, vocab) * 4 / devices, "logits or activations": max(logits, layer)}
     if devices > 1:  # sharded parameters: a layer's weights gathered whole while it computes
         parts["gathered layer"] = _layer_params(m) * 4
     return parts
@@ -276,9 +277,11 @@ def plan_memory(plan, config: dict, resources: dict[str, dict]) -> list[Estimate
         for m in sorted(shapes, key=lambda m: m.name):
             tag = f" x {members} members" if members > 1 else ""
             score = scoring_memory(m, vocab, eval_batch, d.count, d.accelerator)
-            # the CPT jobs' greedy answers: a decode of the members (at most seq_len long)
-            decode = sampling_memory(m, vocab, eval_batch, members, d.count) if answers else {}
-            parts = {"evaluate_model": score, "cpt_evaluate": larger(score, decode)}.get(rule, decode or score)
+            # cpt_evaluate's greedy answers: a decode (at most seq_len long); cpt_ensemble's: a forward
+            # pass of each member in turn (model/sampling.py), all members' parameters loaded
+            decode = sampling_memory(m, vocab, eval_batch, 1, d.count) if answers else {}
+            parts = {"evaluate_model": score, "cpt_evaluate": larger(score, decode),
+                     "cpt_ensemble": scoring_memory(m, vocab, eval_batch, d.count, d.accelerator, members)}[rule]
             out.append(Estimate(f"{rule} {m.name}{tag} (batch {eval_batch})", d, parts))
     d = dev("sample_teacher")
     _check_split("sample_teacher", eval_batch, d)
