@@ -12,9 +12,13 @@ import haliax as hax
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import NamedSharding
 from levanter.models.lm_model import LmExample, compute_next_token_loss
+from levanter.trainer import TrainerConfig
 
 from ..study.specs import ModelShape
+from . import sampling as sampling_mod
+from . import scoring
 from .shapes import llama_config
 
 
@@ -66,8 +70,6 @@ def training_step_memory(shape: ModelShape, vocab: int, batch: int, tokenizer_di
 
 def _sharded(params, mapping, mesh):
     """`params` (ShapeDtypeStructs) with the shardings levanter's `mapping` gives them on `mesh`."""
-    from jax.sharding import NamedSharding
-
     shard = hax.partitioning.infer_resource_partitions(params, mapping, mesh=mesh)
     leaves, tree = jax.tree_util.tree_flatten(params)
     specs = jax.tree_util.tree_leaves(shard, is_leaf=lambda x: isinstance(x, NamedSharding))
@@ -85,11 +87,6 @@ def inference_memory(shape: ModelShape, vocab: int, batch: int, members: int = 1
     per-token log-probs of `batch` sequences) or, with `sampling`, of its decode program
     (model/sampling.py: `batch` sequences from a mixture of `members`), compiled as those modules run
     it: f32 parameters sharded over all devices as scoring.load_model places them, the batch split."""
-    from levanter.trainer import TrainerConfig
-
-    from . import sampling as sampling_mod
-    from . import scoring
-
     config = llama_config(shape, None, gradient_checkpointing=False)
     Vocab = hax.Axis("vocab", vocab)
     trainer = TrainerConfig(require_accelerator=False)
